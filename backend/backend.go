@@ -1,0 +1,79 @@
+// Package backend defines the small set of dense kernels that every model,
+// pruning and training computation goes through, so that the CPU (SIMD
+// assembly, pure Go) and GPU (Vulkan) implementations are interchangeable
+// without touching model code.
+//
+// All matrices are dense, row-major float32 slices. A weight matrix of a
+// linear layer is stored as [out × in], as in PyTorch, so a linear layer is
+// Y = X · Wᵀ (MatMulNT).
+package backend
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Backend runs the matrix products. Implementations must be deterministic:
+// for the same inputs the result is bit-for-bit identical from run to run and
+// independent of the number of worker threads (each output element is
+// reduced by one worker in a fixed order).
+//
+// When acc is false C is overwritten, otherwise the product is added to C.
+type Backend interface {
+	// Name is the variant, e.g. "cpu-avx512", "cpu-avx2", "purego", "vulkan".
+	Name() string
+
+	// MatMulNT computes C[m×n] (+)= A[m×k] · B[n×k]ᵀ.  (linear forward: Y = X·Wᵀ)
+	MatMulNT(c, a, b []float32, m, n, k int, acc bool)
+	// MatMulNN computes C[m×n] (+)= A[m×k] · B[k×n].  (linear backward: dX = dY·W)
+	MatMulNN(c, a, b []float32, m, n, k int, acc bool)
+	// MatMulTN computes C[m×n] (+)= A[k×m]ᵀ · B[k×n]. (weight gradient: dW = dYᵀ·X)
+	MatMulTN(c, a, b []float32, m, n, k int, acc bool)
+	// SyrkTN computes H[n×n] += X[k×n]ᵀ · X[k×n] (Hessian collection). The full
+	// symmetric matrix is written.
+	SyrkTN(h, x []float32, n, k int)
+}
+
+var (
+	mu       sync.Mutex
+	registry = map[string]func() (Backend, error){}
+	def      string
+)
+
+// Register makes a backend constructor available under name. The first
+// registration with isDefault wins the default slot.
+func Register(name string, ctor func() (Backend, error), isDefault bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	registry[name] = ctor
+	if isDefault && def == "" {
+		def = name
+	}
+}
+
+// Names lists the registered backends.
+func Names() []string {
+	mu.Lock()
+	defer mu.Unlock()
+	var out []string
+	for n := range registry {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Get returns the backend with the given name; "" or "auto" gives the default.
+func Get(name string) (Backend, error) {
+	mu.Lock()
+	if name == "" || name == "auto" {
+		name = def
+	}
+	ctor, ok := registry[name]
+	mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("unknown backend %q (available: %v)", name, Names())
+	}
+	return ctor()
+}
