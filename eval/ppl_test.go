@@ -25,16 +25,16 @@ func (f bigramLM) Forward(_ backend.Backend, seqs [][]int) []float32 {
 
 func TestPerplexityIDs(t *testing.T) {
 	V := 5
-	ids := []int{0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 2} // 12 tokens
+	ids := []int{0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0, 1, 3} // 13 tokens, tail of 1 dropped
 	r, err := PerplexityIDs(bigramLM{V}, nil, V, ids, 4, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.Windows != 3 || r.Scored != 9 || r.Tokens != 12 {
+	if r.Windows != 3 || r.Scored != 9 || r.Tokens != 13 {
 		t.Fatalf("windows/scored/tokens = %d/%d/%d", r.Windows, r.Scored, r.Tokens)
 	}
-	// Every scored prediction is the +1 successor (the 0→2 pair sits at a window
-	// boundary and is not scored), so each has p = e/(e+V-1).
+	// Every scored prediction is the +1 successor (the 1→3 pair is in the
+	// dropped tail), so each has p = e/(e+V-1).
 	lp := 1 - math.Log(math.E+float64(V-1))
 	want := math.Exp(-lp)
 	if math.Abs(r.PPL-want) > 1e-9 {
