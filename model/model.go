@@ -6,7 +6,12 @@
 // pruned model is just a model whose layers are narrower.
 package model
 
-import "fmt"
+import (
+	"fmt"
+	"sync"
+
+	"github.com/darwinlm/darwinlm-go/nn"
+)
 
 // RopeStyle selects how RoPE pairs dimensions of a head.
 type RopeStyle int
@@ -85,6 +90,9 @@ type Model struct {
 	Layers []Layer
 	Norm   []float32 // [Hidden]
 	LMHead []float32 // [Vocab × Hidden]
+
+	ropeMu sync.Mutex
+	rope   *nn.Rope
 }
 
 // Validate checks that every tensor has the size its layer's widths imply.

@@ -1,0 +1,133 @@
+// Package nn holds the layers of the Llama block as small forward functions
+// (and, in *_backward.go, their backward twins), in the style of llm.c: each
+// op works on flat row-major float32 slices, readable top to bottom.
+//
+// Reductions whose length grows with the model (RMSNorm's sum of squares,
+// softmax normalisers) accumulate in float64; dot products of one head
+// (head_dim ≤ 256) accumulate in float32.
+package nn
+
+import (
+	"math"
+	"runtime"
+	"sync"
+)
+
+// ParallelFor runs f(i) for i in [0,n) on up to GOMAXPROCS goroutines. Each
+// index is processed by exactly one goroutine, so results are independent of
+// the worker count as long as f(i) only writes its own outputs.
+func ParallelFor(n int, f func(i int)) {
+	w := runtime.GOMAXPROCS(0)
+	if w > n {
+		w = n
+	}
+	if w <= 1 {
+		for i := 0; i < n; i++ {
+			f(i)
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	next := 0
+	for g := 0; g < w; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				f(i)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// RMSNormForward computes out[r] = x[r] / rms(x[r]) * w for each of rows rows
+// of length dim, where rms = sqrt(mean(x²) + eps). rstd (len rows, may be nil)
+// receives 1/rms for the backward pass. out may alias x.
+func RMSNormForward(out, rstd, x, w []float32, rows, dim int, eps float64) {
+	for r := 0; r < rows; r++ {
+		xr := x[r*dim : r*dim+dim]
+		var ss float64
+		for _, v := range xr {
+			ss += float64(v) * float64(v)
+		}
+		rs := 1 / math.Sqrt(ss/float64(dim)+eps)
+		if rstd != nil {
+			rstd[r] = float32(rs)
+		}
+		or := out[r*dim : r*dim+dim]
+		// HF computes (x * rstd) in float32, then multiplies by the weight.
+		s := float32(rs)
+		for i, v := range xr {
+			or[i] = w[i] * (v * s)
+		}
+	}
+}
+
+// AddBias adds b to every row of x (rows × len(b)).
+func AddBias(x, b []float32, rows int) {
+	if b == nil {
+		return
+	}
+	n := len(b)
+	for r := 0; r < rows; r++ {
+		xr := x[r*n : r*n+n]
+		for i, v := range b {
+			xr[i] += v
+		}
+	}
+}
+
+// SwiGLUForward computes out = silu(gate) * up elementwise. out may alias
+// gate or up.
+func SwiGLUForward(out, gate, up []float32) {
+	for i, g := range gate {
+		out[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
+	}
+}
+
+// Dot is a float32 dot product with four accumulators.
+func Dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// LogSoftmaxAt returns log p(target) for one row of logits, computed in
+// float64.
+func LogSoftmaxAt(logits []float32, target int) float64 {
+	return float64(logits[target]) - LogSumExp(logits)
+}
+
+// LogSumExp of a row, in float64.
+func LogSumExp(row []float32) float64 {
+	mx := float32(math.Inf(-1))
+	for _, v := range row {
+		if v > mx {
+			mx = v
+		}
+	}
+	var s float64
+	for _, v := range row {
+		s += math.Exp(float64(v - mx))
+	}
+	return float64(mx) + math.Log(s)
+}
