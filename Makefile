@@ -1,0 +1,41 @@
+# darwinlm-go — see README.md. `make help` lists the targets.
+GO      ?= go
+BIN     := bin/darwinlm
+export DARWINLM_HUB_MIRROR ?= $(abspath ../shared/hf)
+
+DEMO_MODEL ?= hf:raincandy-u/TinyStories-656K
+DEMO_TEXT  ?= hf-dataset:roneneldan/TinyStories/default/validation_prefix
+
+.PHONY: help build demo test test-purego vet bench fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+build: ## build bin/darwinlm
+	$(GO) build -o $(BIN) ./cmd/darwinlm
+
+demo: build ## main job: load the default tiny model, generate a story, print its perplexity
+	$(BIN) info
+	$(BIN) generate --model $(DEMO_MODEL) --prompt "Once upon a time" --max-tokens 120
+	$(BIN) ppl --model $(DEMO_MODEL) --text-file $(DEMO_TEXT) --seq-len 512
+	$(BIN) ppl --model hf:karpathy/tinyllamas/stories260K/stories260K.bin --text-file $(DEMO_TEXT) --seq-len 512
+
+vet: ## go vet, default and purego builds
+	$(GO) vet ./...
+	$(GO) vet -tags purego ./...
+
+test: vet ## the test suite (what CI runs)
+	$(GO) test -count=1 ./...
+	$(GO) test -count=1 -tags purego ./backend/... ./model/...
+
+bench: ## kernel, forward, training and evaluation benchmarks
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./bench/
+
+fuzz: ## run each fuzz target for 30 s
+	@for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg || exit 1; \
+	  done; done
+
+clean: ## remove build outputs
+	rm -rf bin
