@@ -1,8 +1,18 @@
-// Package cpu is the CPU backend. This first version is a plain, parallel
-// pure-Go implementation; SIMD assembly variants are selected at start-up.
+// Package cpu is the CPU backend: BLIS-style packed and blocked fp32 GEMM
+// with AVX-512 and AVX2+FMA micro-kernels in Go assembly, a pure-Go twin,
+// run-time dispatch through cpuid, and a persistent worker pool.
+//
+// Results are deterministic: work is split only over output tiles (rows or
+// columns of C), never over the K reduction, and each element is reduced in
+// the same fixed K-block order whatever the worker count. Different variants
+// (avx512, avx2, purego) round differently and agree only within a tolerance.
 package cpu
 
+//go:generate go run gen_asm.go
+
 import (
+	"fmt"
+	"math"
 	"runtime"
 	"sync"
 
@@ -11,98 +21,311 @@ import (
 
 func init() {
 	backend.Register("cpu", func() (backend.Backend, error) { return New(), nil }, true)
-	backend.Register("purego", func() (backend.Backend, error) { return New(), nil }, false)
+	backend.Register("purego", func() (backend.Backend, error) { return NewVariant("purego") }, false)
+}
+
+// preference lists variants from fastest to slowest.
+var preference = []string{"avx512", "avx2", "purego"}
+
+var (
+	kernMu  sync.Mutex
+	kernels = map[string]*kernel{}
+)
+
+func registerKernel(k *kernel) {
+	kernMu.Lock()
+	kernels[k.name] = k
+	kernMu.Unlock()
+}
+
+// Available lists the variants this machine and build can run, best first.
+func Available() []string {
+	kernMu.Lock()
+	defer kernMu.Unlock()
+	var out []string
+	for _, n := range preference {
+		if kernels[n] != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+func best() *kernel {
+	kernMu.Lock()
+	defer kernMu.Unlock()
+	for _, n := range preference {
+		if k := kernels[n]; k != nil {
+			return k
+		}
+	}
+	panic("cpu: no kernel registered")
 }
 
 // CPU implements backend.Backend.
-type CPU struct{ workers int }
+type CPU struct {
+	kern    *kernel
+	workers int
+}
 
-// New returns a CPU backend using GOMAXPROCS workers.
-func New() *CPU { return &CPU{workers: runtime.GOMAXPROCS(0)} }
+// New returns the best available variant using GOMAXPROCS workers.
+func New() *CPU { return &CPU{kern: best(), workers: runtime.GOMAXPROCS(0)} }
 
-func (c *CPU) Name() string { return "purego" }
-
-// parallelRows splits [0,m) into contiguous chunks. Each output row is
-// produced by exactly one worker, so results do not depend on the split.
-func (c *CPU) parallelRows(m int, f func(i0, i1 int)) {
-	w := c.workers
-	if w > m {
-		w = m
+// NewVariant returns a forced variant ("avx512", "avx2", "purego"; a "cpu-"
+// prefix is accepted). It fails if the CPU or the build lacks it.
+func NewVariant(name string) (*CPU, error) {
+	if len(name) > 4 && name[:4] == "cpu-" {
+		name = name[4:]
 	}
-	if w <= 1 {
-		f(0, m)
+	kernMu.Lock()
+	k := kernels[name]
+	kernMu.Unlock()
+	if k == nil {
+		return nil, fmt.Errorf("cpu: variant %q not available (have %v)", name, Available())
+	}
+	return &CPU{kern: k, workers: runtime.GOMAXPROCS(0)}, nil
+}
+
+// WithWorkers returns a copy that splits work over n goroutines (n ≥ 1).
+// The results do not depend on n.
+func (c *CPU) WithWorkers(n int) *CPU {
+	return &CPU{kern: c.kern, workers: max(n, 1)}
+}
+
+// Workers is the number of goroutines a call may use.
+func (c *CPU) Workers() int { return c.workers }
+
+// Variant is the kernel variant: "avx512", "avx2" or "purego".
+func (c *CPU) Variant() string { return c.kern.name }
+
+func (c *CPU) Name() string {
+	if c.kern.name == "purego" {
+		return "purego"
+	}
+	return "cpu-" + c.kern.name
+}
+
+// Below this many multiply-adds a call runs on one goroutine: waking a
+// worker costs a few microseconds.
+const parallelMACs = 1 << 18
+
+func (c *CPU) parts(macs int) int {
+	if macs < parallelMACs {
+		return 1
+	}
+	return c.workers
+}
+
+// gemm splits C over workers along N (each worker then packs only its own
+// columns of B) unless N is too narrow, in which case along M.
+func (c *CPU) gemm(g *gemmJob, m, n int) {
+	kn := g.kern
+	w := c.parts(m * n * g.k)
+	if g.upper {
+		// Work up to column j grows like j²: balance the triangle.
+		units := (n + kn.nr - 1) / kn.nr
+		w = min(w, units)
+		cut := func(t int) int {
+			if t >= w {
+				return n
+			}
+			u := int(math.Round(float64(units) * math.Sqrt(float64(t)/float64(w))))
+			return min(u*kn.nr, n)
+		}
+		parallel(w, func(t int) {
+			j0, j1 := cut(t), cut(t+1)
+			if j0 < j1 {
+				g.run(0, min(m, j1), j0, j1)
+			}
+		})
 		return
 	}
-	var wg sync.WaitGroup
-	chunk := (m + w - 1) / w
-	for i0 := 0; i0 < m; i0 += chunk {
-		i1 := min(i0+chunk, m)
-		wg.Add(1)
-		go func() { defer wg.Done(); f(i0, i1) }()
+	nu := (n + kn.nr - 1) / kn.nr
+	mu := (m + kn.mr - 1) / kn.mr
+	if nu >= 2*w || nu >= mu {
+		w = min(w, nu)
+		parallel(w, func(t int) {
+			j0, j1 := min(t*nu/w*kn.nr, n), min((t+1)*nu/w*kn.nr, n)
+			if j0 < j1 {
+				g.run(0, m, j0, j1)
+			}
+		})
+		return
 	}
-	wg.Wait()
+	w = min(w, mu)
+	parallel(w, func(t int) {
+		i0, i1 := min(t*mu/w*kn.mr, m), min((t+1)*mu/w*kn.mr, m)
+		if i0 < i1 {
+			g.run(i0, i1, 0, n)
+		}
+	})
+}
+
+// trivial handles empty shapes; it reports whether there is nothing left.
+func trivial(c []float32, m, n, k int, acc bool) bool {
+	if m == 0 || n == 0 {
+		return true
+	}
+	if k == 0 {
+		if !acc {
+			clear(c[:m*n])
+		}
+		return true
+	}
+	return false
 }
 
 func (c *CPU) MatMulNT(cc, a, b []float32, m, n, k int, acc bool) {
 	backend.CheckDims("MatMulNT", cc, a, b, m*n, m*k, n*k)
-	c.parallelRows(m, func(i0, i1 int) {
-		for i := i0; i < i1; i++ {
-			ar := a[i*k : i*k+k]
-			cr := cc[i*n : i*n+n]
-			for j := 0; j < n; j++ {
-				br := b[j*k : j*k+k]
-				var s float32
-				for p, av := range ar {
-					s += av * br[p]
-				}
-				if acc {
-					cr[j] += s
-				} else {
-					cr[j] = s
-				}
-			}
-		}
-	})
+	if trivial(cc, m, n, k, acc) {
+		return
+	}
+	if m == 1 {
+		c.gemvDots(cc[:n], a[:k], n, k, acc, func(j int, _ []float32) []float32 { return b[j*k : j*k+k] })
+		return
+	}
+	A := view{a, k, 1}
+	Bt := view{b, k, 1}
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
 }
 
 func (c *CPU) MatMulNN(cc, a, b []float32, m, n, k int, acc bool) {
 	backend.CheckDims("MatMulNN", cc, a, b, m*n, m*k, k*n)
-	c.parallelRows(m, func(i0, i1 int) {
-		for i := i0; i < i1; i++ {
-			cr := cc[i*n : i*n+n]
-			if !acc {
-				clear(cr)
-			}
-			for p := 0; p < k; p++ {
-				av := a[i*k+p]
-				br := b[p*n : p*n+n]
-				for j, bv := range br {
-					cr[j] += av * bv
-				}
-			}
-		}
-	})
+	if trivial(cc, m, n, k, acc) {
+		return
+	}
+	if m == 1 {
+		c.gemvAxpy(cc[:n], a, 1, b, n, k, acc)
+		return
+	}
+	A := view{a, k, 1}
+	Bt := view{b, 1, n}
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
 }
 
 func (c *CPU) MatMulTN(cc, a, b []float32, m, n, k int, acc bool) {
 	backend.CheckDims("MatMulTN", cc, a, b, m*n, k*m, k*n)
-	c.parallelRows(m, func(i0, i1 int) {
-		for i := i0; i < i1; i++ {
-			cr := cc[i*n : i*n+n]
-			if !acc {
-				clear(cr)
-			}
-			for p := 0; p < k; p++ {
-				av := a[p*m+i]
-				br := b[p*n : p*n+n]
-				for j, bv := range br {
-					cr[j] += av * bv
+	if trivial(cc, m, n, k, acc) {
+		return
+	}
+	if m == 1 {
+		c.gemvAxpy(cc[:n], a, 1, b, n, k, acc)
+		return
+	}
+	A := view{a, 1, m}
+	Bt := view{b, 1, n}
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
+}
+
+// SyrkTN computes H += XᵀX. Only tiles touching the upper triangle are
+// computed, then the strict lower triangle is copied from the upper one, so
+// H must be symmetric on entry (it is when it only ever accumulates XᵀX).
+func (c *CPU) SyrkTN(h, x []float32, n, k int) {
+	backend.CheckDims("SyrkTN", h, x, x, n*n, k*n, k*n)
+	if n == 0 || k == 0 {
+		return
+	}
+	X := view{x, 1, n}
+	c.gemm(&gemmJob{kern: c.kern, c: h, ldc: n, k: k, packA: X.pack, packB: X.pack, acc: true, upper: true}, n, n)
+	c.mirrorUpper(h, n)
+}
+
+// mirrorUpper copies H[j][i] (j<i) into H[i][j] in cache-friendly blocks.
+func (c *CPU) mirrorUpper(h []float32, n int) {
+	const bs = 64
+	nb := (n + bs - 1) / bs
+	w := c.parts(n * n * 4)
+	w = min(w, nb)
+	parallel(w, func(t int) {
+		for bi := t; bi < nb; bi += w {
+			i0, i1 := bi*bs, min(bi*bs+bs, n)
+			for j0 := 0; j0 <= i0; j0 += bs {
+				j1 := min(j0+bs, n)
+				for i := i0; i < i1; i++ {
+					row := h[i*n : i*n+n]
+					for j := j0; j < min(j1, i); j++ {
+						row[j] = h[j*n+i]
+					}
 				}
 			}
 		}
 	})
 }
 
-func (c *CPU) SyrkTN(h, x []float32, n, k int) {
-	c.MatMulTN(h, x, x, n, n, k, true)
+// gemvDots is the m=1 NT case (token-by-token decoding): one dot product per
+// output, which reads each weight row once and needs no packing.
+func (c *CPU) gemvDots(out, x []float32, n, k int, acc bool, row func(j int, scratch []float32) []float32) {
+	w := c.parts(n * k)
+	w = min(w, n)
+	dot := c.kern.dot
+	parallel(w, func(t int) {
+		j0, j1 := t*n/w, (t+1)*n/w
+		var scratch []float32
+		if j1 > j0 {
+			scratch = make([]float32, k)
+		}
+		for j := j0; j < j1; j++ {
+			s := dot(x, row(j, scratch))
+			if acc {
+				out[j] += s
+			} else {
+				out[j] = s
+			}
+		}
+	})
 }
+
+// gemvAxpy is the m=1 NN/TN case: out += Σ_p a[p*sa]·B[p,:]. Column ranges
+// are split at multiples of 64 so every element lands in the same SIMD lane
+// position (vector body vs scalar tail) whatever the worker count.
+func (c *CPU) gemvAxpy(out, a []float32, sa int, b []float32, n, k int, acc bool) {
+	if !acc {
+		clear(out)
+	}
+	const align = 64
+	units := (n + align - 1) / align
+	w := min(c.parts(n*k), units)
+	axpy := c.kern.axpy
+	parallel(w, func(t int) {
+		j0, j1 := min(t*units/w*align, n), min((t+1)*units/w*align, n)
+		if j0 >= j1 {
+			return
+		}
+		o := out[j0:j1]
+		for p := 0; p < k; p++ {
+			axpy(a[p*sa], b[p*n+j0:p*n+j1], o)
+		}
+	})
+}
+
+// MatMulNTBF16 computes C[m×n] (+)= A[m×k] · Bᵀ where B[n×k] holds bfloat16
+// weights (the upper 16 bits of a float32). B is widened while it is packed,
+// so it runs the same fp32 kernels.
+func (c *CPU) MatMulNTBF16(cc []float32, a []float32, b []uint16, m, n, k int, acc bool) {
+	if len(cc) < m*n || len(a) < m*k || len(b) < n*k {
+		panic("MatMulNTBF16: slice too short for the given dimensions")
+	}
+	if trivial(cc, m, n, k, acc) {
+		return
+	}
+	if m == 1 {
+		c.gemvDots(cc[:n], a[:k], n, k, acc, func(j int, s []float32) []float32 {
+			BF16ToFloat32(s, b[j*k:j*k+k])
+			return s
+		})
+		return
+	}
+	A := view{a, k, 1}
+	Bt := bview{b, k}
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
+}
+
+// BF16ToFloat32 widens bfloat16 values (dst and src of equal length).
+func BF16ToFloat32(dst []float32, src []uint16) {
+	dst = dst[:len(src)]
+	for i, v := range src {
+		dst[i] = math.Float32frombits(uint32(v) << 16)
+	}
+}
+
+var _ backend.Backend = (*CPU)(nil)

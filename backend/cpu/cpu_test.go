@@ -1,0 +1,295 @@
+package cpu
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+func randVec(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+type shape int
+
+const (
+	nt shape = iota
+	nn
+	tn
+)
+
+func (s shape) String() string { return [...]string{"NT", "NN", "TN"}[s] }
+
+// elem returns A(i,p) and B(p,j) for the shape's storage.
+func operands(s shape, a, b []float32, m, n, k int) (func(i, p int) float64, func(p, j int) float64) {
+	A := func(i, p int) float64 { return float64(a[i*k+p]) }
+	if s == tn {
+		A = func(i, p int) float64 { return float64(a[p*m+i]) }
+	}
+	B := func(p, j int) float64 { return float64(b[p*n+j]) }
+	if s == nt {
+		B = func(p, j int) float64 { return float64(b[j*k+p]) }
+	}
+	return A, B
+}
+
+// checkGemm compares got with the float64 product. Any summation order of
+// k products plus the initial C, in float32 with or without FMA, is within
+// γ_{k+1}·(|C0| + Σ|a||b|) with γ_n ≈ n·2⁻²⁴ (Higham, §3.1); we allow 2×.
+func checkGemm(t *testing.T, name string, got, c0 []float32, A func(i, p int) float64, B func(p, j int) float64, m, n, k int) {
+	t.Helper()
+	const u = 1.0 / (1 << 24)
+	bad := 0
+	for i := 0; i < m; i++ {
+		for j := 0; j < n; j++ {
+			var s, sa float64
+			if c0 != nil {
+				s = float64(c0[i*n+j])
+				sa = math.Abs(s)
+			}
+			for p := 0; p < k; p++ {
+				x := A(i, p) * B(p, j)
+				s += x
+				sa += math.Abs(x)
+			}
+			tol := 2*float64(k+2)*u*sa + 1e-30
+			if d := math.Abs(float64(got[i*n+j]) - s); !(d <= tol) {
+				if bad < 5 {
+					t.Errorf("%s: C[%d,%d] = %g, want %g (err %.3g > tol %.3g)", name, i, j, got[i*n+j], s, d, tol)
+				}
+				bad++
+			}
+		}
+	}
+	if bad > 0 {
+		t.Fatalf("%s: %d bad elements", name, bad)
+	}
+}
+
+func variants(t testing.TB) []*CPU {
+	var out []*CPU
+	for _, v := range Available() {
+		c, err := NewVariant(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func runShape(c *CPU, s shape, cc, a, b []float32, m, n, k int, acc bool) {
+	switch s {
+	case nt:
+		c.MatMulNT(cc, a, b, m, n, k, acc)
+	case nn:
+		c.MatMulNN(cc, a, b, m, n, k, acc)
+	case tn:
+		c.MatMulTN(cc, a, b, m, n, k, acc)
+	}
+}
+
+func testCase(t *testing.T, c *CPU, s shape, m, n, k int, acc bool, r *rand.Rand) {
+	a, b := randVec(r, m*k), randVec(r, k*n)
+	cc := randVec(r, m*n)
+	var c0 []float32
+	if acc {
+		c0 = append([]float32(nil), cc...)
+	}
+	runShape(c, s, cc, a, b, m, n, k, acc)
+	A, B := operands(s, a, b, m, n, k)
+	checkGemm(t, fmt.Sprintf("%s %v %dx%dx%d acc=%v", c.Name(), s, m, n, k, acc), cc, c0, A, B, m, n, k)
+}
+
+func TestGemmSmall(t *testing.T) {
+	sizes := []int{1, 2, 7, 17, 63, 129}
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, c := range variants(t) {
+		for _, s := range []shape{nt, nn, tn} {
+			for _, m := range sizes {
+				for _, n := range sizes {
+					for _, k := range sizes {
+						for _, acc := range []bool{false, true} {
+							testCase(t, c, s, m, n, k, acc, r)
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// Sizes that cross every block boundary (mc, kc, nc) and the parallel split.
+func TestGemmLarge(t *testing.T) {
+	dims := [][3]int{{300, 257, 513}, {145, 600, 260}, {1, 1100, 700}, {5, 2000, 40}, {2000, 3, 300}}
+	if testing.Short() {
+		dims = dims[:1]
+	}
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, c := range variants(t) {
+		for _, s := range []shape{nt, nn, tn} {
+			for _, d := range dims {
+				for _, acc := range []bool{false, true} {
+					testCase(t, c, s, d[0], d[1], d[2], acc, r)
+				}
+			}
+		}
+	}
+}
+
+func TestGemmZeroK(t *testing.T) {
+	for _, c := range variants(t) {
+		cc := []float32{1, 2, 3, 4}
+		c.MatMulNT(cc, nil, nil, 2, 2, 0, true)
+		if cc[3] != 4 {
+			t.Fatal("acc with k=0 changed C")
+		}
+		c.MatMulNN(cc, nil, nil, 2, 2, 0, false)
+		for _, v := range cc {
+			if v != 0 {
+				t.Fatal("k=0 did not clear C")
+			}
+		}
+	}
+}
+
+func symRand(r *rand.Rand, n int) []float32 {
+	h := make([]float32, n*n)
+	for i := 0; i < n; i++ {
+		for j := i; j < n; j++ {
+			v := float32(r.NormFloat64())
+			h[i*n+j], h[j*n+i] = v, v
+		}
+	}
+	return h
+}
+
+func TestSyrk(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, c := range variants(t) {
+		for _, d := range [][2]int{{1, 1}, {7, 3}, {17, 129}, {63, 2}, {129, 63}, {300, 513}, {600, 40}} {
+			n, k := d[0], d[1]
+			x := randVec(r, k*n)
+			h := symRand(r, n)
+			h0 := append([]float32(nil), h...)
+			c.SyrkTN(h, x, n, k)
+			A := func(i, p int) float64 { return float64(x[p*n+i]) }
+			B := func(p, j int) float64 { return float64(x[p*n+j]) }
+			checkGemm(t, fmt.Sprintf("%s syrk %dx%d", c.Name(), n, k), h, h0, A, B, n, n, k)
+			for i := 0; i < n; i++ {
+				for j := 0; j < i; j++ {
+					if h[i*n+j] != h[j*n+i] {
+						t.Fatalf("%s syrk: not symmetric at %d,%d", c.Name(), i, j)
+					}
+				}
+			}
+		}
+	}
+}
+
+func bf16(r *rand.Rand, n int) ([]uint16, []float32) {
+	b := make([]uint16, n)
+	f := make([]float32, n)
+	for i := range b {
+		b[i] = uint16(math.Float32bits(float32(r.NormFloat64())) >> 16)
+		f[i] = math.Float32frombits(uint32(b[i]) << 16)
+	}
+	return b, f
+}
+
+func TestBF16(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, c := range variants(t) {
+		for _, d := range [][3]int{{1, 7, 17}, {1, 300, 513}, {7, 63, 129}, {129, 17, 300}, {200, 600, 300}} {
+			m, n, k := d[0], d[1], d[2]
+			for _, acc := range []bool{false, true} {
+				a := randVec(r, m*k)
+				b, bf := bf16(r, n*k)
+				cc := randVec(r, m*n)
+				var c0 []float32
+				if acc {
+					c0 = append([]float32(nil), cc...)
+				}
+				c.MatMulNTBF16(cc, a, b, m, n, k, acc)
+				A, B := operands(nt, a, bf, m, n, k)
+				checkGemm(t, fmt.Sprintf("%s bf16 %dx%dx%d", c.Name(), m, n, k), cc, c0, A, B, m, n, k)
+			}
+		}
+	}
+}
+
+// Bitwise identical results for 1, 2, 3 and 5 workers, and from run to run.
+func TestDeterminism(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	type tc struct {
+		s       shape
+		m, n, k int
+	}
+	cases := []tc{{nt, 300, 257, 513}, {nn, 300, 257, 513}, {tn, 300, 257, 513}, {nt, 1, 1000, 700}, {nn, 1, 1000, 700}, {tn, 1000, 40, 300}, {nt, 1000, 2, 300}}
+	for _, base := range variants(t) {
+		for _, cs := range cases {
+			a, b := randVec(r, cs.m*cs.k), randVec(r, cs.k*cs.n)
+			c0 := randVec(r, cs.m*cs.n)
+			var ref []float32
+			for _, w := range []int{1, 2, 3, 5, 2} {
+				cc := append([]float32(nil), c0...)
+				runShape(base.WithWorkers(w), cs.s, cc, a, b, cs.m, cs.n, cs.k, true)
+				if ref == nil {
+					ref = cc
+					continue
+				}
+				for i := range cc {
+					if math.Float32bits(cc[i]) != math.Float32bits(ref[i]) {
+						t.Fatalf("%s %v %dx%dx%d: workers=%d differs at %d", base.Name(), cs.s, cs.m, cs.n, cs.k, w, i)
+					}
+				}
+			}
+		}
+		// Syrk and bf16.
+		n, k := 400, 300
+		x := randVec(r, k*n)
+		h0 := symRand(r, n)
+		bw, _ := bf16(r, n*k)
+		var ref, refB []float32
+		for _, w := range []int{1, 2, 3, 5} {
+			c := base.WithWorkers(w)
+			h := append([]float32(nil), h0...)
+			c.SyrkTN(h, x, n, k)
+			cb := make([]float32, k*n)
+			c.MatMulNTBF16(cb, x, bw, k, n, k, false)
+			if ref == nil {
+				ref, refB = h, cb
+				continue
+			}
+			for i := range h {
+				if math.Float32bits(h[i]) != math.Float32bits(ref[i]) {
+					t.Fatalf("%s syrk: workers=%d differs at %d", base.Name(), w, i)
+				}
+			}
+			for i := range cb {
+				if math.Float32bits(cb[i]) != math.Float32bits(refB[i]) {
+					t.Fatalf("%s bf16: workers=%d differs at %d", base.Name(), w, i)
+				}
+			}
+		}
+	}
+}
+
+func TestVariants(t *testing.T) {
+	av := Available()
+	if len(av) == 0 || av[len(av)-1] != "purego" {
+		t.Fatalf("Available() = %v", av)
+	}
+	if _, err := NewVariant("nope"); err == nil {
+		t.Fatal("unknown variant accepted")
+	}
+	if New().Variant() != av[0] {
+		t.Fatalf("New() = %s, want %s", New().Variant(), av[0])
+	}
+	t.Log(Info())
+}
