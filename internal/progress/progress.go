@@ -46,3 +46,10 @@ func (p *Bar) Finish() {
 		_ = p.b.Finish()
 	}
 }
+
+// Set moves the bar to n steps done.
+func (p *Bar) Set(n int) {
+	if p != nil && p.b != nil {
+		_ = p.b.Set(n)
+	}
+}

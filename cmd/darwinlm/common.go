@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	_ "github.com/darwinlm/darwinlm-go/backend/cpu" // registers "cpu" and "purego"
+	"github.com/darwinlm/darwinlm-go/internal/progress"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/tokenizer"
+)
+
+// modelFlags are shared by every command that loads a model.
+type modelFlags struct {
+	model, tokenizer, backend string
+	quiet                     bool
+}
+
+func (f *modelFlags) register(c *cobra.Command) {
+	c.Flags().StringVar(&f.model, "model", "hf:raincandy-u/TinyStories-656K",
+		"model: hf:ORG/NAME[/SUBDIR], a Hugging Face folder, or a llama2.c .bin")
+	c.Flags().StringVar(&f.tokenizer, "tokenizer", "", "tokenizer file (default: found beside the model)")
+	c.Flags().StringVar(&f.backend, "backend", "auto", "compute backend: auto, "+strings.Join(backend.Names(), ", "))
+	c.Flags().BoolVarP(&f.quiet, "quiet", "q", false, "no progress bars")
+}
+
+func (f *modelFlags) load() (*model.Model, tokenizer.Tokenizer, backend.Backend, error) {
+	progress.Quiet = f.quiet
+	be, err := backend.Get(f.backend)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	m, tok, err := model.Open(f.model, f.tokenizer)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return m, tok, be, nil
+}
+
+// printJSON writes v as one JSON line on stdout.
+func printJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(os.Stdout, string(b))
+	return err
+}
+
+// writeFileAtomic writes data to path through a temporary file in the same
+// directory, so a crash never leaves a half-written output.
+func writeFileAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

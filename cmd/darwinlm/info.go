@@ -1,0 +1,26 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/backend/cpu"
+)
+
+func init() {
+	addCommand(&cobra.Command{
+		Use:   "info",
+		Short: "Show the detected CPU features, the selected kernels and the available backends",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Print(cpu.Info())
+			def, err := backend.Get("")
+			if err != nil {
+				return err
+			}
+			fmt.Printf("backends:      %v (default %s)\n", backend.Names(), def.Name())
+			return nil
+		},
+	})
+}
