@@ -1,0 +1,142 @@
+package nn
+
+import "math"
+
+// AttentionForwardT is the generic twin of AttentionForward (training uses
+// past = 0 but the twin supports the general case).
+func AttentionForwardT[F Float](out, probs, q, k, v []F, T, past, nH, nKV, d int) {
+	if o, ok := any(out).([]float32); ok {
+		AttentionForward(o, any(probs).([]float32), any(q).([]float32), any(k).([]float32), any(v).([]float32), T, past, nH, nKV, d)
+		return
+	}
+	qs := nH * d
+	Tk := past + T
+	ParallelFor(nH, func(h int) {
+		att := make([]F, Tk)
+		for t := 0; t < T; t++ {
+			ot := out[t*qs+h*d : t*qs+h*d+d]
+			p := attnRow(att, q, k, t, past, h, nH, nKV, d)
+			clear(ot)
+			kh := h / (nH / nKV)
+			for j, pj := range p {
+				vj := v[j*nKV*d+kh*d : j*nKV*d+kh*d+d]
+				for i, vv := range vj {
+					ot[i] += pj * vv
+				}
+			}
+			if probs != nil {
+				copy(probs[(h*T+t)*Tk:], p)
+			}
+		}
+	})
+}
+
+// attnRow computes the softmax probabilities of query t of head h over keys
+// 0..past+t into att[:past+t+1] and returns that slice. The arithmetic is the
+// one of AttentionForward, so for float32 the probabilities are bitwise those
+// of the forward pass (recomputation in the backward pass is exact).
+func attnRow[F Float](att, q, k []F, t, past, h, nH, nKV, d int) []F {
+	scale := F(1 / math.Sqrt(float64(d)))
+	qs, kvs := nH*d, nKV*d
+	kh := h / (nH / nKV)
+	last := past + t
+	qt := q[t*qs+h*d : t*qs+h*d+d]
+	mx := F(math.Inf(-1))
+	for j := 0; j <= last; j++ {
+		s := DotT(qt, k[j*kvs+kh*d:j*kvs+kh*d+d]) * scale
+		att[j] = s
+		if s > mx {
+			mx = s
+		}
+	}
+	var sum float64
+	for j := 0; j <= last; j++ {
+		e := F(math.Exp(float64(att[j] - mx)))
+		att[j] = e
+		sum += float64(e)
+	}
+	inv := F(1 / sum)
+	for j := 0; j <= last; j++ {
+		att[j] *= inv
+	}
+	return att[:last+1]
+}
+
+// AttentionBackward back-propagates causal GQA attention of one sequence of
+// T tokens starting at position 0 (q [T × nH × d], k and v [T × nKV × d]).
+// probs is the [nH × T × T] output of the forward pass, or nil: then every
+// probability row is recomputed from q and k (bitwise equal to the forward
+// pass), so that [nH × T × T] never needs to be stored. dq, dk and dv are
+// overwritten. With p the probabilities of query t, s = scale·q·k:
+//
+//	dv_j += p_j·dout_t
+//	dp_j  = dout_t·v_j
+//	ds_j  = p_j·(dp_j − Σ_i p_i·dp_i)
+//	dq_t += scale·Σ_j ds_j·k_j,   dk_j += scale·ds_j·q_t
+//
+// Query heads run in parallel; the K/V gradients of the heads of one group
+// are summed afterwards in head order, so the result is deterministic.
+func AttentionBackward[F Float](dq, dk, dv, dout, q, k, v, probs []F, T, nH, nKV, d int) {
+	group := nH / nKV
+	scale := F(1 / math.Sqrt(float64(d)))
+	qs, kvs := nH*d, nKV*d
+	// Per-query-head K/V gradients: [nH][T × d].
+	dkh := make([]F, nH*T*d)
+	dvh := make([]F, nH*T*d)
+	ParallelFor(nH, func(h int) {
+		kh := h / group
+		att := make([]F, T)
+		dp := make([]F, T)
+		myK, myV := dkh[h*T*d:(h+1)*T*d], dvh[h*T*d:(h+1)*T*d]
+		for t := 0; t < T; t++ {
+			var p []F
+			if probs != nil {
+				p = probs[(h*T+t)*T : (h*T+t)*T+t+1]
+			} else {
+				p = attnRow(att, q, k, t, 0, h, nH, nKV, d)
+			}
+			do := dout[t*qs+h*d : t*qs+h*d+d]
+			qt := q[t*qs+h*d : t*qs+h*d+d]
+			dqt := dq[t*qs+h*d : t*qs+h*d+d]
+			clear(dqt)
+			var sum float64
+			for j := range p {
+				vj := v[j*kvs+kh*d : j*kvs+kh*d+d]
+				dp[j] = DotT(do, vj)
+				sum += float64(p[j]) * float64(dp[j])
+				pj := p[j]
+				dvj := myV[j*d : j*d+d]
+				for i, g := range do {
+					dvj[i] += pj * g
+				}
+			}
+			fs := F(sum)
+			for j, pj := range p {
+				ds := pj * (dp[j] - fs) * scale
+				if ds == 0 {
+					continue
+				}
+				kj := k[j*kvs+kh*d : j*kvs+kh*d+d]
+				dkj := myK[j*d : j*d+d]
+				for i := range qt {
+					dqt[i] += ds * kj[i]
+					dkj[i] += ds * qt[i]
+				}
+			}
+		}
+	})
+	ParallelFor(nKV, func(kh int) {
+		for t := 0; t < T; t++ {
+			dkt, dvt := dk[t*kvs+kh*d:t*kvs+kh*d+d], dv[t*kvs+kh*d:t*kvs+kh*d+d]
+			copy(dkt, dkh[(kh*group*T+t)*d:])
+			copy(dvt, dvh[(kh*group*T+t)*d:])
+			for h := kh*group + 1; h < (kh+1)*group; h++ {
+				sk, sv := dkh[(h*T+t)*d:(h*T+t)*d+d], dvh[(h*T+t)*d:(h*T+t)*d+d]
+				for i := range dkt {
+					dkt[i] += sk[i]
+					dvt[i] += sv[i]
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,201 @@
+package nn
+
+import "math"
+
+// Float is the element type of the training ops. Every forward op used by
+// training has a generic twin (…T) here: instantiated with float32 it calls
+// the float32 forward op of this package, so training computes bit for bit
+// what inference computes; instantiated with float64 it runs the same
+// formulas in double precision, which is what the finite-difference gradient
+// checks differentiate. The backward ops are written once, generically.
+//
+// Conventions (llm.c style): parameter gradients (dw, db, dEmbed) are always
+// accumulated (+=); activation gradients are documented per op.
+type Float interface{ float32 | float64 }
+
+// colChunk is the width of the column blocks used by column reductions.
+const colChunk = 64
+
+// RMSNormForwardT is the generic twin of RMSNormForward.
+func RMSNormForwardT[F Float](out, rstd, x, w []F, rows, dim int, eps float64) {
+	if o, ok := any(out).([]float32); ok {
+		RMSNormForward(o, any(rstd).([]float32), any(x).([]float32), any(w).([]float32), rows, dim, eps)
+		return
+	}
+	for r := 0; r < rows; r++ {
+		xr := x[r*dim : r*dim+dim]
+		var ss float64
+		for _, v := range xr {
+			ss += float64(v) * float64(v)
+		}
+		rs := 1 / math.Sqrt(ss/float64(dim)+eps)
+		if rstd != nil {
+			rstd[r] = F(rs)
+		}
+		or := out[r*dim : r*dim+dim]
+		s := F(rs)
+		for i, v := range xr {
+			or[i] = w[i] * (v * s)
+		}
+	}
+}
+
+// RMSNormBackward back-propagates y = w ⊙ x·rstd. With s = rstd[r]:
+//
+//	dx_j += s·w_j·dy_j − s³/dim · x_j · Σ_i dy_i·w_i·x_i
+//	dw_i += Σ_r dy_i·x_i·s
+//
+// dx and dw are accumulated. The row sums run in float64; dw is reduced over
+// rows in row order by column blocks, so the result does not depend on the
+// worker count.
+func RMSNormBackward[F Float](dx, dw, dout, x, w, rstd []F, rows, dim int) {
+	parallelChunks(rows, 16, func(r0, r1 int) {
+		for r := r0; r < r1; r++ {
+			xr, dy, dxr := x[r*dim:r*dim+dim], dout[r*dim:r*dim+dim], dx[r*dim:r*dim+dim]
+			s := float64(rstd[r])
+			var c float64
+			for i, v := range xr {
+				c += float64(dy[i]) * float64(w[i]) * float64(v)
+			}
+			fs, coef := F(s), F(s*s*s*c/float64(dim))
+			for j, v := range xr {
+				dxr[j] += fs*w[j]*dy[j] - coef*v
+			}
+		}
+	})
+	ParallelFor((dim+colChunk-1)/colChunk, func(b int) {
+		c0, c1 := b*colChunk, min(dim, (b+1)*colChunk)
+		var acc [colChunk]float64
+		for r := 0; r < rows; r++ {
+			s := float64(rstd[r])
+			xr, dy := x[r*dim+c0:r*dim+c1], dout[r*dim+c0:r*dim+c1]
+			for i := range xr {
+				acc[i] += float64(dy[i]) * float64(xr[i]) * s
+			}
+		}
+		for i := c0; i < c1; i++ {
+			dw[i] += F(acc[i-c0])
+		}
+	})
+}
+
+// AddBiasT is the generic twin of AddBias.
+func AddBiasT[F Float](x, b []F, rows int) {
+	if b == nil {
+		return
+	}
+	n := len(b)
+	for r := 0; r < rows; r++ {
+		xr := x[r*n : r*n+n]
+		for i, v := range b {
+			xr[i] += v
+		}
+	}
+}
+
+// AddBiasBackward accumulates db += Σ_rows dout (dout is rows × len(db)).
+// Nothing happens when db is nil (no bias).
+func AddBiasBackward[F Float](db, dout []F, rows int) {
+	if db == nil {
+		return
+	}
+	n := len(db)
+	ParallelFor((n+colChunk-1)/colChunk, func(b int) {
+		c0, c1 := b*colChunk, min(n, (b+1)*colChunk)
+		var acc [colChunk]float64
+		for r := 0; r < rows; r++ {
+			dr := dout[r*n+c0 : r*n+c1]
+			for i, v := range dr {
+				acc[i] += float64(v)
+			}
+		}
+		for i := c0; i < c1; i++ {
+			db[i] += F(acc[i-c0])
+		}
+	})
+}
+
+// SwiGLUForwardT is the generic twin of SwiGLUForward.
+func SwiGLUForwardT[F Float](out, gate, up []F) {
+	if o, ok := any(out).([]float32); ok {
+		SwiGLUForward(o, any(gate).([]float32), any(up).([]float32))
+		return
+	}
+	for i, g := range gate {
+		out[i] = g / (1 + F(math.Exp(float64(-g)))) * up[i]
+	}
+}
+
+// SwiGLUBackward back-propagates out = silu(gate)·up. dgate and dup are
+// overwritten (they may not alias dout, gate or up). With σ = sigmoid(g):
+// dgate = dout·up·σ·(1 + g·(1−σ)), dup = dout·g·σ.
+func SwiGLUBackward[F Float](dgate, dup, dout, gate, up []F) {
+	parallelChunks(len(gate), 1<<14, func(i0, i1 int) {
+		for i := i0; i < i1; i++ {
+			g := float64(gate[i])
+			sig := 1 / (1 + math.Exp(-g))
+			dy := float64(dout[i])
+			dgate[i] = F(dy * float64(up[i]) * sig * (1 + g*(1-sig)))
+			dup[i] = F(dy * g * sig)
+		}
+	})
+}
+
+// EmbeddingForwardT copies the embedding rows of ids into x (len(ids) × dim).
+func EmbeddingForwardT[F Float](x, embed []F, ids []int, dim int) {
+	for r, id := range ids {
+		copy(x[r*dim:(r+1)*dim], embed[id*dim:(id+1)*dim])
+	}
+}
+
+// EmbeddingBackward accumulates dEmbed[ids[r]] += dx[r], rows in order (so
+// repeated ids sum deterministically). With tied embeddings dEmbed is also the
+// LM head's gradient, which the head's backward has already accumulated.
+func EmbeddingBackward[F Float](dEmbed, dx []F, ids []int, dim int) {
+	for r, id := range ids {
+		de, dr := dEmbed[id*dim:(id+1)*dim], dx[r*dim:(r+1)*dim]
+		for i, v := range dr {
+			de[i] += v
+		}
+	}
+}
+
+// DotT is the generic twin of Dot (same four-accumulator order).
+func DotT[F Float](a, b []F) F {
+	if a32, ok := any(a).([]float32); ok {
+		return F(Dot(a32, any(b).([]float32)))
+	}
+	b = b[:len(a)]
+	var s0, s1, s2, s3 F
+	i := 0
+	for ; i+4 <= len(a); i += 4 {
+		s0 += a[i] * b[i]
+		s1 += a[i+1] * b[i+1]
+		s2 += a[i+2] * b[i+2]
+		s3 += a[i+3] * b[i+3]
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// parallelChunks splits [0,n) into chunks of at least minChunk items and runs
+// f on them in parallel. f must only write outputs of its own items.
+func parallelChunks(n, minChunk int, f func(i0, i1 int)) {
+	if n <= minChunk {
+		if n > 0 {
+			f(0, n)
+		}
+		return
+	}
+	nc := (n + minChunk - 1) / minChunk
+	nc = min(nc, 64)
+	chunk := (n + nc - 1) / nc
+	ParallelFor(nc, func(c int) {
+		i0, i1 := c*chunk, min(n, (c+1)*chunk)
+		if i0 < i1 {
+			f(i0, i1)
+		}
+	})
+}

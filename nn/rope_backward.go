@@ -1,0 +1,42 @@
+package nn
+
+// RopeForwardT is the generic twin of Rope.Forward (tables stay float32, as
+// they are part of the model's definition).
+func RopeForwardT[F Float](r *Rope, x []F, T, nHeads, pos0 int) {
+	if x32, ok := any(x).([]float32); ok {
+		r.Forward(x32, T, nHeads, pos0)
+		return
+	}
+	ropeApplyT(r, x, T, nHeads, pos0, 1)
+}
+
+// RopeBackwardT is the generic twin of Rope.Backward: the rotation is
+// orthogonal, so the gradient is rotated by the inverse angle.
+func RopeBackwardT[F Float](r *Rope, dx []F, T, nHeads, pos0 int) {
+	if x32, ok := any(dx).([]float32); ok {
+		r.Backward(x32, T, nHeads, pos0)
+		return
+	}
+	ropeApplyT(r, dx, T, nHeads, pos0, -1)
+}
+
+func ropeApplyT[F Float](r *Rope, x []F, T, nHeads, pos0 int, sign F) {
+	d := r.HeadDim
+	half := d / 2
+	for t := 0; t < T; t++ {
+		cos, sin := r.Table(pos0 + t)
+		for h := 0; h < nHeads; h++ {
+			v := x[(t*nHeads+h)*d : (t*nHeads+h)*d+d]
+			for i := 0; i < half; i++ {
+				a, b := i, i+half
+				if r.Interleaved {
+					a, b = 2*i, 2*i+1
+				}
+				c, s := F(cos[i]), sign*F(sin[i])
+				x0, x1 := v[a], v[b]
+				v[a] = x0*c - x1*s
+				v[b] = x1*c + x0*s
+			}
+		}
+	}
+}

@@ -1,0 +1,189 @@
+package train
+
+import (
+	"math"
+	"sort"
+
+	"github.com/darwinlm/darwinlm-go/nn"
+)
+
+// Losses. Every loss is a mean over the predicting positions of the batch:
+// position t of a sequence of length T predicts token t+1, so each sequence
+// contributes its first T−1 positions (its last position has no target and
+// gets a zero gradient; the KL losses also drop it, like the reference
+// compute_kl_div). Each loss accumulates weight·∂loss/∂logits into dlogits
+// and returns the (unweighted) mean loss in float64. Per-row work runs in
+// parallel, the row losses are summed in row order (deterministic).
+
+// Positions returns the number of predicting positions of seqs.
+func Positions(seqs [][]int) int {
+	n := 0
+	for _, s := range seqs {
+		n += max(len(s)-1, 0)
+	}
+	return n
+}
+
+// rowTargets lists, for each logits row, its target token or −1.
+func rowTargets(seqs [][]int) []int {
+	var t []int
+	for _, s := range seqs {
+		for i := range s {
+			if i+1 < len(s) {
+				t = append(t, s[i+1])
+			} else {
+				t = append(t, -1)
+			}
+		}
+	}
+	return t
+}
+
+// CrossEntropy is the next-token cross-entropy (Hugging Face causal-LM loss
+// with labels = input ids: mean over the shifted positions). dlogits may be
+// nil (loss only) and may alias logits.
+func CrossEntropy[F nn.Float](dlogits, logits []F, seqs [][]int, vocab int, weight float64) float64 {
+	tg := rowTargets(seqs)
+	n := Positions(seqs)
+	if n == 0 {
+		return 0
+	}
+	row := make([]float64, len(tg))
+	scale := weight / float64(n)
+	nn.ParallelFor(len(tg), func(r int) {
+		if tg[r] < 0 {
+			return
+		}
+		z := logits[r*vocab : (r+1)*vocab]
+		lse := logSumExp(z)
+		row[r] = lse - float64(z[tg[r]])
+		if dlogits != nil {
+			dz := dlogits[r*vocab : (r+1)*vocab]
+			for v := range z {
+				p := math.Exp(float64(z[v]) - lse)
+				if v == tg[r] {
+					p--
+				}
+				dz[v] += F(p * scale)
+			}
+		}
+	})
+	return sumRows(row) / float64(n)
+}
+
+// KL is the mean over predicting positions of KL(p_teacher ‖ p_student) over
+// the full vocabulary, p = softmax of the logits (the `kl` fitness of the
+// reference, src/metrics.py::compute_kl_div). Its gradient with respect to
+// the student logits is softmax(student) − softmax(teacher).
+func KL[F nn.Float](dlogits, logits []F, teacher []float32, seqs [][]int, vocab int, weight float64) float64 {
+	tg := rowTargets(seqs)
+	n := Positions(seqs)
+	if n == 0 {
+		return 0
+	}
+	row := make([]float64, len(tg))
+	scale := weight / float64(n)
+	nn.ParallelFor(len(tg), func(r int) {
+		if tg[r] < 0 {
+			return
+		}
+		z := logits[r*vocab : (r+1)*vocab]
+		zt := teacher[r*vocab : (r+1)*vocab]
+		lse, lseT := logSumExp(z), logSumExp(zt)
+		var kl float64
+		for v := range z {
+			lp := float64(zt[v]) - lseT
+			lq := float64(z[v]) - lse
+			p := math.Exp(lp)
+			kl += p * (lp - lq)
+			if dlogits != nil {
+				dlogits[r*vocab+v] += F((math.Exp(lq) - p) * scale)
+			}
+		}
+		row[r] = kl
+	})
+	return sumRows(row) / float64(n)
+}
+
+// SparseKL is the reference's `sparse_kl` (src/metrics.py::
+// compute_sparse_kl_div, --kl_topk): at each position the k largest teacher
+// logits are kept with their indices S (torch.topk; ties here go to the lower
+// index), the student logits are gathered at S, both are renormalised with a
+// log-softmax over the k entries only, and KL(p̃_teacher ‖ q̃_student) is
+// summed over S; positions are averaged (reduction "batchmean"). The
+// gradient is q̃ − p̃ on S and zero elsewhere.
+func SparseKL[F nn.Float](dlogits, logits []F, teacher []float32, seqs [][]int, vocab, k int, weight float64) float64 {
+	tg := rowTargets(seqs)
+	n := Positions(seqs)
+	if n == 0 {
+		return 0
+	}
+	k = min(max(k, 1), vocab)
+	row := make([]float64, len(tg))
+	scale := weight / float64(n)
+	nn.ParallelFor(len(tg), func(r int) {
+		if tg[r] < 0 {
+			return
+		}
+		z := logits[r*vocab : (r+1)*vocab]
+		zt := teacher[r*vocab : (r+1)*vocab]
+		idx := TopK(zt, k)
+		a, b := make([]float32, k), make([]F, k)
+		for i, v := range idx {
+			a[i], b[i] = zt[v], z[v]
+		}
+		lseT, lse := logSumExp(a), logSumExp(b)
+		var kl float64
+		for i, v := range idx {
+			lp := float64(a[i]) - lseT
+			lq := float64(z[v]) - lse
+			p := math.Exp(lp)
+			kl += p * (lp - lq)
+			if dlogits != nil {
+				dlogits[r*vocab+v] += F((math.Exp(lq) - p) * scale)
+			}
+		}
+		row[r] = kl
+	})
+	return sumRows(row) / float64(n)
+}
+
+// TopK returns the indices of the k largest values of z, largest first (ties
+// by lower index).
+func TopK(z []float32, k int) []int {
+	k = min(k, len(z))
+	idx := make([]int, 0, k)
+	for i, v := range z {
+		if len(idx) == k && v <= z[idx[k-1]] {
+			continue
+		}
+		// Insert after every element ≥ v (stable: earlier index wins ties).
+		p := sort.Search(len(idx), func(j int) bool { return z[idx[j]] < v })
+		if len(idx) < k {
+			idx = append(idx, 0)
+		}
+		copy(idx[p+1:], idx[p:len(idx)-1])
+		idx[p] = i
+	}
+	return idx
+}
+
+func logSumExp[F nn.Float](z []F) float64 {
+	mx := math.Inf(-1)
+	for _, v := range z {
+		mx = math.Max(mx, float64(v))
+	}
+	var s float64
+	for _, v := range z {
+		s += math.Exp(float64(v) - mx)
+	}
+	return mx + math.Log(s)
+}
+
+func sumRows(r []float64) float64 {
+	var s float64
+	for _, v := range r {
+		s += v
+	}
+	return s
+}

@@ -1,0 +1,157 @@
+// Package train holds the training side of darwinlm: a train-mode forward
+// pass that saves activations, the backward pass through every op of the
+// Llama block (nn/*_backward.go), losses (next-token cross-entropy, KL to a
+// teacher over the full vocabulary or the teacher's top-k), optimizers
+// (AdamW, SGD), gradient clipping, learning-rate schedules, data packing,
+// and checkpoint / resume with bitwise-reproducible results.
+//
+// The graph is generic over the element type: Graph[float32] calls the
+// float32 forward ops of package nn and the backend's matrix products, so its
+// logits are bitwise those of model.Forward; Graph[float64] runs the same
+// code in double precision, which the finite-difference checks use.
+package train
+
+import (
+	"fmt"
+
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
+)
+
+// LayerW holds the parameters of one decoder layer (see model.Layer).
+type LayerW[F nn.Float] struct {
+	Heads, KVHeads, Inter int
+
+	AttnNorm, Wq, Wk, Wv, Bq, Bk, Bv, Wo, Bo []F
+	MLPNorm, Wgate, Wup, Wdown, Bgate, Bup   []F
+	Bdown                                    []F
+}
+
+// Weights holds every parameter of a model. When Cfg.Tied, LMHead and Embed
+// are the same slice (for gradients too, so both uses accumulate into it).
+type Weights[F nn.Float] struct {
+	Cfg    model.Config
+	Embed  []F
+	Layers []LayerW[F]
+	Norm   []F
+	LMHead []F
+	// Rope returns the rotary tables grown to n positions (shared with the
+	// model so float32 training uses exactly the inference tables).
+	Rope func(n int) *nn.Rope
+}
+
+// Tensor is a named parameter (Hugging Face name).
+type Tensor[F nn.Float] struct {
+	Name string
+	Data []F
+}
+
+// FromModel wraps the parameters of m without copying: training updates m
+// in place.
+func FromModel(m *model.Model) *Weights[float32] {
+	w := &Weights[float32]{Cfg: m.Cfg, Embed: m.Embed, Norm: m.Norm, LMHead: m.LMHead, Rope: m.Rope}
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		w.Layers = append(w.Layers, LayerW[float32]{Heads: l.Heads, KVHeads: l.KVHeads, Inter: l.Inter,
+			AttnNorm: l.AttnNorm, Wq: l.Wq, Wk: l.Wk, Wv: l.Wv, Bq: l.Bq, Bk: l.Bk, Bv: l.Bv, Wo: l.Wo, Bo: l.Bo,
+			MLPNorm: l.MLPNorm, Wgate: l.Wgate, Wup: l.Wup, Wdown: l.Wdown, Bgate: l.Bgate, Bup: l.Bup, Bdown: l.Bdown})
+	}
+	if m.Cfg.Tied {
+		w.LMHead = w.Embed
+	}
+	return w
+}
+
+// Convert copies w into element type G (used to build float64 twins).
+func Convert[G, F nn.Float](w *Weights[F]) *Weights[G] {
+	return mapWeights(w, func(s []F) []G {
+		if s == nil {
+			return nil
+		}
+		o := make([]G, len(s))
+		for i, v := range s {
+			o[i] = G(v)
+		}
+		return o
+	})
+}
+
+// ZeroLike returns zeroed tensors of the shapes of w (nil stays nil, a tied
+// head shares the embedding's gradient).
+func ZeroLike[F nn.Float](w *Weights[F]) *Weights[F] {
+	return mapWeights(w, func(s []F) []F {
+		if s == nil {
+			return nil
+		}
+		return make([]F, len(s))
+	})
+}
+
+func mapWeights[G, F nn.Float](w *Weights[F], f func([]F) []G) *Weights[G] {
+	o := &Weights[G]{Cfg: w.Cfg, Embed: f(w.Embed), Norm: f(w.Norm), Rope: w.Rope}
+	if w.Cfg.Tied {
+		o.LMHead = o.Embed
+	} else {
+		o.LMHead = f(w.LMHead)
+	}
+	for _, l := range w.Layers {
+		o.Layers = append(o.Layers, LayerW[G]{Heads: l.Heads, KVHeads: l.KVHeads, Inter: l.Inter,
+			AttnNorm: f(l.AttnNorm), Wq: f(l.Wq), Wk: f(l.Wk), Wv: f(l.Wv), Bq: f(l.Bq), Bk: f(l.Bk), Bv: f(l.Bv),
+			Wo: f(l.Wo), Bo: f(l.Bo), MLPNorm: f(l.MLPNorm), Wgate: f(l.Wgate), Wup: f(l.Wup), Wdown: f(l.Wdown),
+			Bgate: f(l.Bgate), Bup: f(l.Bup), Bdown: f(l.Bdown)})
+	}
+	return o
+}
+
+// Tensors lists the parameters in a fixed order with Hugging Face names.
+// Empty tensors (removed sublayers) and the tied head are left out.
+func (w *Weights[F]) Tensors() []Tensor[F] {
+	var out []Tensor[F]
+	add := func(name string, s []F) {
+		if len(s) > 0 {
+			out = append(out, Tensor[F]{name, s})
+		}
+	}
+	add("model.embed_tokens.weight", w.Embed)
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		add(p+"input_layernorm.weight", l.AttnNorm)
+		add(p+"self_attn.q_proj.weight", l.Wq)
+		add(p+"self_attn.q_proj.bias", l.Bq)
+		add(p+"self_attn.k_proj.weight", l.Wk)
+		add(p+"self_attn.k_proj.bias", l.Bk)
+		add(p+"self_attn.v_proj.weight", l.Wv)
+		add(p+"self_attn.v_proj.bias", l.Bv)
+		add(p+"self_attn.o_proj.weight", l.Wo)
+		add(p+"self_attn.o_proj.bias", l.Bo)
+		add(p+"post_attention_layernorm.weight", l.MLPNorm)
+		add(p+"mlp.gate_proj.weight", l.Wgate)
+		add(p+"mlp.gate_proj.bias", l.Bgate)
+		add(p+"mlp.up_proj.weight", l.Wup)
+		add(p+"mlp.up_proj.bias", l.Bup)
+		add(p+"mlp.down_proj.weight", l.Wdown)
+		add(p+"mlp.down_proj.bias", l.Bdown)
+	}
+	add("model.norm.weight", w.Norm)
+	if !w.Cfg.Tied {
+		add("lm_head.weight", w.LMHead)
+	}
+	return out
+}
+
+// Zero clears every tensor of w.
+func (w *Weights[F]) Zero() {
+	for _, t := range w.Tensors() {
+		clear(t.Data)
+	}
+}
+
+// NumParams counts the elements of Tensors().
+func (w *Weights[F]) NumParams() int {
+	n := 0
+	for _, t := range w.Tensors() {
+		n += len(t.Data)
+	}
+	return n
+}
