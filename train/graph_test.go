@@ -11,9 +11,9 @@ import (
 
 var gradCases = []randCfg{
 	{heads: 4, kv: 4, hd: 8, hidden: 16, inter: 12, vocab: 23, layers: 2},                                          // MHA, half rope, untied
-	{heads: 4, kv: 2, hd: 8, hidden: 16, inter: 12, vocab: 23, layers: 2, interleaved: true, tied: true},             // GQA, interleaved rope, tied
-	{heads: 6, kv: 2, hd: 4, hidden: 12, inter: 10, vocab: 19, layers: 3, bias: true, mlpBias: true},                 // GQA + all biases, MLP-less layer
-	{heads: 4, kv: 2, hd: 8, hidden: 16, inter: 10, vocab: 17, layers: 2, llama3: true, tied: true},                  // llama3 rope scaling
+	{heads: 4, kv: 2, hd: 8, hidden: 16, inter: 12, vocab: 23, layers: 2, interleaved: true, tied: true},           // GQA, interleaved rope, tied
+	{heads: 6, kv: 2, hd: 4, hidden: 12, inter: 10, vocab: 19, layers: 3, bias: true, mlpBias: true},               // GQA + all biases, MLP-less layer
+	{heads: 4, kv: 2, hd: 8, hidden: 16, inter: 10, vocab: 17, layers: 2, llama3: true, tied: true},                // llama3 rope scaling
 	{heads: 2, kv: 1, hd: 4, hidden: 8, inter: 9, vocab: 13, layers: 3, interleaved: true, bias: true, tied: true}, // pruned layer without attention
 }
 
