@@ -1,0 +1,358 @@
+package eval
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"unicode"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
+	"github.com/darwinlm/darwinlm-go/tokenizer"
+)
+
+// Request asks for the log-likelihood of Continuation given Context.
+// Adjacent requests with the same Group (the choices of one question) are
+// scored together, sharing the forward pass of their common token prefix.
+type Request struct {
+	Context      string
+	Continuation string
+	Group        int
+}
+
+// Result is the score of one request.
+type Result struct {
+	LL         float64 // Σ log p(continuation tokens | preceding tokens)
+	Greedy     bool    // every continuation token is the argmax
+	Truncated  bool    // the input was left-truncated to the model's length
+	CtxTokens  int     // context tokens (before truncation)
+	ContTokens int     // continuation tokens
+}
+
+// LM scores requests. Implementations: *ModelLM, and fakes in tests.
+type LM interface {
+	Loglikelihoods(reqs []Request) ([]Result, error)
+}
+
+// ModelLM scores requests with a model, as lm-eval's HFLM does.
+type ModelLM struct {
+	M   *model.Model
+	Be  backend.Backend
+	Tok tokenizer.Tokenizer
+	// AddBOS prepends BOS to the context (lm-eval ≥ 0.4.9.2 with Llama
+	// tokenizers); the 2024-25 harness DarwinLM used adds none.
+	AddBOS bool
+	// MaxLen is the model length for truncation (default M.Cfg.MaxSeq).
+	MaxLen int
+	// BatchTokens bounds the token rows of one forward pass (default 4096).
+	BatchTokens int
+	// NoShare scores every request on its own (no prefix sharing); for
+	// benchmarks and checks.
+	NoShare bool
+	// Progress, if set, is called with (requests done, total).
+	Progress func(done, total int)
+
+	// Counters, accumulated over calls.
+	Truncations   int   // requests whose input was left-truncated
+	ForwardTokens int64 // token rows run through the decoder
+}
+
+// NewModelLM returns a scorer over m.
+func NewModelLM(m *model.Model, be backend.Backend, tok tokenizer.Tokenizer) *ModelLM {
+	return &ModelLM{M: m, Be: be, Tok: tok}
+}
+
+// EncodePair is lm-eval's _encode_pair: trailing whitespace of the context
+// moves to the front of the continuation; the continuation's tokens are
+// those of encode(context+continuation) after len(encode(context)).
+func EncodePair(tok tokenizer.Tokenizer, context, continuation string, addBOS bool) (ctx, cont []int) {
+	trimmed := strings.TrimRightFunc(context, unicode.IsSpace)
+	if n := len(context) - len(trimmed); n > 0 {
+		continuation = context[len(trimmed):] + continuation
+		context = trimmed
+	}
+	whole := tok.Encode(context + continuation)
+	ctx = tok.Encode(context)
+	if len(ctx) > len(whole) {
+		cont = nil
+	} else {
+		cont = whole[len(ctx):]
+	}
+	if addBOS && tok.BOS() >= 0 {
+		ctx = append([]int{tok.BOS()}, ctx...)
+	}
+	if len(ctx) == 0 { // lm-eval: an empty context becomes [prefix_token_id]
+		p := tok.BOS()
+		if p < 0 {
+			p = tok.EOS()
+		}
+		ctx = []int{p}
+	}
+	return ctx, cont
+}
+
+// scoreItem is one request after tokenization.
+type scoreItem struct {
+	in   []int // model input: (ctx+cont)[-(L+1):][:-1]
+	cont []int
+}
+
+// tree is a set of inputs sharing a token prefix: the prefix rows are run
+// once and each suffix attends to the prefix's keys and values.
+type tree struct {
+	items  []int // request indices
+	prefix []int
+	suffix [][]int // per item, in[len(prefix):]
+}
+
+func (t *tree) rows() int {
+	n := len(t.prefix)
+	for _, s := range t.suffix {
+		n += len(s)
+	}
+	return n
+}
+
+// Loglikelihoods implements LM.
+func (lm *ModelLM) Loglikelihoods(reqs []Request) ([]Result, error) {
+	L := lm.MaxLen
+	if L <= 0 {
+		L = lm.M.Cfg.MaxSeq
+	}
+	if L <= 0 {
+		L = 2048
+	}
+	budget := lm.BatchTokens
+	if budget <= 0 {
+		budget = 4096
+	}
+	res := make([]Result, len(reqs))
+	items := make([]scoreItem, len(reqs))
+	ctxCache := map[string][]int{}
+	_ = ctxCache
+	for i, r := range reqs {
+		ctx, cont := EncodePair(lm.Tok, r.Context, r.Continuation, lm.AddBOS)
+		if len(cont) == 0 {
+			return nil, fmt.Errorf("request %d: continuation %q has no tokens after context %q", i, r.Continuation, tail(r.Context, 40))
+		}
+		if len(cont) > L {
+			return nil, fmt.Errorf("request %d: continuation has %d tokens, more than the model length %d", i, len(cont), L)
+		}
+		all := append(append(make([]int, 0, len(ctx)+len(cont)), ctx...), cont...)
+		res[i].CtxTokens, res[i].ContTokens = len(ctx), len(cont)
+		if len(all) > L+1 {
+			all = all[len(all)-(L+1):]
+			res[i].Truncated = true
+			lm.Truncations++
+		}
+		items[i] = scoreItem{in: all[:len(all)-1], cont: cont}
+	}
+	// Build trees: adjacent requests of the same group share a prefix.
+	var trees []*tree
+	for i := 0; i < len(reqs); {
+		j := i + 1
+		if !lm.NoShare {
+			for j < len(reqs) && reqs[j].Group == reqs[i].Group {
+				j++
+			}
+		}
+		t := &tree{}
+		p := len(items[i].in)
+		for k := i; k < j; k++ {
+			t.items = append(t.items, k)
+			p = min(p, lcp(items[i].in, items[k].in))
+		}
+		t.prefix = items[i].in[:p]
+		for k := i; k < j; k++ {
+			t.suffix = append(t.suffix, items[k].in[p:])
+		}
+		trees = append(trees, t)
+		i = j
+	}
+	done := 0
+	for b := 0; b < len(trees); {
+		e, rows := b, 0
+		for e < len(trees) && (e == b || rows+trees[e].rows() <= budget) {
+			rows += trees[e].rows()
+			e++
+		}
+		lm.runTrees(trees[b:e], items, res)
+		lm.ForwardTokens += int64(rows)
+		for _, t := range trees[b:e] {
+			done += len(t.items)
+		}
+		if lm.Progress != nil {
+			lm.Progress(done, len(reqs))
+		}
+		b = e
+	}
+	return res, nil
+}
+
+func tail(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return "…" + s[len(s)-n:]
+}
+
+func lcp(a, b []int) int {
+	n := min(len(a), len(b))
+	for i := 0; i < n; i++ {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return n
+}
+
+// runTrees runs a batch of trees and fills the results of their items.
+// Row layout per tree: prefix rows, then each suffix's rows. Every row gets
+// exactly the computation it would get in Forward(prefix+suffix): the same
+// position, and attention over the same keys and values.
+func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
+	m := lm.M
+	c := m.Cfg
+	H, d := c.Hidden, c.HeadDim
+	rows, maxPos := 0, 0
+	for _, t := range trees {
+		rows += t.rows()
+		for _, s := range t.suffix {
+			maxPos = max(maxPos, len(t.prefix)+len(s))
+		}
+	}
+	rope := m.Rope(maxPos)
+	x := make([]float32, rows*H)
+	r := 0
+	for _, t := range trees {
+		for _, seq := range append([][]int{t.prefix}, t.suffix...) {
+			for _, id := range seq {
+				copy(x[r*H:(r+1)*H], m.Embed[id*H:(id+1)*H])
+				r++
+			}
+		}
+	}
+	xn := make([]float32, rows*H)
+	for li := range m.Layers {
+		l := &m.Layers[li]
+		if l.Heads > 0 {
+			qd, kvd := l.Heads*d, l.KVHeads*d
+			nn.RMSNormForward(xn, nil, x, l.AttnNorm, rows, H, c.RMSEps)
+			q := make([]float32, rows*qd)
+			k := make([]float32, rows*kvd)
+			v := make([]float32, rows*kvd)
+			lm.Be.MatMulNT(q, xn, l.Wq, rows, qd, H, false)
+			lm.Be.MatMulNT(k, xn, l.Wk, rows, kvd, H, false)
+			lm.Be.MatMulNT(v, xn, l.Wv, rows, kvd, H, false)
+			nn.AddBias(q, l.Bq, rows)
+			nn.AddBias(k, l.Bk, rows)
+			nn.AddBias(v, l.Bv, rows)
+			att := make([]float32, rows*qd)
+			r0 := 0
+			var kb, vb []float32
+			for _, t := range trees {
+				P := len(t.prefix)
+				if P > 0 {
+					qs, ks, vs := q[r0*qd:(r0+P)*qd], k[r0*kvd:(r0+P)*kvd], v[r0*kvd:(r0+P)*kvd]
+					rope.Forward(qs, P, l.Heads, 0)
+					rope.Forward(ks, P, l.KVHeads, 0)
+					nn.AttentionForward(att[r0*qd:(r0+P)*qd], nil, qs, ks, vs, P, 0, l.Heads, l.KVHeads, d)
+				}
+				pk, pv := k[r0*kvd:(r0+P)*kvd], v[r0*kvd:(r0+P)*kvd]
+				r0 += P
+				for _, s := range t.suffix {
+					T := len(s)
+					if T == 0 {
+						continue
+					}
+					qs, ks, vs := q[r0*qd:(r0+T)*qd], k[r0*kvd:(r0+T)*kvd], v[r0*kvd:(r0+T)*kvd]
+					rope.Forward(qs, T, l.Heads, P)
+					rope.Forward(ks, T, l.KVHeads, P)
+					kb = append(append(kb[:0], pk...), ks...)
+					vb = append(append(vb[:0], pv...), vs...)
+					nn.AttentionForward(att[r0*qd:(r0+T)*qd], nil, qs, kb, vb, T, P, l.Heads, l.KVHeads, d)
+					r0 += T
+				}
+			}
+			lm.Be.MatMulNT(xn, att, l.Wo, rows, H, qd, false)
+			nn.AddBias(xn, l.Bo, rows)
+			for i, v := range xn {
+				x[i] += v
+			}
+		}
+		if l.Inter > 0 {
+			nn.RMSNormForward(xn, nil, x, l.MLPNorm, rows, H, c.RMSEps)
+			g := make([]float32, rows*l.Inter)
+			u := make([]float32, rows*l.Inter)
+			lm.Be.MatMulNT(g, xn, l.Wgate, rows, l.Inter, H, false)
+			lm.Be.MatMulNT(u, xn, l.Wup, rows, l.Inter, H, false)
+			nn.AddBias(g, l.Bgate, rows)
+			nn.AddBias(u, l.Bup, rows)
+			nn.SwiGLUForward(g, g, u)
+			lm.Be.MatMulNT(xn, g, l.Wdown, rows, H, l.Inter, false)
+			nn.AddBias(xn, l.Bdown, rows)
+			for i, v := range xn {
+				x[i] += v
+			}
+		}
+	}
+	// Gather the hidden rows that predict continuation tokens.
+	type need struct{ item, pos int }
+	var needs []need
+	var sel []float32
+	r0 := 0
+	for _, t := range trees {
+		P := len(t.prefix)
+		sufStart := make([]int, len(t.suffix))
+		o := r0 + P
+		for j, s := range t.suffix {
+			sufStart[j] = o
+			o += len(s)
+		}
+		for j, it := range t.items {
+			in := items[it].in
+			for p := len(in) - len(items[it].cont); p < len(in); p++ {
+				row := r0 + p
+				if p >= P {
+					row = sufStart[j] + p - P
+				}
+				sel = append(sel, x[row*H:(row+1)*H]...)
+				needs = append(needs, need{it, p})
+			}
+			res[it].LL, res[it].Greedy = 0, true
+		}
+		r0 = o
+	}
+	V := c.Vocab
+	for s := 0; s < len(needs); s += 256 {
+		e := min(len(needs), s+256)
+		nn.RMSNormForward(sel[s*H:e*H], nil, sel[s*H:e*H], m.Norm, e-s, H, c.RMSEps)
+		logits := m.Logits(lm.Be, sel[s*H:e*H], e-s)
+		for i := s; i < e; i++ {
+			nd := needs[i]
+			it := &items[nd.item]
+			// Position p predicts token in[p+1], which lies in the continuation.
+			tokIdx := nd.pos + 1 - (len(it.in) + 1 - len(it.cont))
+			tok := it.cont[tokIdx]
+			row := logits[(i-s)*V : (i-s+1)*V]
+			res[nd.item].LL += logProb(row, tok)
+			if argmax(row) != tok {
+				res[nd.item].Greedy = false
+			}
+		}
+	}
+}
+
+func argmax(row []float32) int {
+	b := 0
+	for i, v := range row {
+		if v > row[b] {
+			b = i
+		}
+	}
+	return b
+}
+
+// sanity: keep math imported for logProb in ppl.go users.
+var _ = math.Inf
