@@ -20,7 +20,7 @@ func p(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 // panels are packed p-major. vec is the vector width in floats, reg the
 // register prefix (Y or Z), nv the vectors per C row, acc0 the first
 // accumulator register and nbc the number of rotating broadcast registers.
-func gemmKernel(name string, mr, nv, vec int, reg string, acc0, nbc int) {
+func gemmKernel(name string, mr, nv, vec int, reg string, acc0, nbc int, bcst bool, unroll int) {
 	nr := nv * vec
 	p("// func %s(a, b, c *float32, k, ldc, flags int)", name)
 	p("// %dx%d tile; flags&1 adds the old C. The K loop runs in a fixed order so", mr, nr)
@@ -44,19 +44,52 @@ func gemmKernel(name string, mr, nv, vec int, reg string, acc0, nbc int) {
 	}
 	p("\tTESTQ CX, CX")
 	p("\tJEQ %s_store", name)
-	p("%s_loop:", name)
-	p("\tPREFETCHT0 %d(AX)", 4*mr*8)
-	p("\tPREFETCHT0 %d(BX)", 4*nr*8)
-	for v := 0; v < nv; v++ {
-		p("\tVMOVUPS %d(BX), %s%d", 4*vec*v, reg, v)
-	}
-	for i := 0; i < mr; i++ {
-		bc := fmt.Sprintf("%s%d", reg, nv+i%nbc)
-		p("\tVBROADCASTSS %d(AX), %s", 4*i, bc)
+	// The loop body handles unroll k-steps; the remainder runs one at a time.
+	step := func(u int) {
+		p("\tPREFETCHT0 %d(AX)", 4*mr*(8+u))
+		for l := 0; l < 4*nr; l += 64 {
+			p("\tPREFETCHT0 %d(BX)", 4*nr*(8+u)+l)
+		}
+		// With unrolling, alternate B registers so step u+1 loads early.
+		b0 := (u % 2) * nv
+		if !bcst {
+			b0 = 0
+		}
 		for v := 0; v < nv; v++ {
-			p("\tVFMADD231PS %s%d, %s, %s", reg, v, bc, acc(i, v))
+			p("\tVMOVUPS %d(BX), %s%d", 4*nr*u+4*vec*v, reg, b0+v)
+		}
+		for i := 0; i < mr; i++ {
+			if bcst {
+				for v := 0; v < nv; v++ {
+					p("\tVFMADD231PS.BCST %d(AX), %s%d, %s", 4*mr*u+4*i, reg, b0+v, acc(i, v))
+				}
+				continue
+			}
+			bc := fmt.Sprintf("%s%d", reg, nv+i%nbc)
+			p("\tVBROADCASTSS %d(AX), %s", 4*mr*u+4*i, bc)
+			for v := 0; v < nv; v++ {
+				p("\tVFMADD231PS %s%d, %s, %s", reg, v, bc, acc(i, v))
+			}
 		}
 	}
+	if unroll > 1 {
+		p("\tCMPQ CX, $%d", unroll)
+		p("\tJLT %s_one", name)
+		p("%s_loopu:", name)
+		for u := 0; u < unroll; u++ {
+			step(u)
+		}
+		p("\tADDQ $%d, AX", 4*mr*unroll)
+		p("\tADDQ $%d, BX", 4*nr*unroll)
+		p("\tSUBQ $%d, CX", unroll)
+		p("\tCMPQ CX, $%d", unroll)
+		p("\tJGE %s_loopu", name)
+		p("%s_one:", name)
+		p("\tTESTQ CX, CX")
+		p("\tJEQ %s_store", name)
+	}
+	p("%s_loop:", name)
+	step(0)
 	p("\tADDQ $%d, AX", 4*mr)
 	p("\tADDQ $%d, BX", 4*nr)
 	p("\tDECQ CX")
@@ -94,9 +127,9 @@ func main() {
 	p("#include \"textflag.h\"")
 	p("")
 	// AVX-512: 12×32 uses Z8..Z31 as accumulators, Z0/Z1 for B, Z2..Z7 broadcasts.
-	gemmKernel("gemmKernAVX512", 12, 2, 16, "Z", 8, 6)
+	gemmKernel("gemmKernAVX512", 12, 2, 16, "Z", 8, 6, false, 1)
 	// AVX2: 6×16 uses Y4..Y15 as accumulators, Y0/Y1 for B, Y2/Y3 broadcasts.
-	gemmKernel("gemmKernAVX2", 6, 2, 8, "Y", 4, 2)
+	gemmKernel("gemmKernAVX2", 6, 2, 8, "Y", 4, 2, false, 1)
 	if err := os.WriteFile("gemm_amd64.s", []byte(b.String()), 0o644); err != nil {
 		panic(err)
 	}
