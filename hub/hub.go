@@ -182,7 +182,9 @@ func readRef(repoDir, ref string) string {
 	return strings.TrimSpace(string(b))
 }
 
-// ResolveModel returns a local folder holding the model files of spec.
+// ResolveModel returns a local folder holding the model files of spec, or,
+// when SUBDIR names a file (hf:karpathy/tinyllamas/stories260K/stories260K.bin),
+// that file (with the other files of its folder fetched beside it).
 func ResolveModel(spec string) (string, error) {
 	ref, err := ParseModel(spec)
 	if err != nil {
@@ -191,14 +193,14 @@ func ResolveModel(spec string) (string, error) {
 	rel := filepath.FromSlash(path.Join(ref.Repo, ref.Subdir))
 	if m := Mirror(); m != "" {
 		p := filepath.Join(m, "models", rel)
-		if isDir(p) {
+		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
 	repoDir := cacheRepoDir("models", ref.Repo)
 	if rev := readRef(repoDir, "main"); rev != "" && checkParts(spec, []string{rev}) == nil {
 		p := filepath.Join(repoDir, "snapshots", rev, filepath.FromSlash(ref.Subdir))
-		if modelComplete(p) {
+		if modelComplete(p) || (ref.Subdir != "" && fileExists(p)) {
 			return p, nil
 		}
 	}
@@ -461,6 +463,17 @@ func downloadModel(spec string, ref ModelRef, repoDir string) (string, error) {
 	if ref.Subdir != "" {
 		prefix = ref.Subdir + "/"
 	}
+	if infoErr == nil && ref.Subdir != "" {
+		for _, s := range info.Siblings {
+			if s.Name == ref.Subdir {
+				// The spec names a file: fetch its folder.
+				prefix = path.Dir(ref.Subdir) + "/"
+				if prefix == "./" {
+					prefix = ""
+				}
+			}
+		}
+	}
 	if infoErr == nil && len(info.Siblings) > 0 {
 		// Fetch every listed file that a model folder needs.
 		n := 0
@@ -469,7 +482,7 @@ func downloadModel(spec string, ref ModelRef, repoDir string) (string, error) {
 				continue
 			}
 			base := strings.TrimPrefix(s.Name, prefix)
-			if !wantModelFile(base, ref.Subdir != "") {
+			if !wantModelFile(base, prefix != "") && s.Name != ref.Subdir {
 				continue
 			}
 			if err := fetch(s.Name); err != nil {
@@ -479,6 +492,11 @@ func downloadModel(spec string, ref ModelRef, repoDir string) (string, error) {
 		}
 		if n == 0 {
 			return "", fmt.Errorf("hub: %s: the hub lists no model files under %q", spec, ref.Subdir)
+		}
+	} else if ref.Subdir != "" && path.Ext(ref.Subdir) == ".bin" {
+		// No listing: fetch the named llama2.c checkpoint alone.
+		if err := fetch(ref.Subdir); err != nil {
+			return "", fmt.Errorf("hub: downloading %s: %w", spec, err)
 		}
 	} else {
 		if err := fetch(prefix + "config.json"); err != nil {

@@ -57,6 +57,10 @@ func TestMirror(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(p, "stories260K.bin")); err != nil {
 		t.Error(err)
 	}
+	p, err = ResolveModel("hf:karpathy/tinyllamas/stories260K/stories260K.bin")
+	if err != nil || filepath.Base(p) != "stories260K.bin" {
+		t.Error(p, err)
+	}
 	p, err = ResolveDataset("hf-dataset:super_glue/boolq/validation")
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +216,22 @@ func TestDownloadModelListing(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "stories260K.pt")); err == nil {
 		t.Error("downloaded the .pt file")
+	}
+	// A spec naming a file resolves to that file, with its folder beside it.
+	setup(t, f)
+	p, err := ResolveModel("hf:karpathy/tinyllamas/stories260K/stories260K.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if filepath.Base(p) != "stories260K.bin" {
+		t.Errorf("path = %s", p)
+	}
+	if _, err := os.Stat(filepath.Join(filepath.Dir(p), "tok512.bin")); err != nil {
+		t.Error(err)
+	}
+	t.Setenv("DARWINLM_OFFLINE", "1")
+	if p2, err := ResolveModel("hf:karpathy/tinyllamas/stories260K/stories260K.bin"); err != nil || p2 != p {
+		t.Errorf("cached file spec = %s, %v", p2, err)
 	}
 }
 
