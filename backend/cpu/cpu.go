@@ -181,7 +181,8 @@ func (c *CPU) MatMulNT(cc, a, b []float32, m, n, k int, acc bool) {
 		return
 	}
 	if m == 1 {
-		c.gemvDots(cc[:n], a[:k], n, k, acc, func(j int, _ []float32) []float32 { return b[j*k : j*k+k] })
+		x, dot := a[:k], c.kern.dot
+		c.gemvDots(cc[:n], n, k, acc, func(j int) float32 { return dot(x, b[j*k:j*k+k]) })
 		return
 	}
 	A := view{a, k, 1}
@@ -254,18 +255,11 @@ func (c *CPU) mirrorUpper(h []float32, n int) {
 
 // gemvDots is the m=1 NT case (token-by-token decoding): one dot product per
 // output, which reads each weight row once and needs no packing.
-func (c *CPU) gemvDots(out, x []float32, n, k int, acc bool, row func(j int, scratch []float32) []float32) {
-	w := c.parts(n * k)
-	w = min(w, n)
-	dot := c.kern.dot
+func (c *CPU) gemvDots(out []float32, n, k int, acc bool, dot func(j int) float32) {
+	w := min(c.parts(n*k), n)
 	parallel(w, func(t int) {
-		j0, j1 := t*n/w, (t+1)*n/w
-		var scratch []float32
-		if j1 > j0 {
-			scratch = make([]float32, k)
-		}
-		for j := j0; j < j1; j++ {
-			s := dot(x, row(j, scratch))
+		for j := t * n / w; j < (t+1)*n/w; j++ {
+			s := dot(j)
 			if acc {
 				out[j] += s
 			} else {
@@ -309,10 +303,8 @@ func (c *CPU) MatMulNTBF16(cc []float32, a []float32, b []uint16, m, n, k int, a
 		return
 	}
 	if m == 1 {
-		c.gemvDots(cc[:n], a[:k], n, k, acc, func(j int, s []float32) []float32 {
-			BF16ToFloat32(s, b[j*k:j*k+k])
-			return s
-		})
+		x, dot := a[:k], c.kern.dotBF16
+		c.gemvDots(cc[:n], n, k, acc, func(j int) float32 { return dot(x, b[j*k:j*k+k]) })
 		return
 	}
 	A := view{a, k, 1}

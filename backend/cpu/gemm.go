@@ -9,12 +9,13 @@ import (
 // (BLIS loop order: jc over nc columns, pc over kc, ic over mc rows, then
 // mr×nr tiles) and the row kernels.
 type kernel struct {
-	name           string
-	mr, nr         int
-	mc, kc, nc     int
-	micro          func(a, b, c []float32, k, ldc int, load bool)
-	dot            func(a, b []float32) float32
-	axpy           func(alpha float32, x, y []float32)
+	name       string
+	mr, nr     int
+	mc, kc, nc int
+	micro      func(a, b, c []float32, k, ldc int, load bool)
+	dot        func(a, b []float32) float32
+	dotBF16    func(a []float32, b []uint16) float32
+	axpy       func(alpha float32, x, y []float32)
 }
 
 // view is a strided matrix: element (i, p) is d[i*rs + p*cs].
@@ -102,14 +103,14 @@ func (v bview) pack(dst []float32, r0, rb, p0, kb, w int) {
 
 // gemmJob is C[i,j] (+)= Σ_p A(i,p)·B(p,j) over an index range.
 type gemmJob struct {
-	kern   *kernel
-	c      []float32
-	ldc    int
-	k      int
-	packA  packer // rows of A
-	packB  packer // columns of B, i.e. rows of Bᵀ
-	acc    bool
-	upper  bool // compute only tiles touching the upper triangle (j ≥ i)
+	kern  *kernel
+	c     []float32
+	ldc   int
+	k     int
+	packA packer // rows of A
+	packB packer // columns of B, i.e. rows of Bᵀ
+	acc   bool
+	upper bool // compute only tiles touching the upper triangle (j ≥ i)
 }
 
 type workBuf struct{ a, b, tmp []float32 }

@@ -1,5 +1,7 @@
 package cpu
 
+import "math"
+
 // Pure-Go kernels: the "purego" variant and the fallback on other
 // architectures. They share the blocked driver with the SIMD variants, so the
 // same code paths (packing, edge tiles, parallel split) are tested with them.
@@ -7,7 +9,7 @@ package cpu
 func init() {
 	registerKernel(&kernel{
 		name: "purego", mr: 4, nr: 4, mc: 128, kc: 256, nc: 512,
-		micro: microGo, dot: dotGo, axpy: axpyGo,
+		micro: microGo, dot: dotGo, dotBF16: dotBF16Go, axpy: axpyGo,
 	})
 }
 
@@ -79,6 +81,22 @@ func dotGo(a, b []float32) float32 {
 	}
 	for ; i < len(a); i++ {
 		s0 += a[i] * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func dotBF16Go(a []float32, b []uint16) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	i := 0
+	for ; i+3 < len(a); i += 4 {
+		s0 += a[i] * math.Float32frombits(uint32(b[i])<<16)
+		s1 += a[i+1] * math.Float32frombits(uint32(b[i+1])<<16)
+		s2 += a[i+2] * math.Float32frombits(uint32(b[i+2])<<16)
+		s3 += a[i+3] * math.Float32frombits(uint32(b[i+3])<<16)
+	}
+	for ; i < len(a); i++ {
+		s0 += a[i] * math.Float32frombits(uint32(b[i])<<16)
 	}
 	return (s0 + s1) + (s2 + s3)
 }

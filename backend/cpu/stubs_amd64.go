@@ -3,6 +3,7 @@
 package cpu
 
 import (
+	"math"
 	"unsafe"
 
 	"github.com/klauspost/cpuid/v2"
@@ -23,6 +24,12 @@ func dotAVX512(a, b *float32, n int) float32
 func dotAVX2(a, b *float32, n int) float32
 
 //go:noescape
+func dotBF16AVX512(a *float32, b *uint16, n int) float32
+
+//go:noescape
+func dotBF16AVX2(a *float32, b *uint16, n int) float32
+
+//go:noescape
 func axpyAVX512(alpha float32, x, y *float32, n int)
 
 //go:noescape
@@ -37,8 +44,9 @@ func init() {
 				checkMicro(a, b, c, k, ldc, 12, 32)
 				gemmKernAVX512(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load))
 			},
-			dot:  dotWith(dotAVX512, 16),
-			axpy: axpyWith(axpyAVX512, 16),
+			dot:     dotWith(dotAVX512, 16),
+			dotBF16: dotBF16With(dotBF16AVX512, 16),
+			axpy:    axpyWith(axpyAVX512, 16),
 		})
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
@@ -48,8 +56,9 @@ func init() {
 				checkMicro(a, b, c, k, ldc, 6, 16)
 				gemmKernAVX2(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load))
 			},
-			dot:  dotWith(dotAVX2, 8),
-			axpy: axpyWith(axpyAVX2, 8),
+			dot:     dotWith(dotAVX2, 8),
+			dotBF16: dotBF16With(dotBF16AVX2, 8),
+			axpy:    axpyWith(axpyAVX2, 8),
 		})
 	}
 }
@@ -81,6 +90,22 @@ func dotWith(f func(a, b *float32, n int) float32, w int) func(a, b []float32) f
 		}
 		for i := nv; i < n; i++ {
 			s += a[i] * b[i]
+		}
+		return s
+	}
+}
+
+func dotBF16With(f func(a *float32, b *uint16, n int) float32, w int) func(a []float32, b []uint16) float32 {
+	return func(a []float32, b []uint16) float32 {
+		n := len(a)
+		b = b[:n]
+		nv := n &^ (w - 1)
+		var s float32
+		if nv > 0 {
+			s = f(unsafe.SliceData(a), unsafe.SliceData(b), nv)
+		}
+		for i := nv; i < n; i++ {
+			s += a[i] * math.Float32frombits(uint32(b[i])<<16)
 		}
 		return s
 	}
