@@ -2,7 +2,6 @@ package eval
 
 import (
 	"fmt"
-	"math"
 	"strings"
 	"unicode"
 
@@ -47,6 +46,9 @@ type ModelLM struct {
 	MaxLen int
 	// BatchTokens bounds the token rows of one forward pass (default 4096).
 	BatchTokens int
+	// BatchGroups bounds the questions (request groups) of one forward
+	// pass (0: only BatchTokens bounds it).
+	BatchGroups int
 	// NoShare scores every request on its own (no prefix sharing); for
 	// benchmarks and checks.
 	NoShare bool
@@ -129,8 +131,6 @@ func (lm *ModelLM) Loglikelihoods(reqs []Request) ([]Result, error) {
 	}
 	res := make([]Result, len(reqs))
 	items := make([]scoreItem, len(reqs))
-	ctxCache := map[string][]int{}
-	_ = ctxCache
 	for i, r := range reqs {
 		ctx, cont := EncodePair(lm.Tok, r.Context, r.Continuation, lm.AddBOS)
 		if len(cont) == 0 {
@@ -173,7 +173,7 @@ func (lm *ModelLM) Loglikelihoods(reqs []Request) ([]Result, error) {
 	done := 0
 	for b := 0; b < len(trees); {
 		e, rows := b, 0
-		for e < len(trees) && (e == b || rows+trees[e].rows() <= budget) {
+		for e < len(trees) && (e == b || rows+trees[e].rows() <= budget && (lm.BatchGroups <= 0 || e-b < lm.BatchGroups)) {
 			rows += trees[e].rows()
 			e++
 		}
@@ -353,6 +353,3 @@ func argmax(row []float32) int {
 	}
 	return b
 }
-
-// sanity: keep math imported for logProb in ppl.go users.
-var _ = math.Inf

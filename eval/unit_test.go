@@ -104,10 +104,10 @@ func TestAccAccNormStderr(t *testing.T) {
 	cols := []string{"goal", "sol1", "sol2", "label"}
 	rows := []map[string]any{
 		// short choice "a" has ll -2 (per char -2), long "bbbb" ll -3 (per char -0.75).
-		{"goal": "g0", "sol1": "a", "sol2": "bbbb", "label": int64(0)}, // acc 1 (−2 > −3), acc_norm 0
-		{"goal": "g1", "sol1": "a", "sol2": "bbbb", "label": int64(1)}, // acc 0, acc_norm 1
+		{"goal": "g0", "sol1": "a", "sol2": "bbbb", "label": int64(0)},   // acc 1 (−2 > −3), acc_norm 0
+		{"goal": "g1", "sol1": "a", "sol2": "bbbb", "label": int64(1)},   // acc 0, acc_norm 1
 		{"goal": "LONG", "sol1": "a", "sol2": "bbbb", "label": int64(0)}, // acc 1, acc_norm 0
-		{"goal": "g3", "sol1": "cc", "sol2": "dd", "label": int64(1)},  // tie: argmax picks 0 → both 0
+		{"goal": "g3", "sol1": "cc", "sol2": "dd", "label": int64(1)},    // tie: argmax picks 0 → both 0
 	}
 	lm := &fakeLM{ll: map[string]float64{"a": -2, "bbbb": -3, "cc": -1, "dd": -1}}
 	var log strings.Builder
