@@ -70,6 +70,18 @@ const maxSparseIDs = 1 << 16
 // ParseHFJSON builds a tokenizer from the bytes of a tokenizer.json. Error
 // messages name the offending field; callers add the file name.
 func ParseHFJSON(data []byte, side SideFiles) (*HFTokenizer, error) {
+	// Check the model type first: other models' vocab is not a map.
+	var head struct {
+		Model struct {
+			Type string `json:"type"`
+		} `json:"model"`
+	}
+	if err := json.Unmarshal(data, &head); err != nil {
+		return nil, fmt.Errorf("invalid JSON: %v", err)
+	}
+	if t := head.Model.Type; t != "" && t != "BPE" {
+		return nil, fmt.Errorf("model.type %q not supported", t)
+	}
 	var f hfFile
 	if err := json.Unmarshal(data, &f); err != nil {
 		return nil, fmt.Errorf("invalid JSON: %v", err)
