@@ -1,0 +1,306 @@
+package train
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/darwinlm/darwinlm-go/safetensors"
+)
+
+// Checkpoint layout inside an output folder OUT:
+//
+//	OUT/step-00000100/            one complete checkpoint
+//	    model files               Hugging Face layout (written by SaveModel, when set)
+//	    train_state.safetensors   "param.<name>" (exact float32 weights) and the
+//	                              optimizer state ("adamw.m.<name>", "adamw.v.<name>")
+//	    state.json                step, optimizer step counter, data position
+//	                              (epoch, pos, seed) and the run's settings
+//	    train_log.parquet         the log rows up to this step
+//	OUT/latest                    name of the newest complete checkpoint
+//	OUT/train_log.parquet         the log (rewritten at each checkpoint and at the end)
+//
+// A checkpoint is written into OUT/.tmp-step-…, every file is fsynced, the
+// folder is renamed into place and OUT is fsynced; only then is OUT/latest
+// replaced (temp file + fsync + rename). A crash at any moment leaves
+// OUT/latest naming a complete checkpoint (or no checkpoint at all).
+
+// State is the JSON side file of a checkpoint.
+type State struct {
+	Step      int             `json:"step"`
+	OptSteps  int             `json:"optimizer_steps"`
+	Optimizer string          `json:"optimizer"`
+	Epoch     int             `json:"data_epoch"`
+	Pos       int             `json:"data_pos"`
+	Seed      uint64          `json:"seed"`
+	Tokens    int64           `json:"tokens"`
+	Settings  json.RawMessage `json:"settings"` // the run's identity; resume refuses a mismatch
+}
+
+// LogRow is one row of the training log.
+type LogRow struct {
+	Step       int64   `parquet:"step"`
+	Tokens     int64   `parquet:"tokens"`
+	Loss       float64 `parquet:"loss"`
+	LR         float64 `parquet:"lr"`
+	GradNorm   float64 `parquet:"grad_norm"`
+	TokensPerS float64 `parquet:"tokens_per_s"`
+}
+
+// SaveModel, when not nil, writes the Hugging Face files of the model into a
+// checkpoint folder (the CLI sets it to model.SaveHF).
+type SaveModel func(dir string) error
+
+// SaveCheckpoint writes a checkpoint of t and the loader position into out.
+func SaveCheckpoint(out string, t *Trainer, ld *Loader, tokens int64, settings json.RawMessage, log []LogRow, save SaveModel, keep int) (string, error) {
+	name := fmt.Sprintf("step-%08d", t.Step)
+	final := filepath.Join(out, name)
+	tmp := filepath.Join(out, ".tmp-"+name)
+	if err := os.RemoveAll(tmp); err != nil {
+		return "", err
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return "", err
+	}
+	if save != nil {
+		if err := save(tmp); err != nil {
+			return "", fmt.Errorf("checkpoint %s: saving the model: %w", name, err)
+		}
+	}
+	var ts []safetensors.Tensor
+	for _, p := range t.Params() {
+		ts = append(ts, safetensors.Tensor{Name: "param." + p.Name, DType: safetensors.F32, Shape: []int64{int64(len(p.Data))}, Data: p.Data})
+	}
+	for _, s := range t.Opt.State(t.Params()) {
+		ts = append(ts, safetensors.Tensor{Name: s.Name, DType: safetensors.F32, Shape: []int64{int64(len(s.Data))}, Data: s.Data})
+	}
+	if err := safetensors.WriteFile(filepath.Join(tmp, "train_state.safetensors"), ts, map[string]string{"format": "darwinlm-train-state"}); err != nil {
+		return "", err
+	}
+	st := State{Step: t.Step, OptSteps: t.Opt.Steps(), Optimizer: t.Opt.Name(), Seed: ld.Seed, Epoch: ld.Epoch, Pos: ld.Pos, Tokens: tokens, Settings: settings}
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	if err := writeFileSync(filepath.Join(tmp, "state.json"), append(b, '\n')); err != nil {
+		return "", err
+	}
+	if err := WriteLog(filepath.Join(tmp, "train_log.parquet"), log); err != nil {
+		return "", err
+	}
+	if err := syncTree(tmp); err != nil {
+		return "", err
+	}
+	if err := os.RemoveAll(final); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return "", err
+	}
+	if err := syncDir(out); err != nil {
+		return "", err
+	}
+	if err := writeFileAtomic(filepath.Join(out, "latest"), []byte(name+"\n")); err != nil {
+		return "", err
+	}
+	if err := WriteLog(filepath.Join(out, "train_log.parquet"), log); err != nil {
+		return "", err
+	}
+	pruneCheckpoints(out, name, keep)
+	return final, nil
+}
+
+// LatestCheckpoint returns the folder named by out/latest, or "" when there
+// is none.
+func LatestCheckpoint(out string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(out, "latest"))
+	if os.IsNotExist(err) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	name := strings.TrimSpace(string(b))
+	if name == "" || strings.ContainsAny(name, "/\\") {
+		return "", fmt.Errorf("%s/latest: bad checkpoint name %q", out, name)
+	}
+	return filepath.Join(out, name), nil
+}
+
+// LoadCheckpoint restores the weights, optimizer state and loader position
+// saved in dir into t and ld, and returns the state and log.
+func LoadCheckpoint(dir string, t *Trainer, ld *Loader) (State, []LogRow, error) {
+	var st State
+	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
+	if err != nil {
+		return st, nil, fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, nil, fmt.Errorf("checkpoint %s/state.json: %w", dir, err)
+	}
+	if st.Optimizer != t.Opt.Name() {
+		return st, nil, fmt.Errorf("checkpoint %s was written by optimizer %s, this run uses %s", dir, st.Optimizer, t.Opt.Name())
+	}
+	f, err := safetensors.Open(filepath.Join(dir, "train_state.safetensors"))
+	if err != nil {
+		return st, nil, err
+	}
+	defer f.Close()
+	load := func(name string, dst []float32) error {
+		v, _, err := f.Float32(name)
+		if err != nil {
+			return err
+		}
+		if len(v) != len(dst) {
+			return fmt.Errorf("checkpoint %s: tensor %s has %d elements, the model needs %d", dir, name, len(v), len(dst))
+		}
+		copy(dst, v)
+		return nil
+	}
+	for _, p := range t.Params() {
+		if err := load("param."+p.Name, p.Data); err != nil {
+			return st, nil, err
+		}
+	}
+	for _, s := range t.Opt.State(t.Params()) {
+		if err := load(s.Name, s.Data); err != nil {
+			return st, nil, err
+		}
+	}
+	t.Step = st.Step
+	t.Opt.SetSteps(st.OptSteps)
+	if st.Seed != ld.Seed {
+		return st, nil, fmt.Errorf("checkpoint %s used data seed %d, this run %d", dir, st.Seed, ld.Seed)
+	}
+	ld.Epoch, ld.Pos = st.Epoch, st.Pos
+	var log []LogRow
+	if _, err := os.Stat(filepath.Join(dir, "train_log.parquet")); err == nil {
+		if log, err = parquet.ReadFile[LogRow](filepath.Join(dir, "train_log.parquet")); err != nil {
+			return st, nil, fmt.Errorf("checkpoint %s: reading the log: %w", dir, err)
+		}
+	}
+	return st, log, nil
+}
+
+// ReadParams reads the exact float32 weights of a checkpoint folder, by
+// Hugging Face name.
+func ReadParams(dir string) (map[string][]float32, error) {
+	f, err := safetensors.Open(filepath.Join(dir, "train_state.safetensors"))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	out := map[string][]float32{}
+	for _, t := range f.Tensors {
+		if name, ok := strings.CutPrefix(t.Name, "param."); ok {
+			v, _, err := f.Float32(t.Name)
+			if err != nil {
+				return nil, err
+			}
+			out[name] = v
+		}
+	}
+	return out, nil
+}
+
+// WriteLog writes the log rows to path atomically.
+func WriteLog(path string, rows []LogRow) error {
+	tmp := path + ".tmp"
+	if err := parquet.WriteFile(tmp, rows); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := fsyncFile(tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func pruneCheckpoints(out, keepName string, keep int) {
+	if keep <= 0 {
+		return
+	}
+	ents, err := os.ReadDir(out)
+	if err != nil {
+		return
+	}
+	var names []string
+	for _, e := range ents {
+		if e.IsDir() && strings.HasPrefix(e.Name(), "step-") && e.Name() != keepName {
+			names = append(names, e.Name())
+		}
+	}
+	sort.Strings(names)
+	for len(names) > keep-1 {
+		os.RemoveAll(filepath.Join(out, names[0]))
+		names = names[1:]
+	}
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := writeFileSync(tmp, b); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(path))
+}
+
+func fsyncFile(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
+
+// syncTree fsyncs every file and folder under dir.
+func syncTree(dir string) error {
+	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return syncDir(p)
+		}
+		if d.Type().IsRegular() {
+			return fsyncFile(p)
+		}
+		return nil
+	})
+}

@@ -1,0 +1,178 @@
+package train
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/model"
+)
+
+// Options configures a Trainer.
+type Options struct {
+	Optimizer   string  // "adamw" (default) or "sgd"
+	LR          float64 // peak learning rate
+	Schedule    string  // "constant" (default), "cosine" or "linear"
+	Warmup      int     // warm-up steps
+	MinLR       float64 // end value of cosine / linear decay
+	Steps       int     // total steps (for the schedule)
+	Beta1       float64 // AdamW β1 (default 0.9)
+	Beta2       float64 // AdamW β2 (default 0.95)
+	Eps         float64 // AdamW eps (default 1e-8)
+	WeightDecay float64 // decoupled for AdamW, coupled for SGD
+	Clip        float64 // global-norm clipping; ≤ 0 disables
+	// Knowledge distillation: loss = (1−KDWeight)·CE + KDWeight·KL(teacher ‖
+	// student), KL over the full vocabulary, or over the teacher's top-k
+	// logits when KDTopK > 0 (the reference's sparse_kl).
+	KDWeight float64
+	KDTopK   int
+	// SaveProbs stores attention probabilities instead of recomputing them.
+	SaveProbs bool
+}
+
+// DefaultOptions are AdamW(0.9, 0.95, 1e-8), constant lr 1e-4, no clipping.
+func DefaultOptions() Options {
+	return Options{Optimizer: "adamw", LR: 1e-4, Schedule: "constant", Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}
+}
+
+// Trainer trains a model in place.
+type Trainer struct {
+	Be      backend.Backend
+	Model   *model.Model
+	Teacher *model.Model // optional, for KD
+	W, G    *Weights[float32]
+	Opt     Optimizer
+	Sched   Schedule
+	Opts    Options
+	Step    int // completed steps
+
+	graph         *Graph[float32]
+	params, grads []Tensor[float32]
+}
+
+// StepStats describes one optimizer step.
+type StepStats struct {
+	Step     int     // 1-based index of the step just done
+	Loss     float64 // total loss
+	CE, KD   float64 // components (KD is 0 without a teacher)
+	LR       float64
+	GradNorm float64 // before clipping
+	Tokens   int     // tokens in the batch
+}
+
+// NewTrainer prepares training of m (updated in place). teacher may be nil.
+func NewTrainer(be backend.Backend, m, teacher *model.Model, o Options) (*Trainer, error) {
+	if o.Optimizer == "" {
+		o.Optimizer = "adamw"
+	}
+	if o.Schedule == "" {
+		o.Schedule = "constant"
+	}
+	sch := Schedule{Kind: o.Schedule, LR: o.LR, Warmup: o.Warmup, MinLR: o.MinLR, Total: o.Steps}
+	if err := sch.Validate(); err != nil {
+		return nil, err
+	}
+	var opt Optimizer
+	switch o.Optimizer {
+	case "adamw":
+		opt = NewAdamW(o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
+	case "sgd":
+		opt = &SGD{WeightDecay: o.WeightDecay}
+	default:
+		return nil, fmt.Errorf("unknown optimizer %q (want adamw or sgd)", o.Optimizer)
+	}
+	if o.KDWeight < 0 || o.KDWeight > 1 {
+		return nil, fmt.Errorf("kd weight must be in [0, 1], got %g", o.KDWeight)
+	}
+	if teacher != nil && teacher.Cfg.Vocab != m.Cfg.Vocab {
+		return nil, fmt.Errorf("teacher vocabulary %d differs from the student's %d", teacher.Cfg.Vocab, m.Cfg.Vocab)
+	}
+	if o.KDWeight > 0 && teacher == nil {
+		return nil, fmt.Errorf("kd weight %g needs a teacher model", o.KDWeight)
+	}
+	w := FromModel(m)
+	g := ZeroLike(w)
+	t := &Trainer{Be: be, Model: m, Teacher: teacher, W: w, G: g, Opt: opt, Sched: sch, Opts: o,
+		graph: NewGraph(be, w), params: w.Tensors(), grads: g.Tensors()}
+	t.graph.SaveProbs = o.SaveProbs
+	return t, nil
+}
+
+// Params and Grads list the trained tensors (Weights.Tensors order).
+func (t *Trainer) Params() []Tensor[float32] { return t.params }
+func (t *Trainer) Grads() []Tensor[float32]  { return t.grads }
+
+// Loss computes the training loss of a batch and, when backward is set, the
+// gradients (into t.G, which is cleared first).
+func (t *Trainer) Loss(seqs [][]int, backward bool) (loss, ce, kd float64) {
+	V := t.Model.Cfg.Vocab
+	logits := t.graph.Forward(seqs)
+	var dl []float32
+	if backward {
+		dl = make([]float32, len(logits))
+	}
+	a := 0.0
+	if t.Teacher != nil {
+		a = t.Opts.KDWeight
+	}
+	ce = CrossEntropy(dl, logits, seqs, V, 1-a)
+	loss = ce
+	if a > 0 {
+		tl := t.Teacher.Forward(t.Be, seqs)
+		if t.Opts.KDTopK > 0 {
+			kd = SparseKL(dl, logits, tl, seqs, V, t.Opts.KDTopK, a)
+		} else {
+			kd = KL(dl, logits, tl, seqs, V, a)
+		}
+		loss = (1-a)*ce + a*kd
+	}
+	if backward {
+		t.G.Zero()
+		t.graph.Backward(dl, t.G)
+	}
+	return loss, ce, kd
+}
+
+// TrainStep does one optimizer step on a batch. A non-finite loss or
+// gradient norm stops with an error naming the step; the weights are then
+// left untouched.
+func (t *Trainer) TrainStep(seqs [][]int) (StepStats, error) {
+	st := StepStats{Step: t.Step + 1, LR: t.Sched.At(t.Step)}
+	for _, s := range seqs {
+		st.Tokens += len(s)
+	}
+	st.Loss, st.CE, st.KD = t.Loss(seqs, true)
+	if math.IsNaN(st.Loss) || math.IsInf(st.Loss, 0) {
+		return st, fmt.Errorf("step %d: loss is %v; stopping (no checkpoint is written for this step)", st.Step, st.Loss)
+	}
+	st.GradNorm = ClipGrads(t.grads, t.Opts.Clip)
+	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
+		return st, fmt.Errorf("step %d: gradient norm is %v; stopping (no checkpoint is written for this step)", st.Step, st.GradNorm)
+	}
+	t.Opt.Step(t.params, t.grads, st.LR)
+	t.Step++
+	return st, nil
+}
+
+// FineTune trains m in place with one optimizer step per sequence (batch 1),
+// in order, as the reference's training-aware selection does (there:
+// AdamW, lr 1e-5, β = (0.9, 0.999), weight decay 0.01, no schedule, no
+// clipping). It returns the mean training loss.
+func FineTune(be backend.Backend, m *model.Model, seqs [][]int, o Options) (float64, error) {
+	if o.Steps == 0 {
+		o.Steps = len(seqs)
+	}
+	t, err := NewTrainer(be, m, nil, o)
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for _, s := range seqs {
+		st, err := t.TrainStep([][]int{s})
+		if err != nil {
+			return 0, err
+		}
+		sum += st.Loss
+	}
+	return sum / float64(max(len(seqs), 1)), nil
+}
