@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -138,8 +139,10 @@ model is also written to OUT/final. A summary JSON line goes to stdout.`,
 					if err != nil {
 						return err
 					}
-					if string(st.Settings) != string(settings) {
-						return fmt.Errorf("--resume: checkpoint %s was written with other settings:\n  checkpoint: %s\n  this run:   %s", dir, st.Settings, settings)
+					var was bytes.Buffer
+					_ = json.Compact(&was, st.Settings)
+					if was.String() != string(settings) {
+						return fmt.Errorf("--resume: checkpoint %s was written with other settings:\n  checkpoint: %s\n  this run:   %s", dir, was.String(), settings)
 					}
 					log, done = l, st.Tokens
 					if !mf.quiet {
