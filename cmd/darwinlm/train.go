@@ -263,9 +263,9 @@ model is also written to OUT/final. A summary JSON line goes to stdout.`,
 	addCommand(cmd)
 }
 
-// saveHF writes a model in Hugging Face layout (model.SaveHF once it lands;
-// until then checkpoints hold train_state.safetensors only).
-var saveHF func(m *model.Model, dir, tokenizerSrcDir string) error
+// saveHF writes a model in Hugging Face layout (a variable so tests can
+// swap it).
+var saveHF = model.SaveHF
 
 // tokenizerSource is the folder whose tokenizer files SaveHF copies.
 func tokenizerSource(spec, tokPath string) string {
