@@ -37,11 +37,32 @@ type bview struct {
 type packer func(dst []float32, r0, rb, p0, kb, w int)
 
 func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
+	if v.rs == 1 && v.cs != 1 {
+		// Rows of the block are contiguous along r: walk each source row
+		// once, sequentially (prefetch-friendly), and scatter it over the
+		// panels. Reading panel by panel instead strides across pages.
+		for p := 0; p < kb; p++ {
+			base := (p0+p)*v.cs + r0
+			src := v.d[base : base+rb]
+			for ir := 0; ir < rb; ir += w {
+				rows := min(w, rb-ir)
+				off := ir*kb + p*w
+				copy(dst[off:off+rows], src[ir:ir+rows])
+			}
+		}
+		if rem := rb % w; rem != 0 {
+			ir := rb - rem
+			for p := 0; p < kb; p++ {
+				off := ir*kb + p*w
+				clear(dst[off+rem : off+w])
+			}
+		}
+		return
+	}
 	for ir := 0; ir < rb; ir += w {
 		panel := dst[ir*kb : ir*kb+w*kb]
 		rows := min(w, rb-ir)
-		switch {
-		case v.cs == 1:
+		if v.cs == 1 {
 			// Rows are contiguous along p: transpose into the panel.
 			i := 0
 			for ; i+3 < rows; i += 4 {
@@ -50,10 +71,7 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 				s1 := v.d[base+v.rs : base+v.rs+kb]
 				s2 := v.d[base+2*v.rs : base+2*v.rs+kb]
 				s3 := v.d[base+3*v.rs : base+3*v.rs+kb]
-				for p := range s0 {
-					q := panel[p*w+i : p*w+i+4 : p*w+i+4]
-					q[0], q[1], q[2], q[3] = s0[p], s1[p], s2[p], s3[p]
-				}
+				transpose4(panel[i:], w, s0, s1, s2, s3)
 			}
 			for ; i < rows; i++ {
 				base := (r0+ir+i)*v.rs + p0
@@ -61,13 +79,7 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 					panel[p*w+i] = x
 				}
 			}
-		case v.rs == 1:
-			// Columns are contiguous along rows: copy.
-			for p := 0; p < kb; p++ {
-				base := (p0+p)*v.cs + r0 + ir
-				copy(panel[p*w:p*w+rows], v.d[base:base+rows])
-			}
-		default:
+		} else {
 			for p := 0; p < kb; p++ {
 				for i := 0; i < rows; i++ {
 					panel[p*w+i] = v.d[(r0+ir+i)*v.rs+(p0+p)*v.cs]
@@ -79,6 +91,27 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 				clear(panel[p*w+rows : p*w+w])
 			}
 		}
+	}
+}
+
+// transpose4 writes dst[p*w + r] = s_r[p] for four equal-length rows, in
+// 4×4 blocks through array pointers so that bounds checks are per block.
+func transpose4(dst []float32, w int, s0, s1, s2, s3 []float32) {
+	kb := len(s0)
+	s1, s2, s3 = s1[:kb], s2[:kb], s3[:kb]
+	p := 0
+	for ; p+3 < kb; p += 4 {
+		a, b, c, d := (*[4]float32)(s0[p:]), (*[4]float32)(s1[p:]), (*[4]float32)(s2[p:]), (*[4]float32)(s3[p:])
+		o := dst[p*w:]
+		o0, o1, o2, o3 := (*[4]float32)(o), (*[4]float32)(o[w:]), (*[4]float32)(o[2*w:]), (*[4]float32)(o[3*w:])
+		o0[0], o0[1], o0[2], o0[3] = a[0], b[0], c[0], d[0]
+		o1[0], o1[1], o1[2], o1[3] = a[1], b[1], c[1], d[1]
+		o2[0], o2[1], o2[2], o2[3] = a[2], b[2], c[2], d[2]
+		o3[0], o3[1], o3[2], o3[3] = a[3], b[3], c[3], d[3]
+	}
+	for ; p < kb; p++ {
+		o := (*[4]float32)(dst[p*w:])
+		o[0], o[1], o[2], o[3] = s0[p], s1[p], s2[p], s3[p]
 	}
 }
 
@@ -117,71 +150,85 @@ type workBuf struct{ a, b, tmp []float32 }
 
 var bufPool sync.Pool
 
-func getBuf(kn *kernel) *workBuf {
-	na := kn.kc * ((kn.mc + kn.mr - 1) / kn.mr * kn.mr)
+// getBuf returns scratch for na packed A values and one kc×nc B block.
+func getBuf(kn *kernel, na int) *workBuf {
 	nb := kn.kc * ((kn.nc + kn.nr - 1) / kn.nr * kn.nr)
 	nt := kn.mr * kn.nr
-	if w, ok := bufPool.Get().(*workBuf); ok {
-		if len(w.a) >= na && len(w.b) >= nb && len(w.tmp) >= nt {
-			return w
-		}
+	w, _ := bufPool.Get().(*workBuf)
+	if w == nil {
+		w = &workBuf{}
 	}
-	return &workBuf{a: make([]float32, na), b: make([]float32, nb), tmp: make([]float32, nt)}
+	if len(w.a) < na {
+		w.a = make([]float32, na)
+	}
+	if len(w.b) < nb || len(w.tmp) < nt {
+		w.b, w.tmp = make([]float32, nb), make([]float32, nt)
+	}
+	return w
 }
 
 // run computes rows [i0,i1) × columns [j0,j1) of C. Every element is reduced
 // over p in the same fixed kc-block order no matter how the ranges are split,
 // and one tile is only ever written by one caller: that is what makes the
 // result independent of the worker count.
+//
+// Loop order: pc (kc) → pack all needed rows of A once → jc (nc) → pack the
+// B block (kept in L2) → ir (mr panels of A, one in L1 at a time) → jr.
+// Packing A once per kc block rather than once per (jc, kc) block saves its
+// repacking when the worker's column range spans several nc blocks.
 func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	kn := g.kern
 	mr, nr, kc := kn.mr, kn.nr, kn.kc
-	w := getBuf(kn)
+	iMax := i1
+	if g.upper {
+		iMax = min(i1, j1) // rows below the last column are all lower
+	}
+	if iMax <= i0 {
+		return
+	}
+	w := getBuf(kn, (iMax-i0+mr-1)/mr*mr*min(kc, g.k))
 	defer bufPool.Put(w)
 	tmp := w.tmp[:mr*nr]
-	for jc := j0; jc < j1; jc += kn.nc {
-		nb := min(kn.nc, j1-jc)
-		iEnd := i1
-		if g.upper {
-			iEnd = min(i1, jc+nb) // rows below the last column are all lower
-		}
-		if iEnd <= i0 {
-			continue
-		}
-		for pc := 0; pc < g.k; pc += kc {
-			kb := min(kc, g.k-pc)
-			load := g.acc || pc > 0
+	for pc := 0; pc < g.k; pc += kc {
+		kb := min(kc, g.k-pc)
+		load := g.acc || pc > 0
+		g.packA(w.a, i0, iMax-i0, pc, kb, mr)
+		for jc := j0; jc < j1; jc += kn.nc {
+			nb := min(kn.nc, j1-jc)
+			iEnd := iMax
+			if g.upper {
+				iEnd = min(iMax, jc+nb)
+			}
+			if iEnd <= i0 {
+				continue
+			}
 			g.packB(w.b, jc, nb, pc, kb, nr)
-			for ic := i0; ic < iEnd; ic += kn.mc {
-				mb := min(kn.mc, iEnd-ic)
-				g.packA(w.a, ic, mb, pc, kb, mr)
-				for ir := 0; ir < mb; ir += mr {
-					mrr := min(mr, mb-ir)
-					ap := w.a[ir*kb : ir*kb+mr*kb]
-					for jr := 0; jr < nb; jr += nr {
-						nrr := min(nr, nb-jr)
-						if g.upper && jc+jr+nrr-1 < ic+ir {
-							continue // strictly below the diagonal
-						}
-						bp := w.b[jr*kb : jr*kb+nr*kb]
-						off := (ic+ir)*g.ldc + jc + jr
-						if mrr == mr && nrr == nr {
-							kn.micro(ap, bp, g.c[off:], kb, g.ldc, load)
-							continue
-						}
-						// Edge tile: same FMA chain into a scratch tile, then
-						// the same single add into C as the full kernel does.
-						kn.micro(ap, bp, tmp, kb, nr, false)
-						for i := 0; i < mrr; i++ {
-							cr := g.c[off+i*g.ldc : off+i*g.ldc+nrr]
-							tr := tmp[i*nr : i*nr+nrr]
-							if load {
-								for j := range cr {
-									cr[j] += tr[j]
-								}
-							} else {
-								copy(cr, tr)
+			for ir := 0; ir < iEnd-i0; ir += mr {
+				mrr := min(mr, iEnd-i0-ir)
+				ap := w.a[ir*kb : ir*kb+mr*kb]
+				for jr := 0; jr < nb; jr += nr {
+					nrr := min(nr, nb-jr)
+					if g.upper && jc+jr+nrr-1 < i0+ir {
+						continue // strictly below the diagonal
+					}
+					bp := w.b[jr*kb : jr*kb+nr*kb]
+					off := (i0+ir)*g.ldc + jc + jr
+					if mrr == mr && nrr == nr {
+						kn.micro(ap, bp, g.c[off:], kb, g.ldc, load)
+						continue
+					}
+					// Edge tile: same FMA chain into a scratch tile, then
+					// the same single add into C as the full kernel does.
+					kn.micro(ap, bp, tmp, kb, nr, false)
+					for i := 0; i < mrr; i++ {
+						cr := g.c[off+i*g.ldc : off+i*g.ldc+nrr]
+						tr := tmp[i*nr : i*nr+nrr]
+						if load {
+							for j := range cr {
+								cr[j] += tr[j]
 							}
+						} else {
+							copy(cr, tr)
 						}
 					}
 				}
