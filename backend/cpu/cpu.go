@@ -185,8 +185,8 @@ func (c *CPU) MatMulNT(cc, a, b []float32, m, n, k int, acc bool) {
 		c.gemvDots(cc[:n], n, k, acc, func(j int) float32 { return dot(x, b[j*k:j*k+k]) })
 		return
 	}
-	A := view{a, k, 1}
-	Bt := view{b, k, 1}
+	A := view{a, k, 1, c.kern.tr4}
+	Bt := view{b, k, 1, c.kern.tr4}
 	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
 }
 
@@ -199,8 +199,8 @@ func (c *CPU) MatMulNN(cc, a, b []float32, m, n, k int, acc bool) {
 		c.gemvAxpy(cc[:n], a, 1, b, n, k, acc)
 		return
 	}
-	A := view{a, k, 1}
-	Bt := view{b, 1, n}
+	A := view{a, k, 1, c.kern.tr4}
+	Bt := view{b, 1, n, c.kern.tr4}
 	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
 }
 
@@ -213,8 +213,8 @@ func (c *CPU) MatMulTN(cc, a, b []float32, m, n, k int, acc bool) {
 		c.gemvAxpy(cc[:n], a, 1, b, n, k, acc)
 		return
 	}
-	A := view{a, 1, m}
-	Bt := view{b, 1, n}
+	A := view{a, 1, m, c.kern.tr4}
+	Bt := view{b, 1, n, c.kern.tr4}
 	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
 }
 
@@ -226,7 +226,7 @@ func (c *CPU) SyrkTN(h, x []float32, n, k int) {
 	if n == 0 || k == 0 {
 		return
 	}
-	X := view{x, 1, n}
+	X := view{x, 1, n, c.kern.tr4}
 	c.gemm(&gemmJob{kern: c.kern, c: h, ldc: n, k: k, packA: X.pack, packB: X.pack, acc: true, upper: true}, n, n)
 	c.mirrorUpper(h, n)
 }
@@ -307,8 +307,8 @@ func (c *CPU) MatMulNTBF16(cc []float32, a []float32, b []uint16, m, n, k int, a
 		c.gemvDots(cc[:n], n, k, acc, func(j int) float32 { return dot(x, b[j*k:j*k+k]) })
 		return
 	}
-	A := view{a, k, 1}
-	Bt := bview{b, k}
+	A := view{a, k, 1, c.kern.tr4}
+	Bt := bview{b, k, c.kern.tr4bf}
 	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
 }
 

@@ -6,8 +6,9 @@ import (
 )
 
 // kernel is one SIMD variant: a register-tile micro-kernel plus its blocking
-// (BLIS loop order: jc over nc columns, pc over kc, ic over mc rows, then
-// mr×nr tiles) and the row kernels.
+// (see gemmJob.run; mc is informational since A is packed per kc block) and
+// the row kernels. kc fixes the reduction order, so it must stay constant
+// per variant for results to be reproducible.
 type kernel struct {
 	name       string
 	mr, nr     int
@@ -16,12 +17,21 @@ type kernel struct {
 	dot        func(a, b []float32) float32
 	dotBF16    func(a []float32, b []uint16) float32
 	axpy       func(alpha float32, x, y []float32)
+	tr4        transposer     // packing of row-contiguous operands
+	tr4bf      transposerBF16 // same, from bf16
 }
+
+// transposer writes dst[q*w + r] = src[r*ld + q] for r < 4, q < n.
+type transposer func(dst []float32, w int, src []float32, ld, n int)
+
+// transposerBF16 is transposer for a bf16 source, widened to float32.
+type transposerBF16 func(dst []float32, w int, src []uint16, ld, n int)
 
 // view is a strided matrix: element (i, p) is d[i*rs + p*cs].
 type view struct {
 	d      []float32
 	rs, cs int
+	tr     transposer
 }
 
 // bview is a bf16 matrix stored [rows × cols] row-major (weights), read as
@@ -29,6 +39,7 @@ type view struct {
 type bview struct {
 	d  []uint16
 	ld int
+	tr transposerBF16
 }
 
 // packer fills a packed block: rows r0..r0+rb (padded with zeros to a
@@ -67,11 +78,7 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 			i := 0
 			for ; i+3 < rows; i += 4 {
 				base := (r0+ir+i)*v.rs + p0
-				s0 := v.d[base : base+kb]
-				s1 := v.d[base+v.rs : base+v.rs+kb]
-				s2 := v.d[base+2*v.rs : base+2*v.rs+kb]
-				s3 := v.d[base+3*v.rs : base+3*v.rs+kb]
-				transpose4(panel[i:], w, s0, s1, s2, s3)
+				v.tr(panel[i:], w, v.d[base:], v.rs, kb)
 			}
 			for ; i < rows; i++ {
 				base := (r0+ir+i)*v.rs + p0
@@ -90,6 +97,18 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 			for p := 0; p < kb; p++ {
 				clear(panel[p*w+rows : p*w+w])
 			}
+		}
+	}
+}
+
+func transpose4Go(dst []float32, w int, src []float32, ld, n int) {
+	transpose4(dst, w, src[:n], src[ld:ld+n], src[2*ld:2*ld+n], src[3*ld:3*ld+n])
+}
+
+func transpose4BF16Go(dst []float32, w int, src []uint16, ld, n int) {
+	for r := 0; r < 4; r++ {
+		for q, x := range src[r*ld : r*ld+n] {
+			dst[q*w+r] = math.Float32frombits(uint32(x) << 16)
 		}
 	}
 }
@@ -120,7 +139,11 @@ func (v bview) pack(dst []float32, r0, rb, p0, kb, w int) {
 	for ir := 0; ir < rb; ir += w {
 		panel := dst[ir*kb : ir*kb+w*kb]
 		rows := min(w, rb-ir)
-		for i := 0; i < rows; i++ {
+		i := 0
+		for ; i+3 < rows; i += 4 {
+			v.tr(panel[i:], w, v.d[(r0+ir+i)*v.ld+p0:], v.ld, kb)
+		}
+		for ; i < rows; i++ {
 			base := (r0+ir+i)*v.ld + p0
 			for p, x := range v.d[base : base+kb] {
 				panel[p*w+i] = math.Float32frombits(uint32(x) << 16)

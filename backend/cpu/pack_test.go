@@ -25,7 +25,7 @@ func benchPack(b *testing.B, hot int) {
 	for _, c := range []struct {
 		name string
 		v    view
-	}{{"copy", view{src, 1, ld}}, {"transpose", view{src, ld, 1}}} {
+	}{{"copy", view{src, 1, ld, nil}}, {"transpose", view{src, ld, 1, best().tr4}}} {
 		b.Run(c.name+map[int]string{0: "/hot", 1: "/cold"}[hot], func(b *testing.B) {
 			i := 0
 			runtime.LockOSThread()

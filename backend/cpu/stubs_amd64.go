@@ -30,6 +30,12 @@ func dotBF16AVX512(a *float32, b *uint16, n int) float32
 func dotBF16AVX2(a *float32, b *uint16, n int) float32
 
 //go:noescape
+func transpose4AVX(dst *float32, dstride int, src *float32, sstride, n int)
+
+//go:noescape
+func transpose4BF16AVX(dst *float32, dstride int, src *uint16, sstride, n int)
+
+//go:noescape
 func axpyAVX512(alpha float32, x, y *float32, n int)
 
 //go:noescape
@@ -47,6 +53,8 @@ func init() {
 			dot:     dotWith(dotAVX512, 16),
 			dotBF16: dotBF16With(dotBF16AVX512, 16),
 			axpy:    axpyWith(axpyAVX512, 16),
+			tr4:     transpose4ASM,
+			tr4bf:   transpose4BF16ASM,
 		})
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
@@ -59,6 +67,8 @@ func init() {
 			dot:     dotWith(dotAVX2, 8),
 			dotBF16: dotBF16With(dotBF16AVX2, 8),
 			axpy:    axpyWith(axpyAVX2, 8),
+			tr4:     transpose4ASM,
+			tr4bf:   transpose4BF16ASM,
 		})
 	}
 }
@@ -122,5 +132,32 @@ func axpyWith(f func(alpha float32, x, y *float32, n int), w int) func(alpha flo
 		for i := nv; i < n; i++ {
 			y[i] += alpha * x[i]
 		}
+	}
+}
+
+// transpose4ASM runs the AVX transposer on n&^7 columns and Go on the rest.
+func transpose4ASM(dst []float32, w int, src []float32, ld, n int) {
+	if len(src) < 3*ld+n || len(dst) < (n-1)*w+4 {
+		panic("cpu: transpose out of range")
+	}
+	n8 := n &^ 7
+	if n8 > 0 {
+		transpose4AVX(unsafe.SliceData(dst), w, unsafe.SliceData(src), ld, n8)
+	}
+	if n8 < n {
+		transpose4Go(dst[n8*w:], w, src[n8:], ld, n-n8)
+	}
+}
+
+func transpose4BF16ASM(dst []float32, w int, src []uint16, ld, n int) {
+	if len(src) < 3*ld+n || len(dst) < (n-1)*w+4 {
+		panic("cpu: transpose out of range")
+	}
+	n8 := n &^ 7
+	if n8 > 0 {
+		transpose4BF16AVX(unsafe.SliceData(dst), w, unsafe.SliceData(src), ld, n8)
+	}
+	if n8 < n {
+		transpose4BF16Go(dst[n8*w:], w, src[n8:], ld, n-n8)
 	}
 }
