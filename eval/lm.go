@@ -58,6 +58,9 @@ type ModelLM struct {
 	// Counters, accumulated over calls.
 	Truncations   int   // requests whose input was left-truncated
 	ForwardTokens int64 // token rows run through the decoder
+	// EmptyContinuations counts requests whose continuation got no tokens
+	// (scored 0, as lm-eval does).
+	EmptyContinuations int
 }
 
 // NewModelLM returns a scorer over m.
@@ -134,7 +137,12 @@ func (lm *ModelLM) Loglikelihoods(reqs []Request) ([]Result, error) {
 	for i, r := range reqs {
 		ctx, cont := EncodePair(lm.Tok, r.Context, r.Continuation, lm.AddBOS)
 		if len(cont) == 0 {
-			return nil, fmt.Errorf("request %d: continuation %q has no tokens after context %q", i, r.Continuation, tail(r.Context, 40))
+			// encode(ctx+cont) is no longer than encode(ctx) (a merge across
+			// the boundary). lm-eval then scores no tokens: ll = 0.
+			lm.EmptyContinuations++
+			res[i] = Result{LL: 0, Greedy: true, CtxTokens: len(ctx)}
+			items[i] = scoreItem{}
+			continue
 		}
 		if len(cont) > L {
 			return nil, fmt.Errorf("request %d: continuation has %d tokens, more than the model length %d", i, len(cont), L)
@@ -151,9 +159,13 @@ func (lm *ModelLM) Loglikelihoods(reqs []Request) ([]Result, error) {
 	// Build trees: adjacent requests of the same group share a prefix.
 	var trees []*tree
 	for i := 0; i < len(reqs); {
+		if len(items[i].cont) == 0 {
+			i++
+			continue
+		}
 		j := i + 1
 		if !lm.NoShare {
-			for j < len(reqs) && reqs[j].Group == reqs[i].Group {
+			for j < len(reqs) && reqs[j].Group == reqs[i].Group && len(items[j].cont) > 0 {
 				j++
 			}
 		}
@@ -171,6 +183,11 @@ func (lm *ModelLM) Loglikelihoods(reqs []Request) ([]Result, error) {
 		i = j
 	}
 	done := 0
+	for _, it := range items {
+		if len(it.cont) == 0 {
+			done++
+		}
+	}
 	for b := 0; b < len(trees); {
 		e, rows := b, 0
 		for e < len(trees) && (e == b || rows+trees[e].rows() <= budget && (lm.BatchGroups <= 0 || e-b < lm.BatchGroups)) {

@@ -236,3 +236,43 @@ func TestPredictTies(t *testing.T) {
 		t.Fatalf("pred_norm = %d", pn)
 	}
 }
+
+// mergeTok encodes each byte as a token, except that "s ." becomes one token,
+// so encode("carrots" + " .") is as long as encode("carrots").
+type mergeTok struct{}
+
+func (mergeTok) Encode(s string) []int {
+	var out []int
+	for i := 0; i < len(s); i++ {
+		if strings.HasPrefix(s[i:], "s .") {
+			out = append(out, 300)
+			i += 2
+			continue
+		}
+		out = append(out, int(s[i]))
+	}
+	return out
+}
+func (mergeTok) Decode([]int) string { return "" }
+func (mergeTok) VocabSize() int      { return 301 }
+func (mergeTok) BOS() int            { return -1 }
+func (mergeTok) EOS() int            { return -1 }
+func (mergeTok) AddBOS() bool        { return false }
+
+// A continuation that gets no tokens of its own scores 0, as in lm-eval.
+func TestEmptyContinuation(t *testing.T) {
+	ctx, cont := EncodePair(mergeTok{}, "the carrots", " .", false)
+	if len(ctx) != 11 || len(cont) != 0 {
+		t.Fatalf("ctx %v cont %v", ctx, cont)
+	}
+	// Trailing whitespace of the context moves to the continuation.
+	ctx, cont = EncodePair(mergeTok{}, "Answer: ", "B", false)
+	if len(ctx) != 7 || len(cont) != 2 || cont[0] != ' ' {
+		t.Fatalf("ctx %v cont %v", ctx, cont)
+	}
+	lm := &ModelLM{Tok: mergeTok{}, MaxLen: 512}
+	res, err := lm.Loglikelihoods([]Request{{Context: "the carrots", Continuation: " ."}})
+	if err != nil || res[0].LL != 0 || lm.EmptyContinuations != 1 {
+		t.Fatalf("res %+v err %v", res, err)
+	}
+}

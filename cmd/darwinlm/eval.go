@@ -159,7 +159,7 @@ lm-eval's layout, to --out.`,
 				"backend": be.Name(), "max_length": m.Cfg.MaxSeq, "suite": suite, "prefix_sharing": !noShare,
 				"batch_size": batchSize, "seq_len": seqLen, "fewshot_seed": 1234, "fewshot_generator": "CPython random.Random MT19937 (first_n for mmlu)",
 				"harness":            "darwinlm-go eval (lm-evaluation-harness 0.4.x task formats)",
-				"truncated_requests": lm.Truncations, "forward_tokens": lm.ForwardTokens, "gomaxprocs": runtime.GOMAXPROCS(0),
+				"truncated_requests": lm.Truncations, "empty_continuations": lm.EmptyContinuations, "forward_tokens": lm.ForwardTokens, "gomaxprocs": runtime.GOMAXPROCS(0),
 			}
 			js := rep.JSON(config)
 			b, err := json.MarshalIndent(js, "", "  ")
