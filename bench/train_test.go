@@ -1,0 +1,130 @@
+package bench
+
+import (
+	"math"
+	"testing"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
+	"github.com/darwinlm/darwinlm-go/hub"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
+	"github.com/darwinlm/darwinlm-go/train"
+)
+
+// BenchmarkTrain reports training throughput (tokens/s: forward, loss,
+// backward and one AdamW step) of the two tiny checkpoints, batch 8 × 256
+// tokens (stories260K: 8 × 256 as well, its context is 512).
+//
+//	go test -run x -bench Train -benchtime 3x ./bench/
+func BenchmarkTrain(b *testing.B) {
+	if hub.Mirror() == "" {
+		b.Skip("DARWINLM_HUB_MIRROR not set")
+	}
+	be, err := backend.Get("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, spec := range []struct{ name, model string }{
+		{"TinyStories-656K", "hf:raincandy-u/TinyStories-656K"},
+		{"stories260K", "hf:karpathy/tinyllamas/stories260K/stories260K.bin"},
+	} {
+		m, _, err := model.Open(spec.model, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(spec.name, func(b *testing.B) {
+			tr, err := train.NewTrainer(be, m, nil, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Steps: b.N})
+			if err != nil {
+				b.Fatal(err)
+			}
+			seqs := pseudoSeqs(8, 256, m.Cfg.Vocab)
+			b.ResetTimer()
+			cpu0 := processCPU()
+			for i := 0; i < b.N; i++ {
+				if _, err := tr.TrainStep(seqs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			reportTokens(b, 8*256, cpu0)
+		})
+	}
+}
+
+// BenchmarkTrainLayer7B: one Llama-2-7B-shaped decoder layer (hidden 4096,
+// 32 heads of 128, MLP 11008, random weights) forward + backward on one
+// sequence of 512 tokens, attention probabilities recomputed in the backward
+// pass (the memory-bounded mode used for long sequences).
+//
+//	go test -run x -bench TrainLayer7B -benchtime 1x ./bench/
+func BenchmarkTrainLayer7B(b *testing.B) {
+	be, err := backend.Get("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const H, nH, d, I, T = 4096, 32, 128, 11008, 512
+	l := &train.LayerW[float32]{Heads: nH, KVHeads: nH, Inter: I,
+		AttnNorm: fill(H, 1, 1), MLPNorm: fill(H, 1, 2),
+		Wq: fill(H*H, 0.02, 3), Wk: fill(H*H, 0.02, 4), Wv: fill(H*H, 0.02, 5), Wo: fill(H*H, 0.02, 6),
+		Wgate: fill(I*H, 0.02, 7), Wup: fill(I*H, 0.02, 8), Wdown: fill(H*I, 0.02, 9)}
+	w := &train.Weights[float32]{Layers: []train.LayerW[float32]{*l}}
+	g := train.ZeroLike(w)
+	rope := nn.NewRope(d, 10000, false, nil)
+	rope.Ensure(T)
+	x0 := fill(T*H, 1, 10)
+	dy := fill(T*H, 1e-3, 11)
+	b.ResetTimer()
+	cpu0 := processCPU()
+	for i := 0; i < b.N; i++ {
+		x := append([]float32(nil), x0...)
+		var a train.LayerActs[float32]
+		train.LayerForward(be, rope, d, 1e-5, l, x, []int{T}, &a, false)
+		dx := append([]float32(nil), dy...)
+		train.LayerBackward(be, rope, d, l, &g.Layers[0], dx, []int{T}, &a)
+	}
+	reportTokens(b, T, cpu0)
+	// 6 FLOPs per parameter per token for the matrix products, plus QKᵀ and
+	// PV: 2·2·T²/2·H forward, twice that backward, and one more QKᵀ for the
+	// recomputation.
+	params := float64(4*H*H + 3*H*I)
+	flops := 6*params*T + (2+4+1)*float64(T)*float64(T)*H
+	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+func reportTokens(b *testing.B, perIter int, cpu0 float64) {
+	s := b.Elapsed().Seconds()
+	b.ReportMetric(float64(perIter*b.N)/s, "tokens/s")
+	if c := processCPU() - cpu0; c > 0 {
+		b.ReportMetric(c/s, "cpu-util")
+	}
+}
+
+func pseudoSeqs(n, T, vocab int) [][]int {
+	out := make([][]int, n)
+	for i := range out {
+		out[i] = make([]int, T)
+		for j := range out[i] {
+			out[i][j] = (i*7919 + j*104729 + j*j*31) % vocab
+		}
+	}
+	return out
+}
+
+// fill returns n pseudo-random values of scale s (a fast LCG; the values only
+// need to be reproducible and of a sensible size).
+func fill(n int, s float32, seed uint64) []float32 {
+	out := make([]float32, n)
+	x := seed*0x9e3779b97f4a7c15 + 1
+	for i := range out {
+		x = x*6364136223846793005 + 1442695040888963407
+		u := float32(x>>40)/float32(1<<24) - 0.5
+		out[i] = s * u * 3.4641016 // unit variance × s
+	}
+	if s == 1 && seed <= 2 { // norm weights: around 1
+		for i := range out {
+			out[i] = 1 + 0.1*out[i]
+		}
+	}
+	_ = math.Pi
+	return out
+}
