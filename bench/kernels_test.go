@@ -30,6 +30,7 @@ func report(b *testing.B, flops float64) {
 	if cpu := processCPU() - cpu0; cpu > 0 && cpu0 > 0 {
 		b.ReportMetric(flops*float64(b.N)/cpu/1e9, "GFLOP/s-core")
 	}
+	cpu0 = 0
 }
 
 var cpu0 float64
@@ -94,9 +95,13 @@ func BenchmarkGemm1024(b *testing.B) {
 	})
 }
 
-// Tiny-model (d=384, MLP 1536, 128 tokens) and Llama-7B (d=4096, MLP
-// 11008, 512 tokens) linear layers: m tokens × n outputs × k inputs.
+// Linear layers as m tokens × n outputs × k inputs: the tiny checkpoints
+// (stories260K: d=64, MLP 172, vocab 512; 8 windows of 256 tokens), a small
+// model (d=384, MLP 1536, 128 tokens) and Llama-7B (d=4096, MLP 11008, 512
+// tokens).
 var modelShapes = []shape{
+	{"NT", 2048, 64, 64}, {"NT", 2048, 172, 64}, {"NT", 2048, 64, 172}, {"NT", 2048, 512, 64},
+	{"NN", 2048, 64, 172}, {"TN", 172, 64, 2048},
 	{"NT", 128, 384, 384}, {"NT", 128, 1536, 384}, {"NT", 128, 384, 1536},
 	{"NN", 128, 384, 384}, {"TN", 384, 384, 128},
 	{"NT", 512, 4096, 4096}, {"NT", 512, 11008, 4096}, {"NT", 512, 4096, 11008},

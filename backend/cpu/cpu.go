@@ -64,8 +64,9 @@ func best() *kernel {
 
 // CPU implements backend.Backend.
 type CPU struct {
-	kern    *kernel
-	workers int
+	kern     *kernel
+	workers  int
+	noDirect bool // tests: always pack A
 }
 
 // New returns the best available variant using GOMAXPROCS workers.
@@ -89,7 +90,7 @@ func NewVariant(name string) (*CPU, error) {
 // WithWorkers returns a copy that splits work over n goroutines (n ≥ 1).
 // The results do not depend on n.
 func (c *CPU) WithWorkers(n int) *CPU {
-	return &CPU{kern: c.kern, workers: max(n, 1)}
+	return &CPU{kern: c.kern, workers: max(n, 1), noDirect: c.noDirect}
 }
 
 // Workers is the number of goroutines a call may use.
@@ -142,8 +143,15 @@ func (c *CPU) gemm(g *gemmJob, m, n int) {
 	}
 	nu := (n + kn.nr - 1) / kn.nr
 	mu := (m + kn.mr - 1) / kn.mr
+	nw := n // columns per worker
 	if nu >= 2*w || nu >= mu {
 		w = min(w, nu)
+		nw = (nu + w - 1) / w * kn.nr
+	}
+	if g.aview != nil && readsDirect(*g.aview, kn.mr, nw, kn.nc) && !c.noDirect {
+		g.direct = g.aview
+	}
+	if nu >= 2*w || nu >= mu {
 		parallel(w, func(t int) {
 			j0, j1 := min(t*nu/w*kn.nr, n), min((t+1)*nu/w*kn.nr, n)
 			if j0 < j1 {
@@ -187,7 +195,7 @@ func (c *CPU) MatMulNT(cc, a, b []float32, m, n, k int, acc bool) {
 	}
 	A := view{a, k, 1, c.kern.tr4}
 	Bt := view{b, k, 1, c.kern.tr4}
-	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc, aview: &A}, m, n)
 }
 
 func (c *CPU) MatMulNN(cc, a, b []float32, m, n, k int, acc bool) {
@@ -201,7 +209,7 @@ func (c *CPU) MatMulNN(cc, a, b []float32, m, n, k int, acc bool) {
 	}
 	A := view{a, k, 1, c.kern.tr4}
 	Bt := view{b, 1, n, c.kern.tr4}
-	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc, aview: &A}, m, n)
 }
 
 func (c *CPU) MatMulTN(cc, a, b []float32, m, n, k int, acc bool) {
@@ -215,7 +223,7 @@ func (c *CPU) MatMulTN(cc, a, b []float32, m, n, k int, acc bool) {
 	}
 	A := view{a, 1, m, c.kern.tr4}
 	Bt := view{b, 1, n, c.kern.tr4}
-	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc, aview: &A}, m, n)
 }
 
 // SyrkTN computes H += XᵀX. Only tiles touching the upper triangle are
@@ -309,7 +317,7 @@ func (c *CPU) MatMulNTBF16(cc []float32, a []float32, b []uint16, m, n, k int, a
 	}
 	A := view{a, k, 1, c.kern.tr4}
 	Bt := bview{b, k, c.kern.tr4bf}
-	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc}, m, n)
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc, aview: &A}, m, n)
 }
 
 // BF16ToFloat32 widens bfloat16 values (dst and src of equal length).

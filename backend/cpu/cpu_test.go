@@ -311,3 +311,33 @@ func TestVariants(t *testing.T) {
 	}
 	t.Log(Info())
 }
+
+// Reading A in place must give the same bits as packing it.
+func TestDirectMatchesPacked(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, base := range variants(t) {
+		for _, d := range [][3]int{{63, 17, 129}, {300, 257, 100}, {2045, 64, 172}, {130, 500, 300}} {
+			m, n, k := d[0], d[1], d[2]
+			a, b := randVec(r, m*k), randVec(r, k*n)
+			for _, s := range []shape{nt, nn, tn} {
+				A := view{a, k, 1, nil}
+				if s == tn {
+					A = view{a, 1, m, nil}
+				}
+				if !readsDirect(A, base.kern.mr, n, base.kern.nc) {
+					t.Fatalf("%dx%dx%d: expected the direct path", m, n, k)
+				}
+				c1, c2 := make([]float32, m*n), make([]float32, m*n)
+				runShape(base, s, c1, a, b, m, n, k, false)
+				packed := *base
+				packed.noDirect = true
+				runShape(&packed, s, c2, a, b, m, n, k, false)
+				for i := range c1 {
+					if math.Float32bits(c1[i]) != math.Float32bits(c2[i]) {
+						t.Fatalf("%s %v %dx%dx%d: direct and packed differ at %d", base.Name(), s, m, n, k, i)
+					}
+				}
+			}
+		}
+	}
+}

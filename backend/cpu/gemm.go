@@ -13,12 +13,14 @@ type kernel struct {
 	name       string
 	mr, nr     int
 	mc, kc, nc int
-	micro      func(a, b, c []float32, k, ldc int, load bool)
-	dot        func(a, b []float32) float32
-	dotBF16    func(a []float32, b []uint16) float32
-	axpy       func(alpha float32, x, y []float32)
-	tr4        transposer     // packing of row-contiguous operands
-	tr4bf      transposerBF16 // same, from bf16
+	// micro computes an mr×nr tile from an A panel read at a[i*ars + p*acs]
+	// and a packed B panel; load adds the old C.
+	micro   func(a, b, c []float32, k, ldc int, load bool, ars, acs int)
+	dot     func(a, b []float32) float32
+	dotBF16 func(a []float32, b []uint16) float32
+	axpy    func(alpha float32, x, y []float32)
+	tr4     transposer     // packing of row-contiguous operands
+	tr4bf   transposerBF16 // same, from bf16
 }
 
 // transposer writes dst[q*w + r] = src[r*ld + q] for r < 4, q < n.
@@ -167,6 +169,10 @@ type gemmJob struct {
 	packB packer // columns of B, i.e. rows of Bᵀ
 	acc   bool
 	upper bool // compute only tiles touching the upper triangle (j ≥ i)
+	// direct, when set, is A read in place by the micro-kernel for full row
+	// panels (only the ragged last panel is packed).
+	direct *view
+	aview  *view // A, for the direct decision
 }
 
 type workBuf struct{ a, b, tmp []float32 }
@@ -209,13 +215,26 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	if iMax <= i0 {
 		return
 	}
-	w := getBuf(kn, (iMax-i0+mr-1)/mr*mr*min(kc, g.k))
+	direct := g.direct != nil && !g.upper
+	na := (iMax - i0 + mr - 1) / mr * mr * min(kc, g.k)
+	if direct {
+		na = mr * min(kc, g.k)
+	}
+	w := getBuf(kn, na)
 	defer bufPool.Put(w)
 	tmp := w.tmp[:mr*nr]
 	for pc := 0; pc < g.k; pc += kc {
 		kb := min(kc, g.k-pc)
 		load := g.acc || pc > 0
-		g.packA(w.a, i0, iMax-i0, pc, kb, mr)
+		full := iMax - i0 // rows read in place, the rest is packed at w.a[0:]
+		if direct {
+			full = (iMax - i0) / mr * mr
+			if full < iMax-i0 {
+				g.packA(w.a, i0+full, iMax-i0-full, pc, kb, mr)
+			}
+		} else {
+			g.packA(w.a, i0, iMax-i0, pc, kb, mr)
+		}
 		for jc := j0; jc < j1; jc += kn.nc {
 			nb := min(kn.nc, j1-jc)
 			iEnd := iMax
@@ -228,7 +247,17 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 			g.packB(w.b, jc, nb, pc, kb, nr)
 			for ir := 0; ir < iEnd-i0; ir += mr {
 				mrr := min(mr, iEnd-i0-ir)
-				ap := w.a[ir*kb : ir*kb+mr*kb]
+				var ap []float32
+				ars, acs := 1, mr
+				switch {
+				case !direct:
+					ap = w.a[ir*kb : ir*kb+mr*kb]
+				case ir < full:
+					d := g.direct
+					ap, ars, acs = d.d[(i0+ir)*d.rs+pc*d.cs:], d.rs, d.cs
+				default:
+					ap = w.a[:mr*kb]
+				}
 				for jr := 0; jr < nb; jr += nr {
 					nrr := min(nr, nb-jr)
 					if g.upper && jc+jr+nrr-1 < i0+ir {
@@ -237,12 +266,12 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 					bp := w.b[jr*kb : jr*kb+nr*kb]
 					off := (i0+ir)*g.ldc + jc + jr
 					if mrr == mr && nrr == nr {
-						kn.micro(ap, bp, g.c[off:], kb, g.ldc, load)
+						kn.micro(ap, bp, g.c[off:], kb, g.ldc, load, ars, acs)
 						continue
 					}
 					// Edge tile: same FMA chain into a scratch tile, then
 					// the same single add into C as the full kernel does.
-					kn.micro(ap, bp, tmp, kb, nr, false)
+					kn.micro(ap, bp, tmp, kb, nr, false, ars, acs)
 					for i := 0; i < mrr; i++ {
 						cr := g.c[off+i*g.ldc : off+i*g.ldc+nrr]
 						tr := tmp[i*nr : i*nr+nrr]
@@ -258,4 +287,39 @@ func (g *gemmJob) run(i0, i1, j0, j1 int) {
 			}
 		}
 	}
+}
+
+// readsDirect reports whether A is better read in place than packed:
+// packing A costs about one element per nw multiply-adds, so it only pays
+// off for wide column ranges, and the in-place panel must not pile into a
+// few L1 sets (4 KiB aliasing, e.g. k = 4096).
+func readsDirect(a view, mr, nw, nc int) bool {
+	if nw > nc {
+		return false
+	}
+	switch {
+	case a.cs == 1:
+		// mr row streams along k: their offsets must fall in distinct sets.
+		var sets [64]uint8
+		for i := 0; i < mr; i++ {
+			s := (i * a.rs * 4 % 4096) / 64
+			if sets[s]++; sets[s] > 2 {
+				return false
+			}
+		}
+		return true
+	case a.rs == 1:
+		// k-steps of mr contiguous values at a stride: they must cycle
+		// through all 64 sets.
+		s := a.cs * 4 % 4096
+		return s != 0 && gcd(s, 4096) <= 64
+	}
+	return false
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
 }

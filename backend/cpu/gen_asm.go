@@ -16,23 +16,47 @@ var b strings.Builder
 
 func p(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 
-// gemmKernel emits C[mr×nr] (+)= Apanel[kc×mr] · Bpanel[kc×nr] where the
-// panels are packed p-major. vec is the vector width in floats, reg the
-// register prefix (Y or Z), nv the vectors per C row, acc0 the first
-// accumulator register and nbc the number of rotating broadcast registers.
-func gemmKernel(name string, mr, nv, vec int, reg string, acc0, nbc int, bcst bool, unroll int) {
+// gemmKernel emits C[mr×nr] (+)= A[mr×k] · Bpanel[k×nr]. B is packed
+// p-major; A is read through strides (ars between rows, acs between k-steps,
+// in elements), so the same kernel takes a packed A panel (ars=1, acs=mr) or
+// A straight from a row-major matrix (ars=lda, acs=1) without packing. vec is
+// the vector width in floats, reg the register prefix (Y or Z), nv the
+// vectors per C row, acc0 the first accumulator register and nbc the number
+// of rotating broadcast registers. Rows are addressed in groups of three from
+// one pointer each: (ptr), (ptr)(ars*1), (ptr)(ars*2).
+func gemmKernel(name string, mr, nv, vec int, reg string, acc0, nbc int) {
 	nr := nv * vec
-	p("// func %s(a, b, c *float32, k, ldc, flags int)", name)
+	ptrs := []string{"AX", "R10", "R11", "R12"}[:(mr+2)/3]
+	p("// func %s(a, b, c *float32, k, ldc, flags, ars, acs int)", name)
 	p("// %dx%d tile; flags&1 adds the old C. The K loop runs in a fixed order so", mr, nr)
 	p("// every C element gets the same FMA chain wherever its tile lies.")
-	p("TEXT ·%s(SB), NOSPLIT, $0-48", name)
+	p("TEXT ·%s(SB), NOSPLIT, $0-64", name)
 	p("\tMOVQ a+0(FP), AX")
 	p("\tMOVQ b+8(FP), BX")
 	p("\tMOVQ c+16(FP), DX")
 	p("\tMOVQ k+24(FP), CX")
 	p("\tMOVQ ldc+32(FP), R8")
 	p("\tSHLQ $2, R8")
+	p("\tMOVQ R8, DI")
+	p("\tMOVQ ars+48(FP), R8")
+	p("\tSHLQ $2, R8")
+	p("\tMOVQ acs+56(FP), R9")
+	p("\tSHLQ $2, R9")
+	p("\tLEAQ (R8)(R8*2), R13")
+	for g := 1; g < len(ptrs); g++ {
+		p("\tLEAQ (%s)(R13*1), %s", ptrs[g-1], ptrs[g])
+	}
 	acc := func(i, v int) string { return fmt.Sprintf("%s%d", reg, acc0+i*nv+v) }
+	aaddr := func(i int) string {
+		base := ptrs[i/3]
+		switch i % 3 {
+		case 0:
+			return "(" + base + ")"
+		case 1:
+			return "(" + base + ")(R8*1)"
+		}
+		return "(" + base + ")(R8*2)"
+	}
 	for i := 0; i < mr; i++ {
 		for v := 0; v < nv; v++ {
 			if reg == "Z" {
@@ -44,53 +68,27 @@ func gemmKernel(name string, mr, nv, vec int, reg string, acc0, nbc int, bcst bo
 	}
 	p("\tTESTQ CX, CX")
 	p("\tJEQ %s_store", name)
-	// The loop body handles unroll k-steps; the remainder runs one at a time.
-	step := func(u int) {
-		p("\tPREFETCHT0 %d(AX)", 4*mr*(8+u))
+	step := func(u int) { // u > 0 would need BX offsets and a CX divide
+
 		for l := 0; l < 4*nr; l += 64 {
 			p("\tPREFETCHT0 %d(BX)", 4*nr*(8+u)+l)
 		}
-		// With unrolling, alternate B registers so step u+1 loads early.
-		b0 := (u % 2) * nv
-		if !bcst {
-			b0 = 0
-		}
 		for v := 0; v < nv; v++ {
-			p("\tVMOVUPS %d(BX), %s%d", 4*nr*u+4*vec*v, reg, b0+v)
+			p("\tVMOVUPS %d(BX), %s%d", 4*nr*u+4*vec*v, reg, v)
 		}
 		for i := 0; i < mr; i++ {
-			if bcst {
-				for v := 0; v < nv; v++ {
-					p("\tVFMADD231PS.BCST %d(AX), %s%d, %s", 4*mr*u+4*i, reg, b0+v, acc(i, v))
-				}
-				continue
-			}
 			bc := fmt.Sprintf("%s%d", reg, nv+i%nbc)
-			p("\tVBROADCASTSS %d(AX), %s", 4*mr*u+4*i, bc)
+			p("\tVBROADCASTSS %s, %s", aaddr(i), bc)
 			for v := 0; v < nv; v++ {
 				p("\tVFMADD231PS %s%d, %s, %s", reg, v, bc, acc(i, v))
 			}
 		}
-	}
-	if unroll > 1 {
-		p("\tCMPQ CX, $%d", unroll)
-		p("\tJLT %s_one", name)
-		p("%s_loopu:", name)
-		for u := 0; u < unroll; u++ {
-			step(u)
+		for _, ptr := range ptrs {
+			p("\tADDQ R9, %s", ptr)
 		}
-		p("\tADDQ $%d, AX", 4*mr*unroll)
-		p("\tADDQ $%d, BX", 4*nr*unroll)
-		p("\tSUBQ $%d, CX", unroll)
-		p("\tCMPQ CX, $%d", unroll)
-		p("\tJGE %s_loopu", name)
-		p("%s_one:", name)
-		p("\tTESTQ CX, CX")
-		p("\tJEQ %s_store", name)
 	}
 	p("%s_loop:", name)
 	step(0)
-	p("\tADDQ $%d, AX", 4*mr)
 	p("\tADDQ $%d, BX", 4*nr)
 	p("\tDECQ CX")
 	p("\tJNZ %s_loop", name)
@@ -103,7 +101,7 @@ func gemmKernel(name string, mr, nv, vec int, reg string, acc0, nbc int, bcst bo
 			p("\tVADDPS %d(DX), %s, %s", 4*vec*v, acc(i, v), acc(i, v))
 			p("\tVMOVUPS %s, %d(DX)", acc(i, v), 4*vec*v)
 		}
-		p("\tADDQ R8, DX")
+		p("\tADDQ DI, DX")
 	}
 	p("\tVZEROUPPER")
 	p("\tRET")
@@ -112,7 +110,7 @@ func gemmKernel(name string, mr, nv, vec int, reg string, acc0, nbc int, bcst bo
 		for v := 0; v < nv; v++ {
 			p("\tVMOVUPS %s, %d(DX)", acc(i, v), 4*vec*v)
 		}
-		p("\tADDQ R8, DX")
+		p("\tADDQ DI, DX")
 	}
 	p("\tVZEROUPPER")
 	p("\tRET")
@@ -127,9 +125,9 @@ func main() {
 	p("#include \"textflag.h\"")
 	p("")
 	// AVX-512: 12×32 uses Z8..Z31 as accumulators, Z0/Z1 for B, Z2..Z7 broadcasts.
-	gemmKernel("gemmKernAVX512", 12, 2, 16, "Z", 8, 6, false, 1)
+	gemmKernel("gemmKernAVX512", 12, 2, 16, "Z", 8, 6)
 	// AVX2: 6×16 uses Y4..Y15 as accumulators, Y0/Y1 for B, Y2/Y3 broadcasts.
-	gemmKernel("gemmKernAVX2", 6, 2, 8, "Y", 4, 2, false, 1)
+	gemmKernel("gemmKernAVX2", 6, 2, 8, "Y", 4, 2)
 	if err := os.WriteFile("gemm_amd64.s", []byte(b.String()), 0o644); err != nil {
 		panic(err)
 	}

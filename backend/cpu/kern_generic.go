@@ -15,15 +15,18 @@ func init() {
 }
 
 // microGo is the 4×4 micro-kernel: 16 scalar accumulators (Go does not
-// vectorize, so a larger tile only spills).
-func microGo(a, b, c []float32, k, ldc int, load bool) {
+// vectorize, so a larger tile only spills). A is read through strides like
+// the assembly kernels.
+func microGo(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
 	var c00, c01, c02, c03, c10, c11, c12, c13 float32
 	var c20, c21, c22, c23, c30, c31, c32, c33 float32
-	a = a[:4*k]
+	a = a[:3*ars+(k-1)*acs+1]
 	b = b[:4*k]
-	for p := 0; p+3 < len(a) && p+3 < len(b); p += 4 {
-		a0, a1, a2, a3 := a[p], a[p+1], a[p+2], a[p+3]
-		b0, b1, b2, b3 := b[p], b[p+1], b[p+2], b[p+3]
+	for p := 0; p < k; p++ {
+		o := p * acs
+		a0, a1, a2, a3 := a[o], a[o+ars], a[o+2*ars], a[o+3*ars]
+		bp := (*[4]float32)(b[4*p:])
+		b0, b1, b2, b3 := bp[0], bp[1], bp[2], bp[3]
 		c00 += a0 * b0
 		c01 += a0 * b1
 		c02 += a0 * b2

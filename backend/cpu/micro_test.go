@@ -15,7 +15,7 @@ func BenchmarkMicro(b *testing.B) {
 			a, bb := randVec(r, kn.mr*k), randVec(r, kn.nr*k)
 			c := make([]float32, kn.mr*kn.nr)
 			for b.Loop() {
-				kn.micro(a, bb, c, k, kn.nr, true)
+				kn.micro(a, bb, c, k, kn.nr, true, 1, kn.mr)
 			}
 			b.ReportMetric(2*float64(kn.mr*kn.nr*k)*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
