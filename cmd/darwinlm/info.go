@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -14,7 +15,7 @@ func init() {
 		Use:   "info",
 		Short: "Show the detected CPU features, the selected kernels and the available backends",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			fmt.Print(cpu.Info())
+			fmt.Println(strings.TrimRight(cpu.Info(), "\n"))
 			def, err := backend.Get("")
 			if err != nil {
 				return err
