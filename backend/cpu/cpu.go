@@ -188,9 +188,9 @@ func (c *CPU) MatMulNT(cc, a, b []float32, m, n, k int, acc bool) {
 	if trivial(cc, m, n, k, acc) {
 		return
 	}
-	if m == 1 {
-		x, dot := a[:k], c.kern.dot
-		c.gemvDots(cc[:n], n, k, acc, func(j int) float32 { return dot(x, b[j*k:j*k+k]) })
+	if m <= smallM {
+		dot := c.kern.dot
+		c.gemvDots(cc, m, n, k, acc, func(i, j int) float32 { return dot(a[i*k:i*k+k], b[j*k:j*k+k]) })
 		return
 	}
 	A := view{a, k, 1, c.kern.tr4}
@@ -261,17 +261,23 @@ func (c *CPU) mirrorUpper(h []float32, n int) {
 	})
 }
 
-// gemvDots is the m=1 NT case (token-by-token decoding): one dot product per
-// output, which reads each weight row once and needs no packing.
-func (c *CPU) gemvDots(out []float32, n, k int, acc bool, dot func(j int) float32) {
-	w := min(c.parts(n*k), n)
+// smallM is the largest m for which NT runs as dot products (decoding a few
+// tokens): packing B would cost as much as the product itself.
+const smallM = 4
+
+// gemvDots is the small-m NT case: one dot product per output. Each weight
+// row is read once and reused from L1/L2 for the m rows of A.
+func (c *CPU) gemvDots(out []float32, m, n, k int, acc bool, dot func(i, j int) float32) {
+	w := min(c.parts(m*n*k), n)
 	parallel(w, func(t int) {
 		for j := t * n / w; j < (t+1)*n/w; j++ {
-			s := dot(j)
-			if acc {
-				out[j] += s
-			} else {
-				out[j] = s
+			for i := 0; i < m; i++ {
+				s := dot(i, j)
+				if acc {
+					out[i*n+j] += s
+				} else {
+					out[i*n+j] = s
+				}
 			}
 		}
 	})
@@ -310,9 +316,9 @@ func (c *CPU) MatMulNTBF16(cc []float32, a []float32, b []uint16, m, n, k int, a
 	if trivial(cc, m, n, k, acc) {
 		return
 	}
-	if m == 1 {
-		x, dot := a[:k], c.kern.dotBF16
-		c.gemvDots(cc[:n], n, k, acc, func(j int) float32 { return dot(x, b[j*k:j*k+k]) })
+	if m <= smallM {
+		dot := c.kern.dotBF16
+		c.gemvDots(cc, m, n, k, acc, func(i, j int) float32 { return dot(a[i*k:i*k+k], b[j*k:j*k+k]) })
 		return
 	}
 	A := view{a, k, 1, c.kern.tr4}

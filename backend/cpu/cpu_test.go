@@ -141,7 +141,7 @@ func TestGemmSmall(t *testing.T) {
 
 // Sizes that cross every block boundary (mc, kc, nc) and the parallel split.
 func TestGemmLarge(t *testing.T) {
-	dims := [][3]int{{300, 257, 513}, {145, 600, 260}, {1, 1100, 700}, {5, 2000, 40}, {2000, 3, 300}}
+	dims := [][3]int{{300, 257, 513}, {145, 600, 260}, {1, 1100, 700}, {4, 900, 600}, {5, 2000, 40}, {2000, 3, 300}}
 	if testing.Short() {
 		dims = dims[:1]
 	}
@@ -223,7 +223,7 @@ func bf16(r *rand.Rand, n int) ([]uint16, []float32) {
 func TestBF16(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, c := range variants(t) {
-		for _, d := range [][3]int{{1, 7, 17}, {1, 300, 513}, {7, 63, 129}, {129, 17, 300}, {200, 600, 300}} {
+		for _, d := range [][3]int{{1, 7, 17}, {1, 300, 513}, {3, 300, 513}, {7, 63, 129}, {129, 17, 300}, {200, 600, 300}} {
 			m, n, k := d[0], d[1], d[2]
 			for _, acc := range []bool{false, true} {
 				a := randVec(r, m*k)
@@ -248,7 +248,7 @@ func TestDeterminism(t *testing.T) {
 		s       shape
 		m, n, k int
 	}
-	cases := []tc{{nt, 300, 257, 513}, {nn, 300, 257, 513}, {tn, 300, 257, 513}, {nt, 1, 1000, 700}, {nn, 1, 1000, 700}, {tn, 1000, 40, 300}, {nt, 1000, 2, 300}}
+	cases := []tc{{nt, 300, 257, 513}, {nn, 300, 257, 513}, {tn, 300, 257, 513}, {nt, 1, 1000, 700}, {nt, 3, 1000, 700}, {nn, 1, 1000, 700}, {tn, 1000, 40, 300}, {nt, 1000, 2, 300}}
 	for _, base := range variants(t) {
 		for _, cs := range cases {
 			a, b := randVec(r, cs.m*cs.k), randVec(r, cs.k*cs.n)
