@@ -122,7 +122,7 @@ func BenchmarkGemmModel(b *testing.B) {
 // BenchmarkGemv is token-by-token decoding (m = 1).
 func BenchmarkGemv(b *testing.B) {
 	for _, v := range cpu.Available() {
-		for _, s := range []shape{{"NT", 1, 384, 384}, {"NT", 1, 4096, 4096}, {"NN", 1, 4096, 4096}} {
+		for _, s := range []shape{{"NT", 1, 384, 384}, {"NT", 1, 4096, 4096}, {"NT", 4, 4096, 4096}, {"NN", 1, 4096, 4096}} {
 			b.Run(v+"/"+s.String(), func(b *testing.B) { benchShape(b, variant(b, v), s) })
 		}
 	}
