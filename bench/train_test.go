@@ -2,6 +2,8 @@ package bench
 
 import (
 	"math"
+	"os"
+	"strconv"
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
@@ -55,6 +57,7 @@ func BenchmarkTrain(b *testing.B) {
 // 32 heads of 128, MLP 11008, random weights) forward + backward on one
 // sequence of 512 tokens, attention probabilities recomputed in the backward
 // pass (the memory-bounded mode used for long sequences).
+// DARWINLM_BENCH_LAYER_TOKENS overrides the 512 tokens.
 //
 //	go test -run x -bench TrainLayer7B -benchtime 1x ./bench/
 func BenchmarkTrainLayer7B(b *testing.B) {
@@ -62,7 +65,11 @@ func BenchmarkTrainLayer7B(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	const H, nH, d, I, T = 4096, 32, 128, 11008, 512
+	const H, nH, d, I = 4096, 32, 128, 11008
+	T := 512
+	if v, err := strconv.Atoi(os.Getenv("DARWINLM_BENCH_LAYER_TOKENS")); err == nil && v > 0 {
+		T = v // e.g. 2048 for the memory check: /usr/bin/time -v go test …
+	}
 	l := &train.LayerW[float32]{Heads: nH, KVHeads: nH, Inter: I,
 		AttnNorm: fill(H, 1, 1), MLPNorm: fill(H, 1, 2),
 		Wq: fill(H*H, 0.02, 3), Wk: fill(H*H, 0.02, 4), Wv: fill(H*H, 0.02, 5), Wo: fill(H*H, 0.02, 6),
@@ -87,7 +94,7 @@ func BenchmarkTrainLayer7B(b *testing.B) {
 	// PV: 2·2·T²/2·H forward, twice that backward, and one more QKᵀ for the
 	// recomputation.
 	params := float64(4*H*H + 3*H*I)
-	flops := 6*params*T + (2+4+1)*float64(T)*float64(T)*H
+	flops := 6*params*float64(T) + (2+4+1)*float64(T)*float64(T)*H
 	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
