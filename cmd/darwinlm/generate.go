@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 
@@ -67,7 +66,7 @@ func init() {
 				logits = m.Step(be, cache, []int{next})
 			}
 			fmt.Println()
-			return os.Stdout.Sync()
+			return nil
 		},
 	}
 	mf.register(c)

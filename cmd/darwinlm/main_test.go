@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/spf13/pflag"
+
+	"github.com/darwinlm/darwinlm-go/hub"
+)
+
+// run executes the CLI in-process and returns stdout and the error.
+func run(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := os.Stdout
+	os.Stdout = w
+	var out bytes.Buffer
+	done := make(chan struct{})
+	go func() { io.Copy(&out, r); close(done) }()
+	rootCmd.SetArgs(args)
+	// Flags keep their values between in-process runs; reset the ones tests vary.
+	for _, c := range rootCmd.Commands() {
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			if f.Value.Type() == "stringSlice" || f.Value.Type() == "stringArray" {
+				return
+			}
+			f.Value.Set(f.DefValue)
+			f.Changed = false
+		})
+	}
+	err = rootCmd.Execute()
+	w.Close()
+	<-done
+	os.Stdout = old
+	return out.String(), err
+}
+
+func needMirror(t *testing.T) {
+	if hub.Mirror() == "" {
+		t.Skip("DARWINLM_HUB_MIRROR not set")
+	}
+}
+
+// Greedy generation from BOS with stories260K must reproduce the sample
+// documented in llama2.c's doc/stories260K.md.
+func TestGenerateStories260KMatchesLlama2c(t *testing.T) {
+	needMirror(t)
+	out, err := run(t, "generate", "--model", "hf:karpathy/tinyllamas/stories260K/stories260K.bin", "--max-tokens", "60", "--quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Once upon a time, there was a little girl named Lily. She loved to play outside in the park."
+	if !strings.HasPrefix(out, want) {
+		t.Fatalf("got %q, want prefix %q", out, want)
+	}
+}
+
+func TestTokenizeJSON(t *testing.T) {
+	needMirror(t)
+	out, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--text", "Hello world")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct{ IDs []int }
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	// From the mirror's golden_ids.jsonl (Hugging Face reference tokenizer).
+	want := []int{80, 1288, 139, 410, 555}
+	if len(got.IDs) != len(want) {
+		t.Fatalf("got %v want %v", got.IDs, want)
+	}
+	for i := range want {
+		if got.IDs[i] != want[i] {
+			t.Fatalf("got %v want %v", got.IDs, want)
+		}
+	}
+}
+
+// ppl on a small text file: the counts follow the window protocol exactly.
+func TestPPLWindowCounts(t *testing.T) {
+	needMirror(t)
+	dir := t.TempDir()
+	text := strings.Repeat("Once upon a time there was a cat. The cat liked milk. ", 40)
+	p := filepath.Join(dir, "t.txt")
+	os.WriteFile(p, []byte(text), 0o644)
+	tokOut, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--text", text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tk struct{ IDs []int }
+	json.Unmarshal([]byte(tokOut), &tk)
+	out, err := run(t, "ppl", "--model", "hf:raincandy-u/TinyStories-656K", "--text-file", p, "--seq-len", "64", "--quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		PPL    float64 `json:"ppl"`
+		Tokens int     `json:"tokens"`
+		Scored int     `json:"scored_tokens"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("%v: %q", err, out)
+	}
+	T := len(tk.IDs)
+	if res.Tokens != T || res.Scored != (T/64)*63 {
+		t.Fatalf("tokens %d scored %d, want %d and %d", res.Tokens, res.Scored, T, (T/64)*63)
+	}
+	if !(res.PPL > 1 && res.PPL < 300) {
+		t.Fatalf("implausible ppl %g (uniform over the vocabulary would be 2048)", res.PPL)
+	}
+}
+
+func TestBadInputErrors(t *testing.T) {
+	needMirror(t)
+	dir := t.TempDir()
+	bogus := filepath.Join(dir, "model.bin")
+	os.WriteFile(bogus, []byte{1, 2, 3}, 0o644)
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"ppl", "--model", "hf:raincandy-u/TinyStories-656K", "--text-file", filepath.Join(dir, "missing.txt"), "--seq-len", "8"}, "missing.txt"},
+		{[]string{"ppl", "--model", "hf:raincandy-u/TinyStories-656K", "--text-file", bogus, "--seq-len", "1"}, "--seq-len"},
+		{[]string{"generate", "--model", bogus, "--max-tokens", "1"}, "model.bin"},
+		{[]string{"generate", "--model", "hf:nobody/nothing", "--max-tokens", "1"}, "nobody/nothing"},
+		{[]string{"generate", "--model", "hf:raincandy-u/TinyStories-656K", "--backend", "nope"}, "unknown backend"},
+	}
+	t.Setenv("DARWINLM_OFFLINE", "1")
+	for _, c := range cases {
+		_, err := run(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one mentioning %q", c.args, err, c.want)
+		}
+	}
+}
