@@ -1,5 +1,7 @@
 package tokenizer
 
+import "unicode/utf8"
+
 // This file holds the merge loop shared by every BPE flavour in the package:
 // HF rank-ordered merges, tiktoken ranks and SentencePiece/llama2.c scores.
 // It keeps the symbols in a doubly linked list and the candidate pairs in a
@@ -73,6 +75,85 @@ func (h *candHeap) pop() bpeCand {
 	}
 	*h = s
 	return top
+}
+
+// segmenter finds boundaries that no merge can ever cross, so that a long
+// input splits into independent segments. Merges only join adjacent symbols
+// and ties break by position, so merging each segment on its own gives the
+// same result, with small, cache-friendly heaps. This matters for
+// Llama-2-style files, which have no pre-tokenizer: a whole document is one
+// word, and a heap over millions of pairs is slow.
+//
+// A merge that crosses the boundary between initial symbols a|b joins a left
+// symbol whose text ends with a's last character and a right symbol whose
+// text starts with b's first one. So when no merge pair (A, B) has that
+// (last of A, first of B), the boundary is never crossed; nor is any
+// boundary next to a symbol that occurs in no merge at all.
+type segmenter struct {
+	mergeable   []bool // per id: occurs in some merge pair
+	first, last []int32
+	cross       map[uint64]struct{} // (last unit of A, first unit of B) per merge pair
+}
+
+// newSegmenter builds a segmenter from the merge pairs; text gives each id's
+// string and unit splits a string into its first and last unit (a rune for
+// HF vocabularies, a byte for SentencePiece pieces), -1 when empty.
+func newSegmenter(n int, text func(id int32) string, pairs func(yield func(a, b int32)), unit func(string) (int32, int32)) *segmenter {
+	s := &segmenter{mergeable: make([]bool, n), first: make([]int32, n), last: make([]int32, n), cross: map[uint64]struct{}{}}
+	for id := range n {
+		s.first[id], s.last[id] = unit(text(int32(id)))
+	}
+	pairs(func(a, b int32) {
+		if int(a) >= n || int(b) >= n || a < 0 || b < 0 {
+			return
+		}
+		s.mergeable[a], s.mergeable[b] = true, true
+		s.cross[uint64(uint32(s.last[a]))<<32|uint64(uint32(s.first[b]))] = struct{}{}
+	})
+	return s
+}
+
+func runeUnits(t string) (int32, int32) {
+	if t == "" {
+		return -1, -1
+	}
+	f, _ := utf8.DecodeRuneInString(t)
+	l, _ := utf8.DecodeLastRuneInString(t)
+	return f, l
+}
+
+func byteUnits(t string) (int32, int32) {
+	if t == "" {
+		return -1, -1
+	}
+	return int32(t[0]), int32(t[len(t)-1])
+}
+
+func (s *segmenter) canCross(a, b int32) bool {
+	if int(a) >= len(s.mergeable) || int(b) >= len(s.mergeable) || !s.mergeable[a] || !s.mergeable[b] {
+		return false
+	}
+	la, fb := s.last[a], s.first[b]
+	if la < 0 || fb < 0 {
+		return true // an empty piece: no conclusion
+	}
+	_, ok := s.cross[uint64(uint32(la))<<32|uint64(uint32(fb))]
+	return ok
+}
+
+// bpeMergeSegments is bpeMerge applied segment by segment; ids is reused as
+// the output buffer (a merged segment never outgrows its input).
+func bpeMergeSegments(ids []int32, pair pairFunc, seg *segmenter) []int32 {
+	out := ids[:0]
+	start := 0
+	for i := 1; i <= len(ids); i++ {
+		if i < len(ids) && seg.canCross(ids[i-1], ids[i]) {
+			continue
+		}
+		out = append(out, bpeMerge(ids[start:i], pair)...)
+		start = i
+	}
+	return out
 }
 
 // bpeMerge applies merges to ids until no pair merges and returns the result.

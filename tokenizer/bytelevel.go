@@ -226,7 +226,7 @@ func ParseTiktoken(data []byte, side SideFiles) (*HFTokenizer, error) {
 			a, okA := m.vocab[tok[:i]]
 			b, okB := m.vocab[tok[i:]]
 			if okA && okB {
-				m.merges[pairKey(a, b)] = mergeVal{rank: int32(r), merged: int32(r)}
+				m.addMerge(a, b, int32(r), int32(r))
 			}
 		}
 	}

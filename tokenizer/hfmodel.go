@@ -16,6 +16,9 @@ type bpeModel struct {
 	byteFallback bool
 	ignoreMerges bool
 	byteIDs      [256]int32 // ids of "<0xNN>", -1 when absent
+	tokens       []string   // id -> token, for the segmenter
+	segOnce      sync.Once
+	seg          *segmenter
 
 	mu    sync.Mutex         // guards cache: Encode may run concurrently
 	cache map[string][]int32 // per pre-token results; HF caches words too
@@ -58,7 +61,7 @@ func newBPEModel(vocab map[string]int32, merges [][2]string, unk string, hasUnk 
 			return nil, fmt.Errorf("model.merges[%d]: merged token %q not in model.vocab", i, mg[0]+mg[1])
 		}
 		// Like HF's HashMap collect, a repeated pair keeps the later rank.
-		m.merges[pairKey(a, b)] = mergeVal{rank: int32(i), merged: c}
+		m.addMerge(a, b, int32(i), c)
 	}
 	for b := range m.byteIDs {
 		id, ok := vocab[fmt.Sprintf("<0x%02X>", b)]
@@ -68,6 +71,33 @@ func newBPEModel(vocab map[string]int32, merges [][2]string, unk string, hasUnk 
 		m.byteIDs[b] = id
 	}
 	return m, nil
+}
+
+func (m *bpeModel) addMerge(a, b, rank, merged int32) {
+	m.merges[pairKey(a, b)] = mergeVal{rank: rank, merged: merged}
+}
+
+// segmenter is built on first use, after every merge is known (the tiktoken
+// route adds merges after construction).
+func (m *bpeModel) segmenter() *segmenter {
+	m.segOnce.Do(func() {
+		if m.tokens == nil {
+			m.tokens = make([]string, 0, len(m.vocab))
+			for tok, id := range m.vocab {
+				for int(id) >= len(m.tokens) {
+					m.tokens = append(m.tokens, "")
+				}
+				m.tokens[id] = tok
+			}
+		}
+		m.seg = newSegmenter(len(m.tokens), func(id int32) string { return m.tokens[id] },
+			func(yield func(a, b int32)) {
+				for k := range m.merges {
+					yield(int32(uint32(k>>32)), int32(uint32(k)))
+				}
+			}, runeUnits)
+	})
+	return m.seg
 }
 
 func (m *bpeModel) pair(a, b int32) (float64, int32, bool) {
@@ -98,7 +128,11 @@ func (m *bpeModel) tokenize(dst []int, word string) []int {
 		}
 	}
 	syms := m.initialSymbols(word)
-	syms = bpeMerge(syms, m.pair)
+	if len(syms) > 64 {
+		syms = bpeMergeSegments(syms, m.pair, m.segmenter())
+	} else {
+		syms = bpeMerge(syms, m.pair)
+	}
 	if cacheable {
 		m.mu.Lock()
 		if m.cache == nil || len(m.cache) >= maxCacheSize {

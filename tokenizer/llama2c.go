@@ -27,6 +27,9 @@ type ScoreBPE struct {
 	hidden  []bool // ids Decode skips: BOS/EOS, SentencePiece control pieces
 	addBOS  bool
 
+	segOnce sync.Once
+	seg     *segmenter
+
 	mu        sync.Mutex
 	pairCache map[uint64]bpeCandVal
 }
@@ -136,6 +139,31 @@ func (t *ScoreBPE) index(mergeable func(id int) bool) {
 	}
 }
 
+// buildSegmenter lists the merge pairs: every split of a piece that may be
+// produced into two pieces (byte splits, empty sides included, since pieces
+// are arbitrary bytes). Pairs are listed for every id spelling each side.
+func (t *ScoreBPE) buildSegmenter() {
+	ids := make(map[string][]int32, len(t.pieces))
+	for id, p := range t.pieces {
+		ids[p] = append(ids[p], int32(id))
+	}
+	t.seg = newSegmenter(len(t.pieces), func(id int32) string { return t.pieces[id] },
+		func(yield func(a, b int32)) {
+			for p, id := range t.lookup {
+				if float64(t.scores[id]) <= minScore {
+					continue
+				}
+				for i := 0; i <= len(p); i++ {
+					for _, a := range ids[p[:i]] {
+						for _, b := range ids[p[i:]] {
+							yield(a, b)
+						}
+					}
+				}
+			}
+		}, byteUnits)
+}
+
 func (t *ScoreBPE) pair(a, b int32) (float64, int32, bool) {
 	key := pairKey(a, b)
 	t.mu.Lock()
@@ -199,7 +227,8 @@ func (t *ScoreBPE) Encode(text string) []int {
 		}
 		buf = buf[:0]
 	}
-	syms = bpeMerge(syms, t.pair)
+	t.segOnce.Do(t.buildSegmenter)
+	syms = bpeMergeSegments(syms, t.pair, t.seg)
 	ids := make([]int, len(syms))
 	for i, s := range syms {
 		ids[i] = int(s)

@@ -246,3 +246,33 @@ func TestConcurrentEncode(t *testing.T) {
 		}
 	}
 }
+
+// TestSegmentedMergeMatchesWhole: splitting a long word at boundaries no
+// merge can cross (segmenter) must not change the ids. Llama-2-style files
+// have no pre-tokenizer, so 30 KB of text is a single word.
+func TestSegmentedMergeMatchesWhole(t *testing.T) {
+	text := tinyStories(t, 30_000)
+	for _, m := range []string{tinyStoriesJSON, "models/meta-llama/Llama-2-7b-hf"} {
+		tok := mustLoad(t, mirrorPath(t, m)).(*HFTokenizer)
+		bm := tok.model
+		syms := bm.initialSymbols(tok.normalize(text))
+		whole := bpeMerge(slices.Clone(syms), bm.pair)
+		seg := bpeMergeSegments(slices.Clone(syms), bm.pair, bm.segmenter())
+		if !slices.Equal(whole, seg) {
+			t.Errorf("%s: segmented merge differs (%d vs %d ids)", m, len(seg), len(whole))
+		}
+		cuts := 0
+		for i := 1; i < len(syms); i++ {
+			if !bm.segmenter().canCross(syms[i-1], syms[i]) {
+				cuts++
+			}
+		}
+		if cuts < len(syms)/10 {
+			t.Errorf("%s: only %d cuts in %d symbols", m, cuts, len(syms))
+		}
+		ids := tok.Encode(text)
+		if len(ids) != len(whole) {
+			t.Errorf("%s: Encode gives %d ids, whole-word merge %d", m, len(ids), len(whole))
+		}
+	}
+}
