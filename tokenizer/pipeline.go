@@ -224,20 +224,17 @@ func parsePreTokenizer(raw json.RawMessage, path string) (preTokenizer, error) {
 		}), nil
 	case "ByteLevel":
 		addPrefix := c.AddPrefixSpace != nil && *c.AddPrefixSpace
-		var re *regexp2.Regexp
-		if c.UseRegex == nil || *c.UseRegex {
-			re = regexp2.MustCompile(gpt2Pattern, regexp2.None)
-		}
+		useRegex := c.UseRegex == nil || *c.UseRegex
 		return eachPiece(func(s string, _ bool, out []string) []string {
 			// HF prepends per piece, so in a Sequence every piece gets one.
 			if addPrefix && !strings.HasPrefix(s, " ") {
 				s = " " + s
 			}
-			if re == nil {
+			if !useRegex {
 				return append(out, byteLevelString(s))
 			}
 			start := len(out)
-			out = splitSpans(s, regexMatches(re, s), behIsolated, false, out)
+			out = splitSpans(s, gpt2Split(s), behIsolated, false, out)
 			for i := start; i < len(out); i++ {
 				out[i] = byteLevelString(out[i])
 			}

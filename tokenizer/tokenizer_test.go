@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/dlclark/regexp2"
 )
 
 const (
@@ -274,6 +276,42 @@ func TestSegmentedMergeMatchesWhole(t *testing.T) {
 		ids := tok.Encode(text)
 		if len(ids) != len(whole) {
 			t.Errorf("%s: Encode gives %d ids, whole-word merge %d", m, len(ids), len(whole))
+		}
+	}
+}
+
+// TestGPT2SplitMatchesRegex checks the hand-written ByteLevel splitter
+// against regexp2 running the GPT-2 pattern, on every rune up to U+2FFFF in
+// several contexts and on TinyStories text.
+func TestGPT2SplitMatchesRegex(t *testing.T) {
+	re := regexp2.MustCompile(gpt2Pattern, regexp2.None)
+	var sb strings.Builder
+	for r := rune(0); r < 0x30000; r++ {
+		if r >= 0xD800 && r <= 0xDFFF {
+			continue
+		}
+		c := string(r)
+		sb.WriteString(c + c + " " + c + "a" + c + "'" + c + "1  " + c)
+		if r%64 == 0 {
+			sb.WriteString("'s 'll 're 've 'm 'd 't 'x 'L ' ''  \n\n \t x  \r\n")
+		}
+	}
+	texts := []string{sb.String(), "", " ", "  ", "a", " a", "  a", "a  ", "\n", " \n ", "'", "' ", "'ll", "'lx", "'re", "'r"}
+	if os.Getenv("DARWINLM_HUB_MIRROR") != "" {
+		texts = append(texts, tinyStories(t, 100_000))
+	}
+	for _, s := range texts {
+		got, want := gpt2Split(s), regexMatches(re, s)
+		if !slices.Equal(got, want) {
+			i := 0
+			for i < len(got) && i < len(want) && got[i] == want[i] {
+				i++
+			}
+			at := 0
+			if i < len(want) {
+				at = want[i][0]
+			}
+			t.Fatalf("split differs at match %d (byte %d, %q): got %v want %v", i, at, clip(s, at), got[i:min(i+3, len(got))], want[i:min(i+3, len(want))])
 		}
 	}
 }
