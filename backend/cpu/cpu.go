@@ -1,11 +1,27 @@
 // Package cpu is the CPU backend: BLIS-style packed and blocked fp32 GEMM
-// with AVX-512 and AVX2+FMA micro-kernels in Go assembly, a pure-Go twin,
-// run-time dispatch through cpuid, and a persistent worker pool.
+// with AVX-512 (12×32 tile) and AVX2+FMA (6×16) micro-kernels in Go
+// assembly, a pure-Go twin, run-time dispatch through cpuid, and a persistent
+// worker pool.
 //
 // Results are deterministic: work is split only over output tiles (rows or
 // columns of C), never over the K reduction, and each element is reduced in
-// the same fixed K-block order whatever the worker count. Different variants
-// (avx512, avx2, purego) round differently and agree only within a tolerance.
+// the same fixed K-block order (kc = 256) whatever the worker count or the
+// path (A packed or read in place). Different variants (avx512, avx2,
+// purego) round differently and agree only within a tolerance.
+//
+// Batch invariance: on the GEMM path an element's bits do not depend on m or
+// n either. Small products take other paths (NT and bf16 with m ≤ 4 use dot
+// products, NN/TN with m = 1 use axpy), so a row computed alone can differ
+// in the last bits from the same row inside a larger batch.
+//
+// API beyond backend.Backend:
+//
+//	New, NewVariant("avx512"|"avx2"|"purego"), Available, (*CPU).WithWorkers
+//	(*CPU).MatMulNTBF16    C (+)= A·Bᵀ with bf16 B (weights)
+//	Dot, Axpy, RMSNorm, Softmax, SiLUMul, BF16ToFloat32   row kernels
+//	Info                   CPU, features, caches, variant, workers
+//
+// Registered backends: "cpu" (best variant, the default) and "purego".
 package cpu
 
 //go:generate go run gen_asm.go
