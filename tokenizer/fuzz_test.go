@@ -118,11 +118,7 @@ func roundTripTokenizers(f *testing.F) map[string]Tokenizer {
 	toks["small byte-level json"] = bl
 	if dir := os.Getenv("DARWINLM_HUB_MIRROR"); dir != "" {
 		for _, rel := range []string{stories260KBin, "models/openai-community/gpt2", "models/meta-llama/Llama-2-7b-hf"} {
-			p := filepath.Join(dir, rel)
-			if !filepath.IsAbs(dir) {
-				p = filepath.Join("..", p)
-			}
-			if tok, err := Load(p); err == nil {
+			if tok, err := Load(filepath.Join(resolveMirror(dir), rel)); err == nil {
 				toks[rel] = tok
 			}
 		}

@@ -22,13 +22,20 @@ func hubMirror(t testing.TB) string {
 	if dir == "" {
 		t.Skip("DARWINLM_HUB_MIRROR not set")
 	}
-	if !filepath.IsAbs(dir) {
-		if _, err := os.Stat(dir); err != nil {
-			dir = filepath.Join("..", dir) // tests run in tokenizer/, one below the root
-		}
-	}
+	dir = resolveMirror(dir)
 	if _, err := os.Stat(dir); err != nil {
 		t.Skipf("DARWINLM_HUB_MIRROR %q: %v", dir, err)
+	}
+	return dir
+}
+
+// resolveMirror resolves a relative mirror path against the repo root, one
+// level above the package directory the tests run in.
+func resolveMirror(dir string) string {
+	if !filepath.IsAbs(dir) {
+		if _, err := os.Stat(dir); err != nil {
+			return filepath.Join("..", dir)
+		}
 	}
 	return dir
 }

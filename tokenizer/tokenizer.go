@@ -1,7 +1,13 @@
 // Package tokenizer implements, in pure Go, the tokenizers of the models this
 // project loads: Hugging Face tokenizer.json (SentencePiece-style BPE with
 // byte fallback, and byte-level BPE), llama2.c tokenizer.bin and SentencePiece
-// tokenizer.model.
+// tokenizer.model, plus the byte-level vocab.json+merges.txt and Llama-3
+// tiktoken files.
+//
+// Entry points: Load (a file or a model folder), ParseHFJSON,
+// ParseLlama2cBin, ParseSentencePiece, ParseVocabMerges, ParseTiktoken. The
+// concrete types are *HFTokenizer (every JSON and byte-level route) and
+// *ScoreBPE (llama2.c and SentencePiece). Encode is safe for concurrent use.
 package tokenizer
 
 // Tokenizer turns text into token ids and back.
@@ -19,6 +25,11 @@ type Tokenizer interface {
 	// special tokens are requested (add_bos_token; llama2.c always does).
 	AddBOS() bool
 }
+
+var (
+	_ Tokenizer = (*HFTokenizer)(nil)
+	_ Tokenizer = (*ScoreBPE)(nil)
+)
 
 // EncodeSpecial encodes text and prepends BOS when the tokenizer is
 // configured to add it.
