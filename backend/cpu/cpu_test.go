@@ -341,3 +341,31 @@ func TestDirectMatchesPacked(t *testing.T) {
 		}
 	}
 }
+
+// On the GEMM path (m > smallM) the first rows of a big product have the same
+// bits as the same rows computed alone, in every shape.
+func TestBatchInvariance(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	const m, mSub, n, k = 300, 7, 530, 600
+	for _, c := range variants(t) {
+		for _, s := range []shape{nt, nn, tn} {
+			a, b := randVec(r, m*k), randVec(r, k*n)
+			big := make([]float32, m*n)
+			runShape(c, s, big, a, b, m, n, k, false)
+			sub := make([]float32, mSub*n)
+			as := a[:mSub*k]
+			if s == tn { // A is k×m: take the first mSub columns
+				as = make([]float32, k*mSub)
+				for p := 0; p < k; p++ {
+					copy(as[p*mSub:(p+1)*mSub], a[p*m:p*m+mSub])
+				}
+			}
+			runShape(c, s, sub, as, b, mSub, n, k, false)
+			for i := range sub {
+				if math.Float32bits(sub[i]) != math.Float32bits(big[i]) {
+					t.Fatalf("%s %v: row %d col %d differs between m=%d and m=%d", c.Name(), s, i/n, i%n, m, mSub)
+				}
+			}
+		}
+	}
+}
