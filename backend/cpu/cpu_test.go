@@ -369,3 +369,23 @@ func TestBatchInvariance(t *testing.T) {
 		}
 	}
 }
+
+// Row chunking (mcMax) must not change results: rows past a chunk boundary
+// match the same rows computed alone.
+func TestTallA(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	m, n, k := mcMax+37, 40, 300
+	c, _ := NewVariant(Available()[0])
+	a, b := randVec(r, m*k), randVec(r, k*n)
+	for _, s := range []shape{nt, tn} {
+		cc := make([]float32, m*n)
+		runShape(c, s, cc, a, b, m, n, k, false)
+		A, B := operands(s, a, b, m, n, k)
+		checkGemm(t, fmt.Sprintf("tall %v", s), cc, nil, A, B, m, n, k)
+	}
+	x := randVec(r, 50*(mcMax+5))
+	h := make([]float32, (mcMax+5)*(mcMax+5))
+	c.SyrkTN(h, x, mcMax+5, 50)
+	X := func(i, p int) float64 { return float64(x[p*(mcMax+5)+i]) }
+	checkGemm(t, "tall syrk", h, make([]float32, len(h)), X, func(p, j int) float64 { return X(j, p) }, mcMax+5, mcMax+5, 50)
+}

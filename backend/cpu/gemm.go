@@ -6,13 +6,13 @@ import (
 )
 
 // kernel is one SIMD variant: a register-tile micro-kernel plus its blocking
-// (see gemmJob.run; mc is informational since A is packed per kc block) and
-// the row kernels. kc fixes the reduction order, so it must stay constant
+// (see gemmJob.run; there is no mc: A is packed whole per kc block) and the
+// row kernels. kc fixes the reduction order, so it must stay constant
 // per variant for results to be reproducible.
 type kernel struct {
-	name       string
-	mr, nr     int
-	mc, kc, nc int
+	name   string
+	mr, nr int
+	kc, nc int
 	// micro computes an mr×nr tile from an A panel read at a[i*ars + p*acs]
 	// and a packed B panel; load adds the old C.
 	micro   func(a, b, c []float32, k, ldc int, load bool, ars, acs int)
@@ -206,6 +206,18 @@ func getBuf(kn *kernel, na int) *workBuf {
 // Packing A once per kc block rather than once per (jc, kc) block saves its
 // repacking when the worker's column range spans several nc blocks.
 func (g *gemmJob) run(i0, i1, j0, j1 int) {
+	// Row chunks bound the packed-A buffer (mcMax×kc floats) for tall A.
+	for c0 := i0; c0 < i1; c0 += mcMax {
+		g.runBlock(c0, min(c0+mcMax, i1), j0, j1)
+	}
+}
+
+// mcMax rows of A are packed at a time: 1.5 MiB per worker at kc=256; B is
+// repacked once per chunk, one element per mcMax multiply-adds. A multiple
+// of every mr.
+const mcMax = 1536
+
+func (g *gemmJob) runBlock(i0, i1, j0, j1 int) {
 	kn := g.kern
 	mr, nr, kc := kn.mr, kn.nr, kn.kc
 	iMax := i1

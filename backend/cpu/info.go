@@ -32,8 +32,8 @@ func Info() string {
 	fmt.Fprintf(&b, "features:  AVX2=%s FMA=%s AVX512F=%s AVX512BF16=%s\n", yn(cpuid.AVX2), yn(cpuid.FMA3), yn(cpuid.AVX512F), yn(cpuid.AVX512BF16))
 	fmt.Fprintf(&b, "caches:    L1D %s, L2 %s, L3 %s\n", kib(c.Cache.L1D), kib(c.Cache.L2), kib(c.Cache.L3))
 	k := best()
-	fmt.Fprintf(&b, "variants:  %s (selected: %s, %dx%d tile, mc=%d kc=%d nc=%d)\n",
-		strings.Join(Available(), ", "), k.name, k.mr, k.nr, k.mc, k.kc, k.nc)
+	fmt.Fprintf(&b, "variants:  %s (selected: %s, %dx%d tile, kc=%d nc=%d)\n",
+		strings.Join(Available(), ", "), k.name, k.mr, k.nr, k.kc, k.nc)
 	fmt.Fprintf(&b, "workers:   %d (GOMAXPROCS)", runtime.GOMAXPROCS(0))
 	return b.String()
 }

@@ -8,7 +8,7 @@ import "math"
 
 func init() {
 	registerKernel(&kernel{
-		name: "purego", mr: 4, nr: 4, mc: 128, kc: 256, nc: 512,
+		name: "purego", mr: 4, nr: 4, kc: 256, nc: 512,
 		micro: microGo, dot: dotGo, dotBF16: dotBF16Go, axpy: axpyGo,
 		tr4: transpose4Go, tr4bf: transpose4BF16Go,
 	})

@@ -45,7 +45,7 @@ func init() {
 	// cpuid also checks that the OS saves the wider register state.
 	if cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512VL, cpuid.AVX512DQ, cpuid.FMA3) {
 		registerKernel(&kernel{
-			name: "avx512", mr: 12, nr: 32, mc: 144, kc: 256, nc: 512,
+			name: "avx512", mr: 12, nr: 32, kc: 256, nc: 512,
 			micro: func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
 				checkMicro(a, b, c, k, ldc, 12, 32, ars, acs)
 				gemmKernAVX512(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load), ars, acs)
@@ -59,7 +59,7 @@ func init() {
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
 		registerKernel(&kernel{
-			name: "avx2", mr: 6, nr: 16, mc: 144, kc: 256, nc: 512,
+			name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512,
 			micro: func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
 				checkMicro(a, b, c, k, ldc, 6, 16, ars, acs)
 				gemmKernAVX2(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load), ars, acs)
