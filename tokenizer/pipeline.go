@@ -530,11 +530,11 @@ func parseDecoder(raw json.RawMessage, path string) (decoder, error) {
 		return func(toks []string) []string {
 			for i, t := range toks {
 				if i == 0 && scheme != "never" {
-					// HF drops every replacement char of the first token here.
-					toks[i] = strings.ReplaceAll(t, rep, "")
-				} else {
-					toks[i] = strings.ReplaceAll(t, rep, " ")
+					// The prefix added at encode time goes. Only a leading
+					// one, as in the JS oracle and older Rust releases.
+					t = strings.TrimPrefix(t, rep)
 				}
+				toks[i] = strings.ReplaceAll(t, rep, " ")
 			}
 			return toks
 		}, nil

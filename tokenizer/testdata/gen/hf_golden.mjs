@@ -37,17 +37,42 @@ const texts = [
   "Once upon a time, there was a little girl named Lily. She loved to play outside in the park.\n\nOne day, she saw a big, red ball under a tree. \"Can I play with you?\" asked Lily.",
 ];
 
+// Variants of TinyStories-656K's tokenizer.json exercising components the
+// mirror's files do not use; golden_test.go applies the same edits. The JS
+// port ignores Metaspace's "split" (Rust splits on the replacement), so the
+// variants use split: false and the Go tests check splitting separately.
+const ms = (scheme, split) => ({ type: "Metaspace", replacement: "\u2581", prepend_scheme: scheme, split });
+const variants = {
+  "metaspace-first": { normalizer: null, pre_tokenizer: ms("first", false), decoder: ms("first", false) },
+  "metaspace-always": { normalizer: null, pre_tokenizer: ms("always", false), decoder: ms("always", false) },
+  "split-digits-punct": {
+    pre_tokenizer: { type: "Sequence", pretokenizers: [
+      { type: "Split", pattern: { Regex: "[,.!?]" }, behavior: "MergedWithPrevious", invert: false },
+      { type: "Digits", individual_digits: false },
+    ] },
+  },
+};
+
 const out = {};
+const run = (name, json, config) => {
+  const tok = new Tokenizer(json, config);
+  out[name] = texts.map((text) => {
+    const ids = tok.encode(text, { add_special_tokens: false }).ids;
+    return {
+      text, ids,
+      ids_special: tok.encode(text).ids,
+      decoded: tok.decode(ids, { skip_special_tokens: true, clean_up_tokenization_spaces: false }),
+    };
+  });
+};
 for (const m of models) {
   const dir = `${mirror}/models/${m}`;
-  const tok = new Tokenizer(
-    JSON.parse(readFileSync(`${dir}/tokenizer.json`, "utf8")),
-    JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, "utf8")),
-  );
-  out[m] = texts.map((text) => ({
-    text,
-    ids: tok.encode(text, { add_special_tokens: false }).ids,
-    ids_special: tok.encode(text).ids,
-  }));
+  run(m, JSON.parse(readFileSync(`${dir}/tokenizer.json`, "utf8")),
+    JSON.parse(readFileSync(`${dir}/tokenizer_config.json`, "utf8")));
 }
-console.log(JSON.stringify(out, null, 0));
+const tsDir = `${mirror}/models/raincandy-u/TinyStories-656K`;
+for (const [name, edit] of Object.entries(variants)) {
+  run(`variant:${name}`, { ...JSON.parse(readFileSync(`${tsDir}/tokenizer.json`, "utf8")), ...edit },
+    JSON.parse(readFileSync(`${tsDir}/tokenizer_config.json`, "utf8")));
+}
+console.log(JSON.stringify({ variants, golden: out }, null, 0));
