@@ -21,6 +21,9 @@ type kernel struct {
 	axpy    func(alpha float32, x, y []float32)
 	tr4     transposer     // packing of row-contiguous operands
 	tr4bf   transposerBF16 // same, from bf16
+	// narrow, if set, is a kernel with a smaller nr giving bitwise identical
+	// results, used when n ≤ its nr (avx512 → avx2: same FMA chain).
+	narrow *kernel
 }
 
 // transposer writes dst[q*w + r] = src[r*ld + q] for r < 4, q < n.

@@ -42,6 +42,11 @@ func axpyAVX512(alpha float32, x, y *float32, n int)
 func axpyAVX2(alpha float32, x, y *float32, n int)
 
 func init() {
+	defer func() {
+		if k512, k2 := kernels["avx512"], kernels["avx2"]; k512 != nil && k2 != nil {
+			k512.narrow = k2
+		}
+	}()
 	// cpuid also checks that the OS saves the wider register state.
 	if cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512VL, cpuid.AVX512DQ, cpuid.FMA3) {
 		registerKernel(&kernel{
