@@ -6,8 +6,11 @@
 // Results are deterministic: work is split only over output tiles (rows or
 // columns of C), never over the K reduction, and each element is reduced in
 // the same fixed K-block order (kc = 256) whatever the worker count or the
-// path (A packed or read in place). Different variants (avx512, avx2,
-// purego) round differently and agree only within a tolerance.
+// path (A packed or read in place). The avx512 and avx2 variants give
+// bitwise identical results (same FMA chain per element; the AVX2 row
+// kernels mimic the AVX-512 lane layout), so results reproduce across
+// machines; purego does not fuse multiply-adds and agrees only within a
+// tolerance.
 //
 // Batch invariance: on the GEMM path an element's bits do not depend on m or
 // n either. Small products take other paths (NT and bf16 with m ≤ 4 use dot

@@ -53,7 +53,9 @@ dot512_reduce:
 	RET
 
 // func dotAVX2(a, b *float32, n int) float32
-// n must be a multiple of 8.
+// n must be a multiple of 16. Eight ymm accumulators stand for the four zmm
+// of the AVX-512 version (Y2q, Y2q+1 = low, high half of Zq) and the
+// reduction repeats its order, so both give bitwise identical sums.
 TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	MOVQ a+0(FP), SI
 	MOVQ b+8(FP), DI
@@ -62,36 +64,56 @@ TEXT ·dotAVX2(SB), NOSPLIT, $0-28
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	CMPQ CX, $32
-	JLT dot2_tail
-dot2_loop32:
-	VMOVUPS (SI), Y4
-	VMOVUPS 32(SI), Y5
-	VMOVUPS 64(SI), Y6
-	VMOVUPS 96(SI), Y7
-	VFMADD231PS (DI), Y4, Y0
-	VFMADD231PS 32(DI), Y5, Y1
-	VFMADD231PS 64(DI), Y6, Y2
-	VFMADD231PS 96(DI), Y7, Y3
-	ADDQ $128, SI
-	ADDQ $128, DI
-	SUBQ $32, CX
-	CMPQ CX, $32
-	JGE dot2_loop32
-dot2_tail:
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	CMPQ CX, $64
+	JLT dotAVX2_tail
+dotAVX2_loop64:
+	VMOVUPS 0(DI), Y8
+	VFMADD231PS 0(SI), Y8, Y0
+	VMOVUPS 32(DI), Y9
+	VFMADD231PS 32(SI), Y9, Y1
+	VMOVUPS 64(DI), Y10
+	VFMADD231PS 64(SI), Y10, Y2
+	VMOVUPS 96(DI), Y11
+	VFMADD231PS 96(SI), Y11, Y3
+	VMOVUPS 128(DI), Y12
+	VFMADD231PS 128(SI), Y12, Y4
+	VMOVUPS 160(DI), Y13
+	VFMADD231PS 160(SI), Y13, Y5
+	VMOVUPS 192(DI), Y14
+	VFMADD231PS 192(SI), Y14, Y6
+	VMOVUPS 224(DI), Y15
+	VFMADD231PS 224(SI), Y15, Y7
+	ADDQ $256, SI
+	ADDQ $256, DI
+	SUBQ $64, CX
+	CMPQ CX, $64
+	JGE dotAVX2_loop64
+dotAVX2_tail:
 	TESTQ CX, CX
-	JEQ dot2_reduce
-dot2_loop8:
-	VMOVUPS (SI), Y4
-	VFMADD231PS (DI), Y4, Y0
-	ADDQ $32, SI
-	ADDQ $32, DI
-	SUBQ $8, CX
-	JNZ dot2_loop8
-dot2_reduce:
-	VADDPS Y1, Y0, Y0
-	VADDPS Y3, Y2, Y2
+	JEQ dotAVX2_reduce
+dotAVX2_loop16:
+	VMOVUPS 0(DI), Y8
+	VFMADD231PS 0(SI), Y8, Y0
+	VMOVUPS 32(DI), Y9
+	VFMADD231PS 32(SI), Y9, Y1
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ dotAVX2_loop16
+dotAVX2_reduce:
+	// Z0+Z1, Z2+Z3, then their sum
 	VADDPS Y2, Y0, Y0
+	VADDPS Y3, Y1, Y1
+	VADDPS Y6, Y4, Y4
+	VADDPS Y7, Y5, Y5
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	// low 256 + high 256, then as in the AVX-512 version
+	VADDPS Y1, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
 	VHADDPS X0, X0, X0
@@ -241,7 +263,9 @@ dotbf512_reduce:
 	RET
 
 // func dotBF16AVX2(a *float32, b *uint16, n int) float32
-// n must be a multiple of 8.
+// n must be a multiple of 16. Eight ymm accumulators stand for the four zmm
+// of the AVX-512 version (Y2q, Y2q+1 = low, high half of Zq) and the
+// reduction repeats its order, so both give bitwise identical sums.
 TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
 	MOVQ a+0(FP), SI
 	MOVQ b+8(FP), DI
@@ -250,41 +274,66 @@ TEXT ·dotBF16AVX2(SB), NOSPLIT, $0-28
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
 	VXORPS Y3, Y3, Y3
-	CMPQ CX, $32
-	JLT dotbf2_tail
-dotbf2_loop32:
-	VPMOVZXWD (DI), Y4
-	VPMOVZXWD 16(DI), Y5
-	VPMOVZXWD 32(DI), Y6
-	VPMOVZXWD 48(DI), Y7
-	VPSLLD $16, Y4, Y4
-	VPSLLD $16, Y5, Y5
-	VPSLLD $16, Y6, Y6
-	VPSLLD $16, Y7, Y7
-	VFMADD231PS (SI), Y4, Y0
-	VFMADD231PS 32(SI), Y5, Y1
-	VFMADD231PS 64(SI), Y6, Y2
-	VFMADD231PS 96(SI), Y7, Y3
-	ADDQ $128, SI
-	ADDQ $64, DI
-	SUBQ $32, CX
-	CMPQ CX, $32
-	JGE dotbf2_loop32
-dotbf2_tail:
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	CMPQ CX, $64
+	JLT dotBF16AVX2_tail
+dotBF16AVX2_loop64:
+	VPMOVZXWD 0(DI), Y8
+	VPSLLD $16, Y8, Y8
+	VFMADD231PS 0(SI), Y8, Y0
+	VPMOVZXWD 16(DI), Y9
+	VPSLLD $16, Y9, Y9
+	VFMADD231PS 32(SI), Y9, Y1
+	VPMOVZXWD 32(DI), Y10
+	VPSLLD $16, Y10, Y10
+	VFMADD231PS 64(SI), Y10, Y2
+	VPMOVZXWD 48(DI), Y11
+	VPSLLD $16, Y11, Y11
+	VFMADD231PS 96(SI), Y11, Y3
+	VPMOVZXWD 64(DI), Y12
+	VPSLLD $16, Y12, Y12
+	VFMADD231PS 128(SI), Y12, Y4
+	VPMOVZXWD 80(DI), Y13
+	VPSLLD $16, Y13, Y13
+	VFMADD231PS 160(SI), Y13, Y5
+	VPMOVZXWD 96(DI), Y14
+	VPSLLD $16, Y14, Y14
+	VFMADD231PS 192(SI), Y14, Y6
+	VPMOVZXWD 112(DI), Y15
+	VPSLLD $16, Y15, Y15
+	VFMADD231PS 224(SI), Y15, Y7
+	ADDQ $256, SI
+	ADDQ $128, DI
+	SUBQ $64, CX
+	CMPQ CX, $64
+	JGE dotBF16AVX2_loop64
+dotBF16AVX2_tail:
 	TESTQ CX, CX
-	JEQ dotbf2_reduce
-dotbf2_loop8:
-	VPMOVZXWD (DI), Y4
-	VPSLLD $16, Y4, Y4
-	VFMADD231PS (SI), Y4, Y0
-	ADDQ $32, SI
-	ADDQ $16, DI
-	SUBQ $8, CX
-	JNZ dotbf2_loop8
-dotbf2_reduce:
-	VADDPS Y1, Y0, Y0
-	VADDPS Y3, Y2, Y2
+	JEQ dotBF16AVX2_reduce
+dotBF16AVX2_loop16:
+	VPMOVZXWD 0(DI), Y8
+	VPSLLD $16, Y8, Y8
+	VFMADD231PS 0(SI), Y8, Y0
+	VPMOVZXWD 16(DI), Y9
+	VPSLLD $16, Y9, Y9
+	VFMADD231PS 32(SI), Y9, Y1
+	ADDQ $64, SI
+	ADDQ $32, DI
+	SUBQ $16, CX
+	JNZ dotBF16AVX2_loop16
+dotBF16AVX2_reduce:
+	// Z0+Z1, Z2+Z3, then their sum
 	VADDPS Y2, Y0, Y0
+	VADDPS Y3, Y1, Y1
+	VADDPS Y6, Y4, Y4
+	VADDPS Y7, Y5, Y5
+	VADDPS Y4, Y0, Y0
+	VADDPS Y5, Y1, Y1
+	// low 256 + high 256, then as in the AVX-512 version
+	VADDPS Y1, Y0, Y0
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
 	VHADDPS X0, X0, X0

@@ -69,9 +69,9 @@ func init() {
 				checkMicro(a, b, c, k, ldc, 6, 16, ars, acs)
 				gemmKernAVX2(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load), ars, acs)
 			},
-			dot:     dotWith(dotAVX2, 8),
-			dotBF16: dotBF16With(dotBF16AVX2, 8),
-			axpy:    axpyWith(axpyAVX2, 8),
+			dot:     dotWith(dotAVX2, 16),
+			dotBF16: dotBF16With(dotBF16AVX2, 16),
+			axpy:    axpyWith(axpyAVX2, 16), // same tail split as AVX-512
 			tr4:     transpose4ASM,
 			tr4bf:   transpose4BF16ASM,
 		})
