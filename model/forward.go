@@ -131,7 +131,7 @@ func (m *Model) layerForward(be backend.Backend, rope *nn.Rope, li int, x []floa
 				cache.v[li] = append(cache.v[li], vs...)
 				ks, vs = cache.k[li], cache.v[li]
 			}
-			nn.AttentionForward(att[r0*qd:(r0+T)*qd], nil, qs, ks, vs, T, past, l.Heads, l.KVHeads, d)
+			nn.AttentionForwardGEMM(be, att[r0*qd:(r0+T)*qd], nil, qs, ks, vs, T, past, l.Heads, l.KVHeads, d)
 			r0 += T
 		}
 		be.MatMulNT(xn, att, l.Wo, rows, H, qd, false)

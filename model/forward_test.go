@@ -12,7 +12,7 @@ import (
 
 type randCfg struct {
 	heads, kv, hd, hidden, inter, vocab, layers int
-	interleaved, bias, tied, llama3            bool
+	interleaved, bias, tied, llama3             bool
 }
 
 // randomModel builds a small model with random weights; layer widths may be
@@ -206,11 +206,11 @@ func TestForwardMatchesFloat64Reference(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []randCfg{
-		{heads: 4, kv: 4, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2},                                  // MHA, half rope, untied
-		{heads: 4, kv: 2, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2, interleaved: true, tied: true},     // GQA, llama2.c rope, tied
-		{heads: 6, kv: 2, hd: 4, hidden: 20, inter: 30, vocab: 40, layers: 3, bias: true},                        // GQA + Qwen2 biases
-		{heads: 8, kv: 4, hd: 16, hidden: 64, inter: 40, vocab: 33, layers: 2, llama3: true, tied: true},         // llama3 rope scaling
-		{heads: 2, kv: 1, hd: 8, hidden: 16, inter: 24, vocab: 30, layers: 2, interleaved: true, bias: true},     // one KV head: pruned layer loses attention
+		{heads: 4, kv: 4, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2},                                // MHA, half rope, untied
+		{heads: 4, kv: 2, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2, interleaved: true, tied: true}, // GQA, llama2.c rope, tied
+		{heads: 6, kv: 2, hd: 4, hidden: 20, inter: 30, vocab: 40, layers: 3, bias: true},                    // GQA + Qwen2 biases
+		{heads: 8, kv: 4, hd: 16, hidden: 64, inter: 40, vocab: 33, layers: 2, llama3: true, tied: true},     // llama3 rope scaling
+		{heads: 2, kv: 1, hd: 8, hidden: 16, inter: 24, vocab: 30, layers: 2, interleaved: true, bias: true}, // one KV head: pruned layer loses attention
 	}
 	for ci, rc := range cases {
 		for _, pruned := range []bool{false, true} {

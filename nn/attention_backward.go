@@ -1,11 +1,22 @@
 package nn
 
-import "math"
+import (
+	"math"
 
-// AttentionForwardT is the generic twin of AttentionForward (training uses
-// past = 0 but the twin supports the general case).
-func AttentionForwardT[F Float](out, probs, q, k, v []F, T, past, nH, nKV, d int) {
+	"github.com/darwinlm/darwinlm-go/backend"
+)
+
+// AttentionForwardT is the generic twin of the attention forward pass
+// (training uses past = 0 but the twin supports the general case). In float32
+// with a backend it is AttentionForwardGEMM, the path model.Forward takes, so
+// training sees exactly the inference computation; without a backend it is
+// the direct loop AttentionForward. float64 (gradient checks) runs the loop.
+func AttentionForwardT[F Float](be backend.Backend, out, probs, q, k, v []F, T, past, nH, nKV, d int) {
 	if o, ok := any(out).([]float32); ok {
+		if be != nil {
+			AttentionForwardGEMM(be, o, any(probs).([]float32), any(q).([]float32), any(k).([]float32), any(v).([]float32), T, past, nH, nKV, d)
+			return
+		}
 		AttentionForward(o, any(probs).([]float32), any(q).([]float32), any(k).([]float32), any(v).([]float32), T, past, nH, nKV, d)
 		return
 	}
@@ -76,7 +87,15 @@ func attnRow[F Float](att, q, k []F, t, past, h, nH, nKV, d int) []F {
 //
 // Query heads run in parallel; the K/V gradients of the heads of one group
 // are summed afterwards in head order, so the result is deterministic.
-func AttentionBackward[F Float](dq, dk, dv, dout, q, k, v, probs []F, T, nH, nKV, d int) {
+//
+// In float32 with a backend the same formulas run as matrix products
+// (attentionBackwardGEMM), matching AttentionForwardT's GEMM path.
+func AttentionBackward[F Float](be backend.Backend, dq, dk, dv, dout, q, k, v, probs []F, T, nH, nKV, d int) {
+	if dq32, ok := any(dq).([]float32); ok && be != nil {
+		attentionBackwardGEMM(be, dq32, any(dk).([]float32), any(dv).([]float32), any(dout).([]float32),
+			any(q).([]float32), any(k).([]float32), any(v).([]float32), any(probs).([]float32), T, nH, nKV, d)
+		return
+	}
 	group := nH / nKV
 	scale := F(1 / math.Sqrt(float64(d)))
 	qs, kvs := nH*d, nKV*d

@@ -43,7 +43,7 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 				softmaxCausalRow(row, last, scale)
 				if probs != nil {
 					h := g*group + hi
-					copy(probs[(h*T+t)*Tk:(h*T+t)*Tk+last+1], row[:last+1])
+					copy(probs[(h*T+t)*Tk:(h*T+t+1)*Tk], row)
 				}
 			}
 		})
@@ -78,4 +78,80 @@ func softmaxCausalRow(row []float32, last int, scale float32) {
 		row[j] *= inv
 	}
 	clear(row[last+1:])
+}
+
+// attentionBackwardGEMM is AttentionBackward for float32 as matrix products,
+// one KV group at a time (T queries from position 0, Tk = T). With the stacked
+// queries of the group Qg [rows × d], rows = group·T, and P [rows × T]:
+//
+//	dP = dO·Vᵀ,  dS = scale·P ⊙ (dP − rowsum(P ⊙ dP)),
+//	dQ = dS·K,   dK = dSᵀ·Q,   dV = Pᵀ·dO.
+//
+// The heads of a group are summed inside the dK and dV products, so the
+// result is deterministic. When probs is nil, P is recomputed with the very
+// product and softmax of AttentionForwardGEMM, so it is bitwise the forward's.
+func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs []float32, T, nH, nKV, d int) {
+	group := nH / nKV
+	scale := float32(1 / math.Sqrt(float64(d)))
+	qs, kvs := nH*d, nKV*d
+	rows := group * T
+	qg := make([]float32, rows*d)
+	dog := make([]float32, rows*d)
+	kh := make([]float32, T*d)
+	vh := make([]float32, T*d)
+	p := make([]float32, rows*T)
+	ds := make([]float32, rows*T)
+	dqg := make([]float32, rows*d)
+	dkh := make([]float32, T*d)
+	dvh := make([]float32, T*d)
+	for g := 0; g < nKV; g++ {
+		for j := 0; j < T; j++ {
+			copy(kh[j*d:(j+1)*d], k[j*kvs+g*d:j*kvs+g*d+d])
+			copy(vh[j*d:(j+1)*d], v[j*kvs+g*d:j*kvs+g*d+d])
+		}
+		for hi := 0; hi < group; hi++ {
+			h := g*group + hi
+			for t := 0; t < T; t++ {
+				copy(qg[(hi*T+t)*d:(hi*T+t+1)*d], q[t*qs+h*d:t*qs+h*d+d])
+				copy(dog[(hi*T+t)*d:(hi*T+t+1)*d], dout[t*qs+h*d:t*qs+h*d+d])
+			}
+		}
+		if probs != nil {
+			// Saved rows hold only columns 0..t; the rest must be zero.
+			for r := 0; r < rows; r++ {
+				t := r % T
+				row := p[r*T : (r+1)*T]
+				copy(row[:t+1], probs[(g*rows+r)*T:(g*rows+r)*T+t+1])
+				clear(row[t+1:])
+			}
+		} else {
+			be.MatMulNT(p, qg, kh, rows, T, d, false)
+			ParallelFor(rows, func(r int) { softmaxCausalRow(p[r*T:(r+1)*T], r%T, scale) })
+		}
+		be.MatMulNT(ds, dog, vh, rows, T, d, false) // dP
+		ParallelFor(rows, func(r int) {
+			pr, dr := p[r*T:(r+1)*T], ds[r*T:(r+1)*T]
+			var sum float64
+			for j, pj := range pr {
+				sum += float64(pj) * float64(dr[j])
+			}
+			fs := float32(sum)
+			for j, pj := range pr {
+				dr[j] = pj * (dr[j] - fs) * scale
+			}
+		})
+		be.MatMulNN(dqg, ds, kh, rows, d, T, false)
+		be.MatMulTN(dkh, ds, qg, T, d, rows, false)
+		be.MatMulTN(dvh, p, dog, T, d, rows, false)
+		for hi := 0; hi < group; hi++ {
+			h := g*group + hi
+			for t := 0; t < T; t++ {
+				copy(dq[t*qs+h*d:t*qs+h*d+d], dqg[(hi*T+t)*d:(hi*T+t+1)*d])
+			}
+		}
+		for j := 0; j < T; j++ {
+			copy(dk[j*kvs+g*d:j*kvs+g*d+d], dkh[j*d:(j+1)*d])
+			copy(dv[j*kvs+g*d:j*kvs+g*d+d], dvh[j*d:(j+1)*d])
+		}
+	}
 }

@@ -154,7 +154,7 @@ func TestAttentionBackwardFD(t *testing.T) {
 			c := randVec(r, T*nH*d, 1)
 			loss := func() float64 {
 				out := make([]float64, T*nH*d)
-				AttentionForwardT(out, nil, q, k, v, T, 0, nH, nKV, d)
+				AttentionForwardT(nil, out, nil, q, k, v, T, 0, nH, nKV, d)
 				return dot64(out, c)
 			}
 			out := make([]float64, T*nH*d)
@@ -162,9 +162,9 @@ func TestAttentionBackwardFD(t *testing.T) {
 			if save {
 				probs = make([]float64, nH*T*T)
 			}
-			AttentionForwardT(out, probs, q, k, v, T, 0, nH, nKV, d)
+			AttentionForwardT(nil, out, probs, q, k, v, T, 0, nH, nKV, d)
 			dq, dk, dv := make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))
-			AttentionBackward(dq, dk, dv, c, q, k, v, probs, T, nH, nKV, d)
+			AttentionBackward(nil, dq, dk, dv, c, q, k, v, probs, T, nH, nKV, d)
 			fdCheck(t, "dq", q, dq, loss)
 			fdCheck(t, "dk", k, dk, loss)
 			fdCheck(t, "dv", v, dv, loss)
@@ -190,7 +190,7 @@ func TestAttentionRecomputeBitwise(t *testing.T) {
 	AttentionForward(out, probs, q, k, v, T, 0, nH, nKV, d)
 	grads := func(p []float32) [][]float32 {
 		dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
-		AttentionBackward(dq, dk, dv, c, q, k, v, p, T, nH, nKV, d)
+		AttentionBackward(nil, dq, dk, dv, c, q, k, v, p, T, nH, nKV, d)
 		return [][]float32{dq, dk, dv}
 	}
 	a, b := grads(probs), grads(nil)

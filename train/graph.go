@@ -192,7 +192,7 @@ func LayerForward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, eps floa
 				probs = make([]F, l.Heads*T*T)
 				a.Probs[si] = probs
 			}
-			nn.AttentionForwardT(a.Att[r0*qd:(r0+T)*qd], probs, qs, ks, vs, T, 0, l.Heads, l.KVHeads, d)
+			nn.AttentionForwardT(be, a.Att[r0*qd:(r0+T)*qd], probs, qs, ks, vs, T, 0, l.Heads, l.KVHeads, d)
 			r0 += T
 		}
 		y := make([]F, rows*H)
@@ -266,7 +266,7 @@ func LayerBackward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, l, gl *
 				probs = a.Probs[si]
 			}
 			dqs, dks := dq[r0*qd:(r0+T)*qd], dk[r0*kvd:(r0+T)*kvd]
-			nn.AttentionBackward(dqs, dks, dv[r0*kvd:(r0+T)*kvd], datt[r0*qd:(r0+T)*qd],
+			nn.AttentionBackward(be, dqs, dks, dv[r0*kvd:(r0+T)*kvd], datt[r0*qd:(r0+T)*qd],
 				a.Q[r0*qd:(r0+T)*qd], a.K[r0*kvd:(r0+T)*kvd], a.V[r0*kvd:(r0+T)*kvd], probs, T, l.Heads, l.KVHeads, d)
 			nn.RopeBackwardT(rope, dqs, T, l.Heads, 0)
 			nn.RopeBackwardT(rope, dks, T, l.KVHeads, 0)
