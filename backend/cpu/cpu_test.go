@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"sync"
 	"testing"
 )
 
@@ -433,5 +434,38 @@ func TestAVX2MatchesAVX512(t *testing.T) {
 				t.Fatalf("syrk %dx%d: avx512 and avx2 differ at %d", n, k, i)
 			}
 		}
+	}
+}
+
+// Many goroutines sharing the pool get correct, identical results.
+func TestConcurrentCallers(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	m, n, k := 200, 150, 300
+	a, b := randVec(r, m*k), randVec(r, k*n)
+	c := New()
+	ref := make([]float32, m*n)
+	c.MatMulNT(ref, a, b, m, n, k, false)
+	var wg sync.WaitGroup
+	errs := make(chan string, 16)
+	for g := 0; g < 16; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cc := make([]float32, m*n)
+			for it := 0; it < 5; it++ {
+				c.WithWorkers(1+g%4).MatMulNT(cc, a, b, m, n, k, false)
+				for i := range cc {
+					if math.Float32bits(cc[i]) != math.Float32bits(ref[i]) {
+						errs <- fmt.Sprintf("goroutine %d: differs at %d", g, i)
+						return
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
 	}
 }
