@@ -21,6 +21,11 @@ TEXT ·transpose4AVX(SB), NOSPLIT, $0-40
 	TESTQ CX, CX
 	JEQ transpose4AVX_done
 transpose4AVX_loop:
+	// Prefetch the same columns of the next four rows (the next call).
+	PREFETCHT0 (SI)(R9*4)
+	PREFETCHT0 (R10)(R9*4)
+	PREFETCHT0 (R11)(R9*4)
+	PREFETCHT0 (R12)(R9*4)
 	VMOVUPS (SI), Y0
 	VMOVUPS (R10), Y1
 	VMOVUPS (R11), Y2
@@ -72,6 +77,11 @@ TEXT ·transpose4BF16AVX(SB), NOSPLIT, $0-40
 	TESTQ CX, CX
 	JEQ transpose4BF16AVX_done
 transpose4BF16AVX_loop:
+	// Prefetch the same columns of the next four rows (the next call).
+	PREFETCHT0 (SI)(R9*4)
+	PREFETCHT0 (R10)(R9*4)
+	PREFETCHT0 (R11)(R9*4)
+	PREFETCHT0 (R12)(R9*4)
 	VPMOVZXWD (SI), Y0
 	VPSLLD $16, Y0, Y0
 	VPMOVZXWD (R10), Y1
