@@ -26,11 +26,12 @@ type kernel struct {
 	narrow *kernel
 }
 
-// transposer writes dst[q*w + r] = src[r*ld + q] for r < 4, q < n.
-type transposer func(dst []float32, w int, src []float32, ld, n int)
+// transposer writes dst[q*w + r] = src[r*ld + q] for r < rows, q < n: one
+// packed panel from rows that are contiguous along q.
+type transposer func(dst []float32, w int, src []float32, ld, rows, n int)
 
 // transposerBF16 is transposer for a bf16 source, widened to float32.
-type transposerBF16 func(dst []float32, w int, src []uint16, ld, n int)
+type transposerBF16 func(dst []float32, w int, src []uint16, ld, rows, n int)
 
 // view is a strided matrix: element (i, p) is d[i*rs + p*cs].
 type view struct {
@@ -80,17 +81,7 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 		rows := min(w, rb-ir)
 		if v.cs == 1 {
 			// Rows are contiguous along p: transpose into the panel.
-			i := 0
-			for ; i+3 < rows; i += 4 {
-				base := (r0+ir+i)*v.rs + p0
-				v.tr(panel[i:], w, v.d[base:], v.rs, kb)
-			}
-			for ; i < rows; i++ {
-				base := (r0+ir+i)*v.rs + p0
-				for p, x := range v.d[base : base+kb] {
-					panel[p*w+i] = x
-				}
-			}
+			v.tr(panel, w, v.d[(r0+ir)*v.rs+p0:], v.rs, rows, kb)
 		} else {
 			for p := 0; p < kb; p++ {
 				for i := 0; i < rows; i++ {
@@ -106,12 +97,21 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 	}
 }
 
-func transpose4Go(dst []float32, w int, src []float32, ld, n int) {
-	transpose4(dst, w, src[:n], src[ld:ld+n], src[2*ld:2*ld+n], src[3*ld:3*ld+n])
+func transposeGo(dst []float32, w int, src []float32, ld, rows, n int) {
+	r := 0
+	for ; r+3 < rows; r += 4 {
+		o := r * ld
+		transpose4(dst[r:], w, src[o:o+n], src[o+ld:o+ld+n], src[o+2*ld:o+2*ld+n], src[o+3*ld:o+3*ld+n])
+	}
+	for ; r < rows; r++ {
+		for q, x := range src[r*ld : r*ld+n] {
+			dst[q*w+r] = x
+		}
+	}
 }
 
-func transpose4BF16Go(dst []float32, w int, src []uint16, ld, n int) {
-	for r := 0; r < 4; r++ {
+func transposeBF16Go(dst []float32, w int, src []uint16, ld, rows, n int) {
+	for r := 0; r < rows; r++ {
 		for q, x := range src[r*ld : r*ld+n] {
 			dst[q*w+r] = math.Float32frombits(uint32(x) << 16)
 		}
@@ -144,16 +144,7 @@ func (v bview) pack(dst []float32, r0, rb, p0, kb, w int) {
 	for ir := 0; ir < rb; ir += w {
 		panel := dst[ir*kb : ir*kb+w*kb]
 		rows := min(w, rb-ir)
-		i := 0
-		for ; i+3 < rows; i += 4 {
-			v.tr(panel[i:], w, v.d[(r0+ir+i)*v.ld+p0:], v.ld, kb)
-		}
-		for ; i < rows; i++ {
-			base := (r0+ir+i)*v.ld + p0
-			for p, x := range v.d[base : base+kb] {
-				panel[p*w+i] = math.Float32frombits(uint32(x) << 16)
-			}
-		}
+		v.tr(panel, w, v.d[(r0+ir)*v.ld+p0:], v.ld, rows, kb)
 		if rows < w {
 			for p := 0; p < kb; p++ {
 				clear(panel[p*w+rows : p*w+w])

@@ -10,7 +10,7 @@ func init() {
 	registerKernel(&kernel{
 		name: "purego", mr: 4, nr: 4, kc: 256, nc: 512,
 		micro: microGo, dot: dotGo, dotBF16: dotBF16Go, axpy: axpyGo,
-		tr4: transpose4Go, tr4bf: transpose4BF16Go,
+		tr4: transposeGo, tr4bf: transposeBF16Go,
 	})
 }
 

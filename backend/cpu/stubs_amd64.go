@@ -30,10 +30,10 @@ func dotBF16AVX512(a *float32, b *uint16, n int) float32
 func dotBF16AVX2(a *float32, b *uint16, n int) float32
 
 //go:noescape
-func transpose4AVX(dst *float32, dstride int, src *float32, sstride, n int)
+func transposePanelAVX(dst *float32, w int, src *float32, ld, n, groups int)
 
 //go:noescape
-func transpose4BF16AVX(dst *float32, dstride int, src *uint16, sstride, n int)
+func transposePanelBF16AVX(dst *float32, w int, src *uint16, ld, n, groups int)
 
 //go:noescape
 func axpyAVX512(alpha float32, x, y *float32, n int)
@@ -58,8 +58,8 @@ func init() {
 			dot:     dotWith(dotAVX512, 16),
 			dotBF16: dotBF16With(dotBF16AVX512, 16),
 			axpy:    axpyWith(axpyAVX512, 16),
-			tr4:     transpose4ASM,
-			tr4bf:   transpose4BF16ASM,
+			tr4:     transposeASM,
+			tr4bf:   transposeBF16ASM,
 		})
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
@@ -72,8 +72,8 @@ func init() {
 			dot:     dotWith(dotAVX2, 16),
 			dotBF16: dotBF16With(dotBF16AVX2, 16),
 			axpy:    axpyWith(axpyAVX2, 16), // same tail split as AVX-512
-			tr4:     transpose4ASM,
-			tr4bf:   transpose4BF16ASM,
+			tr4:     transposeASM,
+			tr4bf:   transposeBF16ASM,
 		})
 	}
 }
@@ -140,29 +140,42 @@ func axpyWith(f func(alpha float32, x, y *float32, n int), w int) func(alpha flo
 	}
 }
 
-// transpose4ASM runs the AVX transposer on n&^7 columns and Go on the rest.
-func transpose4ASM(dst []float32, w int, src []float32, ld, n int) {
-	if len(src) < 3*ld+n || len(dst) < (n-1)*w+4 {
+// transposeASM runs the AVX panel transposer on whole 4-row groups and
+// 8-column chunks, and Go on the ragged rest.
+func transposeASM(dst []float32, w int, src []float32, ld, rows, n int) {
+	if rows == 0 || n == 0 {
+		return
+	}
+	if len(src) < (rows-1)*ld+n || len(dst) < (n-1)*w+rows {
 		panic("cpu: transpose out of range")
 	}
-	n8 := n &^ 7
-	if n8 > 0 {
-		transpose4AVX(unsafe.SliceData(dst), w, unsafe.SliceData(src), ld, n8)
+	g, n8 := rows/4, n&^7
+	if g > 0 && n8 > 0 {
+		transposePanelAVX(unsafe.SliceData(dst), w, unsafe.SliceData(src), ld, n8, g)
 	}
-	if n8 < n {
-		transpose4Go(dst[n8*w:], w, src[n8:], ld, n-n8)
+	if n8 < n && g > 0 {
+		transposeGo(dst[n8*w:], w, src[n8:], ld, 4*g, n-n8)
+	}
+	if 4*g < rows {
+		transposeGo(dst[4*g:], w, src[4*g*ld:], ld, rows-4*g, n)
 	}
 }
 
-func transpose4BF16ASM(dst []float32, w int, src []uint16, ld, n int) {
-	if len(src) < 3*ld+n || len(dst) < (n-1)*w+4 {
+func transposeBF16ASM(dst []float32, w int, src []uint16, ld, rows, n int) {
+	if rows == 0 || n == 0 {
+		return
+	}
+	if len(src) < (rows-1)*ld+n || len(dst) < (n-1)*w+rows {
 		panic("cpu: transpose out of range")
 	}
-	n8 := n &^ 7
-	if n8 > 0 {
-		transpose4BF16AVX(unsafe.SliceData(dst), w, unsafe.SliceData(src), ld, n8)
+	g, n8 := rows/4, n&^7
+	if g > 0 && n8 > 0 {
+		transposePanelBF16AVX(unsafe.SliceData(dst), w, unsafe.SliceData(src), ld, n8, g)
 	}
-	if n8 < n {
-		transpose4BF16Go(dst[n8*w:], w, src[n8:], ld, n-n8)
+	if n8 < n && g > 0 {
+		transposeBF16Go(dst[n8*w:], w, src[n8:], ld, 4*g, n-n8)
+	}
+	if 4*g < rows {
+		transposeBF16Go(dst[4*g:], w, src[4*g*ld:], ld, rows-4*g, n)
 	}
 }
