@@ -31,7 +31,8 @@ func RMSNorm(out, x, w []float32, eps float32) {
 	}
 }
 
-// Softmax normalizes x in place; the max is subtracted for stability.
+// Softmax normalizes x in place; the max is subtracted for stability. It
+// uses expf (within 2 ulp of exp), and sums in float64.
 func Softmax(x []float32) {
 	if len(x) == 0 {
 		return
@@ -42,9 +43,9 @@ func Softmax(x []float32) {
 	}
 	var sum float64
 	for i, v := range x {
-		e := math.Exp(float64(v - mx))
-		x[i] = float32(e)
-		sum += e
+		e := expf(v - mx)
+		x[i] = e
+		sum += float64(e)
 	}
 	inv := float32(1 / sum)
 	for i := range x {
@@ -58,6 +59,6 @@ func SiLUMul(out, gate, up []float32) {
 	n := len(gate)
 	out, up = out[:n], up[:n]
 	for i, g := range gate {
-		out[i] = float32(float64(g)/(1+math.Exp(-float64(g)))) * up[i]
+		out[i] = g / (1 + expf(-g)) * up[i]
 	}
 }
