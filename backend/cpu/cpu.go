@@ -166,14 +166,15 @@ func (c *CPU) gemm(g *gemmJob, m, n int) {
 	nu := (n + kn.nr - 1) / kn.nr
 	mu := (m + kn.mr - 1) / kn.mr
 	nw := n // columns per worker
-	if nu >= 2*w || nu >= mu {
+	splitN := nu >= 2*w || nu >= mu
+	if splitN {
 		w = min(w, nu)
 		nw = (nu + w - 1) / w * kn.nr
 	}
 	if g.aview != nil && readsDirect(*g.aview, kn.mr, nw, kn.nc) && !c.noDirect {
 		g.direct = g.aview
 	}
-	if nu >= 2*w || nu >= mu {
+	if splitN {
 		parallel(w, func(t int) {
 			j0, j1 := min(t*nu/w*kn.nr, n), min((t+1)*nu/w*kn.nr, n)
 			if j0 < j1 {
