@@ -47,8 +47,9 @@ func init() {
 			k512.narrow = k2
 		}
 	}()
-	// cpuid also checks that the OS saves the wider register state.
-	if cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512VL, cpuid.AVX512DQ, cpuid.FMA3) {
+	// cpuid also checks that the OS saves the wider register state. BW is
+	// for VPMOVZXWD on zmm (bf16 dot).
+	if cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512VL, cpuid.AVX512DQ, cpuid.AVX512BW, cpuid.FMA3) {
 		registerKernel(&kernel{
 			name: "avx512", mr: 12, nr: 32, kc: 256, nc: 512,
 			micro: func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
