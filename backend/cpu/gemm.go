@@ -250,7 +250,19 @@ func (g *gemmJob) runBlock(i0, i1, j0, j1 int) {
 			if iEnd <= i0 {
 				continue
 			}
-			g.packB(w.b, jc, nb, pc, kb, nr)
+			// A ragged last panel no wider than the narrow kernel's nr is
+			// packed at that width and computed with it (same bits, fewer
+			// wasted columns).
+			nFull, kn2 := nb, kn.narrow
+			if rem := nb % nr; kn2 != nil && rem > 0 && rem <= kn2.nr {
+				nFull = nb - rem
+				g.packB(w.b[nFull*kb:], jc+nFull, rem, pc, kb, kn2.nr)
+			} else {
+				kn2 = nil
+			}
+			if nFull > 0 {
+				g.packB(w.b, jc, nFull, pc, kb, nr)
+			}
 			for ir := 0; ir < iEnd-i0; ir += mr {
 				mrr := min(mr, iEnd-i0-ir)
 				var ap []float32
@@ -269,28 +281,40 @@ func (g *gemmJob) runBlock(i0, i1, j0, j1 int) {
 					if g.upper && jc+jr+nrr-1 < i0+ir {
 						continue // strictly below the diagonal
 					}
-					bp := w.b[jr*kb : jr*kb+nr*kb]
 					off := (i0+ir)*g.ldc + jc + jr
-					if mrr == mr && nrr == nr {
-						kn.micro(ap, bp, g.c[off:], kb, g.ldc, load, ars, acs)
+					if kn2 != nil && jr == nFull {
+						bp := w.b[jr*kb : jr*kb+kn2.nr*kb]
+						for sub := 0; sub < mrr; sub += kn2.mr {
+							g.tile(kn2, ap[sub*ars:], ars, acs, bp, off+sub*g.ldc, min(kn2.mr, mrr-sub), nrr, kb, load, tmp)
+						}
 						continue
 					}
-					// Edge tile: same FMA chain into a scratch tile, then
-					// the same single add into C as the full kernel does.
-					kn.micro(ap, bp, tmp, kb, nr, false, ars, acs)
-					for i := 0; i < mrr; i++ {
-						cr := g.c[off+i*g.ldc : off+i*g.ldc+nrr]
-						tr := tmp[i*nr : i*nr+nrr]
-						if load {
-							for j := range cr {
-								cr[j] += tr[j]
-							}
-						} else {
-							copy(cr, tr)
-						}
-					}
+					g.tile(kn, ap, ars, acs, w.b[jr*kb:jr*kb+nr*kb], off, mrr, nrr, kb, load, tmp)
 				}
 			}
+		}
+	}
+}
+
+// tile computes the mrr×nrr tile of C at off with kernel kn.
+func (g *gemmJob) tile(kn *kernel, ap []float32, ars, acs int, bp []float32, off, mrr, nrr, kb int, load bool, tmp []float32) {
+	if mrr == kn.mr && nrr == kn.nr {
+		kn.micro(ap, bp, g.c[off:], kb, g.ldc, load, ars, acs)
+		return
+	}
+	// Edge tile: same FMA chain into a scratch tile, then the same single
+	// add into C as the full kernel does.
+	nr := kn.nr
+	kn.micro(ap, bp, tmp, kb, nr, false, ars, acs)
+	for i := 0; i < mrr; i++ {
+		cr := g.c[off+i*g.ldc : off+i*g.ldc+nrr]
+		tr := tmp[i*nr : i*nr+nrr]
+		if load {
+			for j := range cr {
+				cr[j] += tr[j]
+			}
+		} else {
+			copy(cr, tr)
 		}
 	}
 }
