@@ -6,9 +6,9 @@ import (
 )
 
 // kernel is one SIMD variant: a register-tile micro-kernel plus its blocking
-// (see gemmJob.run; there is no mc: A is packed whole per kc block) and the
-// row kernels. kc fixes the reduction order, so it must stay constant
-// per variant for results to be reproducible.
+// (see gemmJob.run; A is packed in mcMax-row chunks) and the row kernels.
+// kc fixes the reduction order, so it must stay constant per variant for
+// results to be reproducible.
 type kernel struct {
 	name   string
 	mr, nr int
@@ -22,7 +22,8 @@ type kernel struct {
 	tr4     transposer     // packing of row-contiguous operands
 	tr4bf   transposerBF16 // same, from bf16
 	// narrow, if set, is a kernel with a smaller nr giving bitwise identical
-	// results, used when n ≤ its nr (avx512 → avx2: same FMA chain).
+	// results (avx512 → avx2: same FMA chain), used when n ≤ its nr and for
+	// a ragged last column panel no wider than its nr.
 	narrow *kernel
 }
 
@@ -195,10 +196,11 @@ func getBuf(kn *kernel, na int) *workBuf {
 // and one tile is only ever written by one caller: that is what makes the
 // result independent of the worker count.
 //
-// Loop order: pc (kc) → pack all needed rows of A once → jc (nc) → pack the
-// B block (kept in L2) → ir (mr panels of A, one in L1 at a time) → jr.
-// Packing A once per kc block rather than once per (jc, kc) block saves its
-// repacking when the worker's column range spans several nc blocks.
+// Loop order: row chunk (mcMax) → pc (kc) → pack the chunk's rows of A once
+// (or read A in place) → jc (nc) → pack the B block (kept in L2) → ir (mr
+// panels of A, one in L1 at a time) → jr. Packing A once per kc block rather
+// than once per (jc, kc) block saves its repacking when the worker's column
+// range spans several nc blocks.
 func (g *gemmJob) run(i0, i1, j0, j1 int) {
 	// Row chunks bound the packed-A buffer (mcMax×kc floats) for tall A.
 	for c0 := i0; c0 < i1; c0 += mcMax {
