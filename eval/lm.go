@@ -7,7 +7,6 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
-	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/tokenizer"
 )
 
@@ -231,88 +230,26 @@ func lcp(a, b []int) int {
 func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
 	m := lm.M
 	c := m.Cfg
-	H, d := c.Hidden, c.HeadDim
-	rows, maxPos := 0, 0
+	H := c.Hidden
+	// One root segment per prefix, its suffixes as child segments; the model
+	// computes every row exactly as in an unshared forward pass. An empty
+	// prefix makes each suffix an independent sequence.
+	var segs []model.Segment
 	for _, t := range trees {
-		rows += t.rows()
+		parent := -1
+		if len(t.prefix) > 0 {
+			parent = len(segs)
+			segs = append(segs, model.Segment{Tokens: t.prefix, Parent: -1})
+		} else {
+			segs = append(segs, model.Segment{Tokens: nil, Parent: -1})
+		}
 		for _, s := range t.suffix {
-			maxPos = max(maxPos, len(t.prefix)+len(s))
+			segs = append(segs, model.Segment{Tokens: s, Parent: parent})
 		}
 	}
-	rope := m.Rope(maxPos)
-	x := make([]float32, rows*H)
-	r := 0
-	for _, t := range trees {
-		for _, seq := range append([][]int{t.prefix}, t.suffix...) {
-			for _, id := range seq {
-				copy(x[r*H:(r+1)*H], m.Embed[id*H:(id+1)*H])
-				r++
-			}
-		}
-	}
-	xn := make([]float32, rows*H)
-	for li := range m.Layers {
-		l := &m.Layers[li]
-		if l.Heads > 0 {
-			qd, kvd := l.Heads*d, l.KVHeads*d
-			nn.RMSNormForward(xn, nil, x, l.AttnNorm, rows, H, c.RMSEps)
-			q := make([]float32, rows*qd)
-			k := make([]float32, rows*kvd)
-			v := make([]float32, rows*kvd)
-			lm.Be.MatMulNT(q, xn, l.Wq, rows, qd, H, false)
-			lm.Be.MatMulNT(k, xn, l.Wk, rows, kvd, H, false)
-			lm.Be.MatMulNT(v, xn, l.Wv, rows, kvd, H, false)
-			nn.AddBias(q, l.Bq, rows)
-			nn.AddBias(k, l.Bk, rows)
-			nn.AddBias(v, l.Bv, rows)
-			att := make([]float32, rows*qd)
-			r0 := 0
-			var kb, vb []float32
-			for _, t := range trees {
-				P := len(t.prefix)
-				if P > 0 {
-					qs, ks, vs := q[r0*qd:(r0+P)*qd], k[r0*kvd:(r0+P)*kvd], v[r0*kvd:(r0+P)*kvd]
-					rope.Forward(qs, P, l.Heads, 0)
-					rope.Forward(ks, P, l.KVHeads, 0)
-					nn.AttentionForward(att[r0*qd:(r0+P)*qd], nil, qs, ks, vs, P, 0, l.Heads, l.KVHeads, d)
-				}
-				pk, pv := k[r0*kvd:(r0+P)*kvd], v[r0*kvd:(r0+P)*kvd]
-				r0 += P
-				for _, s := range t.suffix {
-					T := len(s)
-					if T == 0 {
-						continue
-					}
-					qs, ks, vs := q[r0*qd:(r0+T)*qd], k[r0*kvd:(r0+T)*kvd], v[r0*kvd:(r0+T)*kvd]
-					rope.Forward(qs, T, l.Heads, P)
-					rope.Forward(ks, T, l.KVHeads, P)
-					kb = append(append(kb[:0], pk...), ks...)
-					vb = append(append(vb[:0], pv...), vs...)
-					nn.AttentionForward(att[r0*qd:(r0+T)*qd], nil, qs, kb, vb, T, P, l.Heads, l.KVHeads, d)
-					r0 += T
-				}
-			}
-			lm.Be.MatMulNT(xn, att, l.Wo, rows, H, qd, false)
-			nn.AddBias(xn, l.Bo, rows)
-			for i, v := range xn {
-				x[i] += v
-			}
-		}
-		if l.Inter > 0 {
-			nn.RMSNormForward(xn, nil, x, l.MLPNorm, rows, H, c.RMSEps)
-			g := make([]float32, rows*l.Inter)
-			u := make([]float32, rows*l.Inter)
-			lm.Be.MatMulNT(g, xn, l.Wgate, rows, l.Inter, H, false)
-			lm.Be.MatMulNT(u, xn, l.Wup, rows, l.Inter, H, false)
-			nn.AddBias(g, l.Bgate, rows)
-			nn.AddBias(u, l.Bup, rows)
-			nn.SwiGLUForward(g, g, u)
-			lm.Be.MatMulNT(xn, g, l.Wdown, rows, H, l.Inter, false)
-			nn.AddBias(xn, l.Bdown, rows)
-			for i, v := range xn {
-				x[i] += v
-			}
-		}
+	x, _, err := m.HiddenSegments(lm.Be, segs)
+	if err != nil {
+		panic(err) // segments are built above with parents first
 	}
 	// Gather the hidden rows that predict continuation tokens.
 	type need struct{ item, pos int }
@@ -344,7 +281,6 @@ func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
 	V := c.Vocab
 	for s := 0; s < len(needs); s += 256 {
 		e := min(len(needs), s+256)
-		nn.RMSNormForward(sel[s*H:e*H], nil, sel[s*H:e*H], m.Norm, e-s, H, c.RMSEps)
 		logits := m.Logits(lm.Be, sel[s*H:e*H], e-s)
 		for i := s; i < e; i++ {
 			nd := needs[i]

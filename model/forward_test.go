@@ -261,3 +261,42 @@ func TestKVCacheMatchesFullForward(t *testing.T) {
 		}
 	}
 }
+
+// A continuation segment must get the logits it gets when its whole sequence
+// (ancestors + itself) runs unshared.
+func TestSegmentsMatchUnsharedForward(t *testing.T) {
+	be, _ := backend.Get("")
+	m := randomModel(randCfg{heads: 4, kv: 2, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2, bias: true}, true, 5)
+	segs := []Segment{
+		{Tokens: []int{1, 2, 3, 4, 5}, Parent: -1},
+		{Tokens: []int{6, 7}, Parent: 0},
+		{Tokens: []int{8}, Parent: 0},
+		{Tokens: []int{9, 10, 11}, Parent: 1},
+		{Tokens: []int{12, 13}, Parent: -1},
+	}
+	x, rows, err := m.HiddenSegments(be, segs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := m.Logits(be, x, rows)
+	V := m.Cfg.Vocab
+	row := 0
+	for i, s := range segs {
+		full := append([]int(nil), s.Tokens...)
+		for p := s.Parent; p >= 0; p = segs[p].Parent {
+			full = append(append([]int(nil), segs[p].Tokens...), full...)
+		}
+		want := m.Forward(be, [][]int{full})
+		off := (len(full) - len(s.Tokens)) * V
+		for j := 0; j < len(s.Tokens)*V; j++ {
+			g, w := got[row*V+j], want[off+j]
+			if math.Abs(float64(g-w)) > 1e-5*(1+math.Abs(float64(w))) {
+				t.Fatalf("segment %d, element %d: shared %g unshared %g", i, j, g, w)
+			}
+		}
+		row += len(s.Tokens)
+	}
+	if _, _, err := m.HiddenSegments(be, []Segment{{Tokens: []int{1}, Parent: 0}}); err == nil {
+		t.Fatal("a segment that is its own parent was accepted")
+	}
+}

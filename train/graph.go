@@ -182,8 +182,10 @@ func LayerForward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, eps floa
 		if saveProbs {
 			a.Probs = make([][]F, len(seqLens))
 		}
-		r0 := 0
-		for si, T := range seqLens {
+		starts := seqStarts(seqLens)
+		// Sequences are independent; each goroutine writes only its rows.
+		nn.ParallelFor(len(seqLens), func(si int) {
+			r0, T := starts[si], seqLens[si]
 			qs, ks, vs := a.Q[r0*qd:(r0+T)*qd], a.K[r0*kvd:(r0+T)*kvd], a.V[r0*kvd:(r0+T)*kvd]
 			nn.RopeForwardT(rope, qs, T, l.Heads, 0)
 			nn.RopeForwardT(rope, ks, T, l.KVHeads, 0)
@@ -193,8 +195,7 @@ func LayerForward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, eps floa
 				a.Probs[si] = probs
 			}
 			nn.AttentionForwardT(be, a.Att[r0*qd:(r0+T)*qd], probs, qs, ks, vs, T, 0, l.Heads, l.KVHeads, d)
-			r0 += T
-		}
+		})
 		y := make([]F, rows*H)
 		matNT(be, y, a.Att, l.Wo, rows, H, qd, false)
 		nn.AddBiasT(y, l.Bo, rows)
@@ -259,8 +260,9 @@ func LayerBackward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, l, gl *
 		datt := make([]F, rows*qd)
 		matNN(be, datt, dx, l.Wo, rows, qd, H, false)
 		dq, dk, dv := make([]F, rows*qd), make([]F, rows*kvd), make([]F, rows*kvd)
-		r0 := 0
-		for si, T := range seqLens {
+		starts := seqStarts(seqLens)
+		nn.ParallelFor(len(seqLens), func(si int) {
+			r0, T := starts[si], seqLens[si]
 			var probs []F
 			if a.Probs != nil {
 				probs = a.Probs[si]
@@ -270,8 +272,7 @@ func LayerBackward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, l, gl *
 				a.Q[r0*qd:(r0+T)*qd], a.K[r0*kvd:(r0+T)*kvd], a.V[r0*kvd:(r0+T)*kvd], probs, T, l.Heads, l.KVHeads, d)
 			nn.RopeBackwardT(rope, dqs, T, l.Heads, 0)
 			nn.RopeBackwardT(rope, dks, T, l.KVHeads, 0)
-			r0 += T
-		}
+		})
 		datt = nil
 		nn.AddBiasBackward(gl.Bq, dq, rows)
 		nn.AddBiasBackward(gl.Bk, dk, rows)
@@ -285,4 +286,13 @@ func LayerBackward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, l, gl *
 		matNN(be, dxn, dv, l.Wv, rows, H, kvd, true)
 		nn.RMSNormBackward(dx, gl.AttnNorm, dxn, a.X0, l.AttnNorm, a.Rstd1, rows, H)
 	}
+}
+
+// seqStarts returns the first row of each sequence in a ragged batch.
+func seqStarts(lens []int) []int {
+	starts := make([]int, len(lens))
+	for i := 1; i < len(lens); i++ {
+		starts[i] = starts[i-1] + lens[i-1]
+	}
+	return starts
 }
