@@ -17,29 +17,8 @@ func AttentionForwardT[F Float](be backend.Backend, out, probs, q, k, v []F, T, 
 			AttentionForwardGEMM(be, o, any(probs).([]float32), any(q).([]float32), any(k).([]float32), any(v).([]float32), T, past, nH, nKV, d)
 			return
 		}
-		AttentionForward(o, any(probs).([]float32), any(q).([]float32), any(k).([]float32), any(v).([]float32), T, past, nH, nKV, d)
-		return
 	}
-	qs := nH * d
-	Tk := past + T
-	ParallelFor(nH, func(h int) {
-		att := make([]F, Tk)
-		for t := 0; t < T; t++ {
-			ot := out[t*qs+h*d : t*qs+h*d+d]
-			p := attnRow(att, q, k, t, past, h, nH, nKV, d)
-			clear(ot)
-			kh := h / (nH / nKV)
-			for j, pj := range p {
-				vj := v[j*nKV*d+kh*d : j*nKV*d+kh*d+d]
-				for i, vv := range vj {
-					ot[i] += pj * vv
-				}
-			}
-			if probs != nil {
-				copy(probs[(h*T+t)*Tk:], p)
-			}
-		}
-	})
+	attentionLoop(out, probs, q, k, v, T, past, nH, nKV, d)
 }
 
 // attnRow computes the softmax probabilities of query t of head h over keys
@@ -155,6 +134,31 @@ func AttentionBackward[F Float](be backend.Backend, dq, dk, dv, dout, q, k, v, p
 					dkt[i] += sk[i]
 					dvt[i] += sv[i]
 				}
+			}
+		}
+	})
+}
+
+// attentionLoop is the direct causal loop of AttentionForward for both
+// element types.
+func attentionLoop[F Float](out, probs, q, k, v []F, T, past, nH, nKV, d int) {
+	qs := nH * d
+	Tk := past + T
+	ParallelFor(nH, func(h int) {
+		att := make([]F, Tk)
+		for t := 0; t < T; t++ {
+			ot := out[t*qs+h*d : t*qs+h*d+d]
+			p := attnRow(att, q, k, t, past, h, nH, nKV, d)
+			clear(ot)
+			kh := h / (nH / nKV)
+			for j, pj := range p {
+				vj := v[j*nKV*d+kh*d : j*nKV*d+kh*d+d]
+				for i, vv := range vj {
+					ot[i] += pj * vv
+				}
+			}
+			if probs != nil {
+				copy(probs[(h*T+t)*Tk:], p)
 			}
 		}
 	})

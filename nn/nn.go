@@ -53,63 +53,18 @@ func ParallelFor(n int, f func(i int)) {
 // of length dim, where rms = sqrt(mean(x²) + eps). rstd (len rows, may be nil)
 // receives 1/rms for the backward pass. out may alias x.
 func RMSNormForward(out, rstd, x, w []float32, rows, dim int, eps float64) {
-	for r := 0; r < rows; r++ {
-		xr := x[r*dim : r*dim+dim]
-		var ss float64
-		for _, v := range xr {
-			ss += float64(v) * float64(v)
-		}
-		rs := 1 / math.Sqrt(ss/float64(dim)+eps)
-		if rstd != nil {
-			rstd[r] = float32(rs)
-		}
-		or := out[r*dim : r*dim+dim]
-		// HF computes (x * rstd) in float32, then multiplies by the weight.
-		s := float32(rs)
-		for i, v := range xr {
-			or[i] = w[i] * (v * s)
-		}
-	}
+	RMSNormForwardT(out, rstd, x, w, rows, dim, eps)
 }
 
 // AddBias adds b to every row of x (rows × len(b)).
-func AddBias(x, b []float32, rows int) {
-	if b == nil {
-		return
-	}
-	n := len(b)
-	for r := 0; r < rows; r++ {
-		xr := x[r*n : r*n+n]
-		for i, v := range b {
-			xr[i] += v
-		}
-	}
-}
+func AddBias(x, b []float32, rows int) { AddBiasT(x, b, rows) }
 
 // SwiGLUForward computes out = silu(gate) * up elementwise. out may alias
 // gate or up.
-func SwiGLUForward(out, gate, up []float32) {
-	for i, g := range gate {
-		out[i] = g / (1 + float32(math.Exp(float64(-g)))) * up[i]
-	}
-}
+func SwiGLUForward(out, gate, up []float32) { SwiGLUForwardT(out, gate, up) }
 
 // Dot is a float32 dot product with four accumulators.
-func Dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
+func Dot(a, b []float32) float32 { return DotT(a, b) }
 
 // LogSoftmaxAt returns log p(target) for one row of logits, computed in
 // float64.

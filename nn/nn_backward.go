@@ -18,10 +18,6 @@ const colChunk = 64
 
 // RMSNormForwardT is the generic twin of RMSNormForward.
 func RMSNormForwardT[F Float](out, rstd, x, w []F, rows, dim int, eps float64) {
-	if o, ok := any(out).([]float32); ok {
-		RMSNormForward(o, any(rstd).([]float32), any(x).([]float32), any(w).([]float32), rows, dim, eps)
-		return
-	}
 	for r := 0; r < rows; r++ {
 		xr := x[r*dim : r*dim+dim]
 		var ss float64
@@ -117,10 +113,6 @@ func AddBiasBackward[F Float](db, dout []F, rows int) {
 
 // SwiGLUForwardT is the generic twin of SwiGLUForward.
 func SwiGLUForwardT[F Float](out, gate, up []F) {
-	if o, ok := any(out).([]float32); ok {
-		SwiGLUForward(o, any(gate).([]float32), any(up).([]float32))
-		return
-	}
 	for i, g := range gate {
 		out[i] = g / (1 + F(math.Exp(float64(-g)))) * up[i]
 	}
@@ -162,9 +154,6 @@ func EmbeddingBackward[F Float](dEmbed, dx []F, ids []int, dim int) {
 
 // DotT is the generic twin of Dot (same four-accumulator order).
 func DotT[F Float](a, b []F) F {
-	if a32, ok := any(a).([]float32); ok {
-		return F(Dot(a32, any(b).([]float32)))
-	}
 	b = b[:len(a)]
 	var s0, s1, s2, s3 F
 	i := 0

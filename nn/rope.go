@@ -74,33 +74,10 @@ func (r *Rope) Ensure(n int) {
 // Forward rotates x in place: x is [T × nHeads × HeadDim], and row t has
 // position pos0+t. Call Ensure(pos0+T) first.
 func (r *Rope) Forward(x []float32, T, nHeads, pos0 int) {
-	r.apply(x, T, nHeads, pos0, 1)
+	ropeApplyT(r, x, T, nHeads, pos0, 1)
 }
 
 // Backward applies the inverse rotation to the gradient in place.
 func (r *Rope) Backward(dx []float32, T, nHeads, pos0 int) {
-	r.apply(dx, T, nHeads, pos0, -1)
-}
-
-func (r *Rope) apply(x []float32, T, nHeads, pos0 int, sign float32) {
-	d := r.HeadDim
-	half := d / 2
-	for t := 0; t < T; t++ {
-		cos, sin := r.Table(pos0 + t)
-		for h := 0; h < nHeads; h++ {
-			v := x[(t*nHeads+h)*d : (t*nHeads+h)*d+d]
-			for i := 0; i < half; i++ {
-				var a, b *float32
-				if r.Interleaved {
-					a, b = &v[2*i], &v[2*i+1]
-				} else {
-					a, b = &v[i], &v[i+half]
-				}
-				c, s := cos[i], sign*sin[i]
-				x0, x1 := *a, *b
-				*a = x0*c - x1*s
-				*b = x1*c + x0*s
-			}
-		}
-	}
+	ropeApplyT(r, dx, T, nHeads, pos0, -1)
 }

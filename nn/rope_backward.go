@@ -3,20 +3,12 @@ package nn
 // RopeForwardT is the generic twin of Rope.Forward (tables stay float32, as
 // they are part of the model's definition).
 func RopeForwardT[F Float](r *Rope, x []F, T, nHeads, pos0 int) {
-	if x32, ok := any(x).([]float32); ok {
-		r.Forward(x32, T, nHeads, pos0)
-		return
-	}
 	ropeApplyT(r, x, T, nHeads, pos0, 1)
 }
 
 // RopeBackwardT is the generic twin of Rope.Backward: the rotation is
 // orthogonal, so the gradient is rotated by the inverse angle.
 func RopeBackwardT[F Float](r *Rope, dx []F, T, nHeads, pos0 int) {
-	if x32, ok := any(dx).([]float32); ok {
-		r.Backward(x32, T, nHeads, pos0)
-		return
-	}
 	ropeApplyT(r, dx, T, nHeads, pos0, -1)
 }
 
