@@ -1,4 +1,6 @@
 # darwinlm-go — see README.md. `make help` lists the targets.
+SHELL   := bash
+.SHELLFLAGS := -o pipefail -c
 GO      ?= go
 BIN     := bin/darwinlm
 export DARWINLM_HUB_MIRROR ?= $(abspath ../shared/hf)
@@ -28,8 +30,9 @@ test: vet ## the test suite (what CI runs)
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags purego ./backend/... ./model/...
 
-bench: ## kernel, forward, training and evaluation benchmarks
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./bench/
+BENCH ?= .
+bench: ## kernel, forward, training, evaluation benchmarks as a table (BENCH=regexp to select)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime 3x ./bench/ ./nn/ ./eval/ ./tokenizer/ | $(GO) run ./bench/benchtable
 
 fuzz: ## run each fuzz target for 30 s
 	@for pkg in $$($(GO) list ./...); do \
