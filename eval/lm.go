@@ -7,6 +7,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/tokenizer"
 )
 
@@ -289,7 +290,7 @@ func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
 			tokIdx := nd.pos + 1 - (len(it.in) + 1 - len(it.cont))
 			tok := it.cont[tokIdx]
 			row := logits[(i-s)*V : (i-s+1)*V]
-			res[nd.item].LL += logProb(row, tok)
+			res[nd.item].LL += nn.LogSoftmaxAt(row, tok)
 			if argmax(row) != tok {
 				res[nd.item].Greedy = false
 			}

@@ -61,18 +61,22 @@ func bruteLL(m *model.Model, be backend.Backend, tok tokenizer.Tokenizer, contex
 	ll := 0.0
 	for j := range contIDs {
 		p := len(in) - len(contIDs) + j
-		row := logits[p*V : (p+1)*V]
-		mx := math.Inf(-1)
-		for _, v := range row {
-			mx = math.Max(mx, float64(v))
-		}
-		s := 0.0
-		for _, v := range row {
-			s += math.Exp(float64(v) - mx)
-		}
-		ll += float64(row[contIDs[j]]) - mx - math.Log(s)
+		ll += refLogProb(logits[p*V:(p+1)*V], contIDs[j])
 	}
 	return ll, trunc
+}
+
+// refLogProb is log-softmax(row)[tok] in float64, written out in the test.
+func refLogProb(row []float32, tok int) float64 {
+	mx := math.Inf(-1)
+	for _, v := range row {
+		mx = math.Max(mx, float64(v))
+	}
+	s := 0.0
+	for _, v := range row {
+		s += math.Exp(float64(v) - mx)
+	}
+	return float64(row[tok]) - mx - math.Log(s)
 }
 
 // TestLoglikelihoodsBruteForce: on the first 20 documents of every task, the
@@ -158,7 +162,7 @@ func TestPerplexityTiny(t *testing.T) {
 		win := ids[w : w+128]
 		lg := m.Forward(be, [][]int{win})
 		for p := 0; p < 127; p++ {
-			nll -= logProb(lg[p*m.Cfg.Vocab:(p+1)*m.Cfg.Vocab], win[p+1])
+			nll -= refLogProb(lg[p*m.Cfg.Vocab:(p+1)*m.Cfg.Vocab], win[p+1])
 		}
 	}
 	want := math.Exp(nll / float64(res.Scored))

@@ -6,6 +6,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/tokenizer"
 )
 
@@ -68,12 +69,17 @@ func PerplexityIDs(f Forwarder, be backend.Backend, vocab int, ids []int, seqLen
 		if len(logits) != len(seqs)*seqLen*vocab {
 			return res, fmt.Errorf("perplexity: forward returned %d logits, want %d", len(logits), len(seqs)*seqLen*vocab)
 		}
-		for s, seq := range seqs {
+		// Windows in parallel; their sums are added in window order, so the
+		// total does not depend on the scheduling.
+		nll := make([]float64, len(seqs))
+		nn.ParallelFor(len(seqs), func(s int) {
 			base := s * seqLen
 			for p := 0; p+1 < seqLen; p++ {
-				row := logits[(base+p)*vocab : (base+p+1)*vocab]
-				res.NLL -= logProb(row, seq[p+1])
+				nll[s] -= nn.LogSoftmaxAt(logits[(base+p)*vocab:(base+p+1)*vocab], seqs[s][p+1])
 			}
+		})
+		for _, v := range nll {
+			res.NLL += v
 		}
 		res.Windows = w1
 		if progress != nil {
@@ -83,19 +89,4 @@ func PerplexityIDs(f Forwarder, be backend.Backend, vocab int, ids []int, seqLen
 	res.Scored = res.Windows * (seqLen - 1)
 	res.PPL = math.Exp(res.NLL / float64(res.Scored))
 	return res, nil
-}
-
-// logProb returns log-softmax(row)[tok], computed in float64.
-func logProb(row []float32, tok int) float64 {
-	mx := math.Inf(-1)
-	for _, v := range row {
-		if float64(v) > mx {
-			mx = float64(v)
-		}
-	}
-	var s float64
-	for _, v := range row {
-		s += math.Exp(float64(v) - mx)
-	}
-	return float64(row[tok]) - mx - math.Log(s)
 }

@@ -41,7 +41,7 @@ func attnRow[F Float](att, q, k []F, t, past, h, nH, nKV, d int) []F {
 	}
 	var sum float64
 	for j := 0; j <= last; j++ {
-		e := F(math.Exp(float64(att[j] - mx)))
+		e := expT(att[j] - mx)
 		att[j] = e
 		sum += float64(e)
 	}

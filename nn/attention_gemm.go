@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/internal/fastmath"
 )
 
 // AttentionForwardGEMM computes exactly what AttentionForward computes (same
@@ -69,7 +70,7 @@ func softmaxCausalRow(row []float32, last int, scale float32) {
 	}
 	var sum float64
 	for j := 0; j <= last; j++ {
-		e := float32(math.Exp(float64(row[j] - mx)))
+		e := fastmath.Expf(row[j] - mx)
 		row[j] = e
 		sum += float64(e)
 	}

@@ -1,6 +1,11 @@
 package nn
 
-import "math"
+import (
+	"math"
+	"unsafe"
+
+	"github.com/darwinlm/darwinlm-go/internal/fastmath"
+)
 
 // Float is the element type of the training ops. Every forward op used by
 // training has a generic twin (…T) here: instantiated with float32 it calls
@@ -113,9 +118,12 @@ func AddBiasBackward[F Float](db, dout []F, rows int) {
 
 // SwiGLUForwardT is the generic twin of SwiGLUForward.
 func SwiGLUForwardT[F Float](out, gate, up []F) {
-	for i, g := range gate {
-		out[i] = g / (1 + F(math.Exp(float64(-g)))) * up[i]
-	}
+	parallelChunks(len(gate), 1<<14, func(i0, i1 int) {
+		for i := i0; i < i1; i++ {
+			g := gate[i]
+			out[i] = g / (1 + expT(-g)) * up[i]
+		}
+	})
 }
 
 // SwiGLUBackward back-propagates out = silu(gate)·up. dgate and dup are
@@ -187,4 +195,14 @@ func parallelChunks(n, minChunk int, f func(i0, i1 int)) {
 			f(i0, i1)
 		}
 	})
+}
+
+// expT is exp in the element type: fastmath.Expf for float32 (the inference
+// and training path, 4× faster than math.Exp and identical on every
+// platform), math.Exp for float64 (the gradient-check path).
+func expT[F Float](x F) F {
+	if unsafe.Sizeof(x) == 4 {
+		return F(fastmath.Expf(float32(x)))
+	}
+	return F(math.Exp(float64(x)))
 }

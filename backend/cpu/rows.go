@@ -3,6 +3,8 @@ package cpu
 import (
 	"math"
 	"sync"
+
+	"github.com/darwinlm/darwinlm-go/internal/fastmath"
 )
 
 // Row kernels for model code, dispatched to the best variant. They are
@@ -43,7 +45,7 @@ func Softmax(x []float32) {
 	}
 	var sum float64
 	for i, v := range x {
-		e := expf(v - mx)
+		e := fastmath.Expf(v - mx)
 		x[i] = e
 		sum += float64(e)
 	}
@@ -59,6 +61,6 @@ func SiLUMul(out, gate, up []float32) {
 	n := len(gate)
 	out, up = out[:n], up[:n]
 	for i, g := range gate {
-		out[i] = g / (1 + expf(-g)) * up[i]
+		out[i] = g / (1 + fastmath.Expf(-g)) * up[i]
 	}
 }

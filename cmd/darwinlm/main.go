@@ -5,6 +5,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 )
@@ -25,6 +26,27 @@ Machine-readable output goes to stdout, logs and progress bars to stderr.`,
 
 // addCommand is how each command file registers its subcommand (from init).
 func addCommand(c *cobra.Command) { rootCmd.AddCommand(c) }
+
+var cpuProfile string
+
+func init() {
+	rootCmd.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a Go CPU profile to this file (go tool pprof)")
+	rootCmd.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		if cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		return pprof.StartCPUProfile(f)
+	}
+	rootCmd.PersistentPostRun = func(cmd *cobra.Command, args []string) {
+		if cpuProfile != "" {
+			pprof.StopCPUProfile()
+		}
+	}
+}
 
 func main() {
 	if err := rootCmd.Execute(); err != nil {

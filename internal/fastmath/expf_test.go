@@ -1,4 +1,4 @@
-package cpu
+package fastmath
 
 import (
 	"math"
@@ -19,22 +19,22 @@ func TestExpf(t *testing.T) {
 	r := rand.New(rand.NewPCG(25, 26))
 	check := func(x float32) {
 		want := float32(math.Exp(float64(x)))
-		got := expf(x)
+		got := Expf(x)
 		if want == 0 || math.IsInf(float64(want), 0) {
 			if got != want {
-				t.Fatalf("expf(%g) = %g, want %g", x, got, want)
+				t.Fatalf("Expf(%g) = %g, want %g", x, got, want)
 			}
 			return
 		}
 		// Subnormal results lose relative precision; compare absolutely.
 		if want < 1.2e-38 {
 			if math.Abs(float64(got-want)) > 2e-45*4 {
-				t.Fatalf("expf(%g) = %g, want %g", x, got, want)
+				t.Fatalf("Expf(%g) = %g, want %g", x, got, want)
 			}
 			return
 		}
 		if u := ulps(got, want); u > 2 {
-			t.Fatalf("expf(%g) = %g, want %g (%d ulp)", x, got, want, u)
+			t.Fatalf("Expf(%g) = %g, want %g (%d ulp)", x, got, want, u)
 		}
 	}
 	for i := 0; i < 200000; i++ {
@@ -44,8 +44,8 @@ func TestExpf(t *testing.T) {
 	for _, x := range []float32{0, -0, 1, -1, 88.7, 88.73, -87.3, -103.9, -104, 1e-8, -1e-8} {
 		check(x)
 	}
-	if !math.IsNaN(float64(expf(float32(math.NaN())))) {
-		t.Fatal("expf(NaN)")
+	if !math.IsNaN(float64(Expf(float32(math.NaN())))) {
+		t.Fatal("Expf(NaN)")
 	}
 }
 
@@ -58,7 +58,7 @@ func BenchmarkExpf(b *testing.B) {
 	b.Run("expf", func(b *testing.B) {
 		for b.Loop() {
 			for _, v := range x {
-				s += expf(v)
+				s += Expf(v)
 			}
 		}
 	})
