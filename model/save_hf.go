@@ -3,6 +3,7 @@ package model
 import (
 	"errors"
 	"fmt"
+	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"io"
 	"os"
 	"path/filepath"
@@ -135,7 +136,7 @@ func SaveHF(m *Model, dir, tokenizerSrc string) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err = writeFileSync(filepath.Join(tmp, "config.json"), cfgJSON); err != nil {
+	if err = atomicfile.WriteSync(filepath.Join(tmp, "config.json"), cfgJSON); err != nil {
 		return fmt.Errorf("save %s: %w", dir, err)
 	}
 	if err = safetensors.WriteFile(filepath.Join(tmp, "model.safetensors"), ts, map[string]string{"format": "pt"}); err != nil {
@@ -206,22 +207,6 @@ func PermuteHalfToInterleaved(w []float32, heads, headDim, cols int) []float32 {
 		}
 	}
 	return out
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
 
 func copyFile(src, dst string) error {

@@ -3,6 +3,7 @@ package train
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
@@ -87,7 +88,7 @@ func SaveCheckpoint(out string, t *Trainer, ld *Loader, tokens int64, settings j
 	if err != nil {
 		return "", err
 	}
-	if err := writeFileSync(filepath.Join(tmp, "state.json"), append(b, '\n')); err != nil {
+	if err := atomicfile.WriteSync(filepath.Join(tmp, "state.json"), append(b, '\n')); err != nil {
 		return "", err
 	}
 	if err := WriteLog(filepath.Join(tmp, "train_log.parquet"), log); err != nil {
@@ -102,10 +103,10 @@ func SaveCheckpoint(out string, t *Trainer, ld *Loader, tokens int64, settings j
 	if err := os.Rename(tmp, final); err != nil {
 		return "", err
 	}
-	if err := syncDir(out); err != nil {
+	if err := atomicfile.SyncDir(out); err != nil {
 		return "", err
 	}
-	if err := writeFileAtomic(filepath.Join(out, "latest"), []byte(name+"\n")); err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(out, "latest"), []byte(name+"\n")); err != nil {
 		return "", err
 	}
 	if err := WriteLog(filepath.Join(out, "train_log.parquet"), log); err != nil {
@@ -241,33 +242,6 @@ func pruneCheckpoints(out, keepName string, keep int) {
 	}
 }
 
-func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := writeFileSync(tmp, b); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
 func fsyncFile(path string) error {
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
@@ -280,15 +254,6 @@ func fsyncFile(path string) error {
 	return f.Close()
 }
 
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
-}
-
 // syncTree fsyncs every file and folder under dir.
 func syncTree(dir string) error {
 	return filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
@@ -296,7 +261,7 @@ func syncTree(dir string) error {
 			return err
 		}
 		if d.IsDir() {
-			return syncDir(p)
+			return atomicfile.SyncDir(p)
 		}
 		if d.Type().IsRegular() {
 			return fsyncFile(p)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"os"
 	"runtime"
 	"sort"
@@ -167,12 +168,12 @@ lm-eval's layout, to --out.`,
 				return err
 			}
 			if out != "" {
-				if err := writeFileAtomic(out, append(b, '\n')); err != nil {
+				if err := atomicfile.WriteFile(out, append(b, '\n')); err != nil {
 					return err
 				}
 			}
 			if logSamples != "" {
-				if err := writeFileAtomic(logSamples, samples.Bytes()); err != nil {
+				if err := atomicfile.WriteFile(logSamples, samples.Bytes()); err != nil {
 					return err
 				}
 			}
