@@ -177,32 +177,27 @@ func SaveHF(m *Model, dir, tokenizerSrc string) (err error) {
 // (i, i+headDim/2). This is the permute of convert_llama_weights_to_hf
 // (view(heads, headDim/2, 2, cols).transpose(1, 2)).
 func PermuteInterleavedToHalf(w []float32, heads, headDim, cols int) []float32 {
-	out := make([]float32, len(w))
-	half := headDim / 2
-	for h := 0; h < heads; h++ {
-		base := h * headDim
-		for i := 0; i < half; i++ {
-			for j := 0; j < 2; j++ {
-				src := (base + 2*i + j) * cols
-				dst := (base + j*half + i) * cols
-				copy(out[dst:dst+cols], w[src:src+cols])
-			}
-		}
-	}
-	return out
+	return permuteRoPERows(w, heads, headDim, cols, true)
 }
 
 // PermuteHalfToInterleaved is the inverse of PermuteInterleavedToHalf.
 func PermuteHalfToInterleaved(w []float32, heads, headDim, cols int) []float32 {
+	return permuteRoPERows(w, heads, headDim, cols, false)
+}
+
+func permuteRoPERows(w []float32, heads, headDim, cols int, toHalf bool) []float32 {
 	out := make([]float32, len(w))
 	half := headDim / 2
 	for h := 0; h < heads; h++ {
 		base := h * headDim
 		for i := 0; i < half; i++ {
 			for j := 0; j < 2; j++ {
-				dst := (base + 2*i + j) * cols
-				src := (base + j*half + i) * cols
-				copy(out[dst:dst+cols], w[src:src+cols])
+				inter, rot := (base+2*i+j)*cols, (base+j*half+i)*cols
+				if toHalf {
+					copy(out[rot:rot+cols], w[inter:inter+cols])
+				} else {
+					copy(out[inter:inter+cols], w[rot:rot+cols])
+				}
 			}
 		}
 	}
