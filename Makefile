@@ -8,7 +8,7 @@ export DARWINLM_HUB_MIRROR ?= $(abspath ../shared/hf)
 DEMO_MODEL ?= hf:raincandy-u/TinyStories-656K
 DEMO_TEXT  ?= hf-dataset:roneneldan/TinyStories/default/validation_prefix
 
-.PHONY: help build demo test test-purego vet bench fuzz clean
+.PHONY: help build demo finetune test test-purego vet bench fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -21,6 +21,13 @@ demo: build ## main job: load the default tiny model, generate a story, print it
 	$(BIN) generate --model $(DEMO_MODEL) --prompt "Once upon a time" --max-tokens 120
 	$(BIN) ppl --model $(DEMO_MODEL) --text-file $(DEMO_TEXT) --seq-len 512
 	$(BIN) ppl --model hf:karpathy/tinyllamas/stories260K/stories260K.bin --text-file $(DEMO_TEXT) --seq-len 512
+
+finetune: build ## fine-tune the default model on 100k tokens and compare held-out perplexity
+	$(BIN) ppl --quiet --model $(DEMO_MODEL) --text-file '$(DEMO_TEXT)[3300:]' --seq-len 256
+	rm -rf results/runs/finetune
+	$(BIN) train --quiet --model $(DEMO_MODEL) --data '$(DEMO_TEXT)[:3000]' --tokens 100000 --seq-len 256 \
+	    --batch 8 --lr 2e-3 --schedule cosine --warmup 5 --clip 1 --seed 1 --out results/runs/finetune
+	$(BIN) ppl --quiet --model results/runs/finetune/final --text-file '$(DEMO_TEXT)[3300:]' --seq-len 256
 
 vet: ## go vet, default and purego builds
 	$(GO) vet ./...

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
@@ -66,7 +67,55 @@ func Resolve(spec string) ([]string, error) {
 
 // ReadTexts returns the documents of spec: the `text` column of parquet
 // files, the `text` field of JSON lines, or a whole text file as one document.
+// A trailing document range in Python slice form selects part of it:
+// "SPEC[a:b]" keeps documents a..b-1, "SPEC[:b]" the first b, "SPEC[a:]" all
+// from a (e.g. a training part and a held-out part of one dataset).
 func ReadTexts(spec string) ([]string, error) {
+	base, lo, hi, ranged, err := splitRange(spec)
+	if err != nil {
+		return nil, err
+	}
+	docs, err := readTexts(base)
+	if err != nil || !ranged {
+		return docs, err
+	}
+	if hi < 0 || hi > len(docs) {
+		hi = len(docs)
+	}
+	if lo > hi {
+		return nil, fmt.Errorf("data: %s: range [%d:%d] is empty (%d documents)", base, lo, hi, len(docs))
+	}
+	return docs[lo:hi], nil
+}
+
+// splitRange parses an optional trailing "[a:b]" document range.
+func splitRange(spec string) (base string, lo, hi int, ranged bool, err error) {
+	if !strings.HasSuffix(spec, "]") {
+		return spec, 0, -1, false, nil
+	}
+	i := strings.LastIndex(spec, "[")
+	if i < 0 {
+		return spec, 0, -1, false, nil
+	}
+	a, b, ok := strings.Cut(spec[i+1:len(spec)-1], ":")
+	if !ok {
+		return "", 0, 0, false, fmt.Errorf("data: %q: a document range is written [a:b], [a:] or [:b]", spec)
+	}
+	lo, hi = 0, -1
+	if a != "" {
+		if lo, err = strconv.Atoi(a); err != nil || lo < 0 {
+			return "", 0, 0, false, fmt.Errorf("data: %q: bad range start %q", spec, a)
+		}
+	}
+	if b != "" {
+		if hi, err = strconv.Atoi(b); err != nil || hi < 0 {
+			return "", 0, 0, false, fmt.Errorf("data: %q: bad range end %q", spec, b)
+		}
+	}
+	return spec[:i], lo, hi, true, nil
+}
+
+func readTexts(spec string) ([]string, error) {
 	files, err := Resolve(spec)
 	if err != nil {
 		return nil, err

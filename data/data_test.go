@@ -314,3 +314,26 @@ func TestLocalFiles(t *testing.T) {
 		t.Errorf("empty folder error = %v", err)
 	}
 }
+
+func TestReadTextsRange(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "d.jsonl")
+	os.WriteFile(p, []byte("{\"text\":\"a\"}\n{\"text\":\"b\"}\n{\"text\":\"c\"}\n{\"text\":\"d\"}\n"), 0o644)
+	for _, c := range []struct {
+		spec string
+		want string
+	}{{p, "abcd"}, {p + "[1:3]", "bc"}, {p + "[:2]", "ab"}, {p + "[2:]", "cd"}, {p + "[3:99]", "d"}, {p + "[:]", "abcd"}} {
+		docs, err := ReadTexts(c.spec)
+		if err != nil {
+			t.Fatalf("%s: %v", c.spec, err)
+		}
+		if got := strings.Join(docs, ""); got != c.want {
+			t.Errorf("%s: got %q want %q", c.spec, got, c.want)
+		}
+	}
+	for _, bad := range []string{p + "[3:1]", p + "[x:1]", p + "[1]", p + "[-1:]"} {
+		if _, err := ReadTexts(bad); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+}
