@@ -77,3 +77,17 @@ func Get(name string) (Backend, error) {
 	}
 	return ctor()
 }
+
+// RowKernels is optionally implemented by a backend with fast float32 row
+// kernels for the model's exp-heavy element-wise ops. Implementations must
+// give bitwise the results of nn's own float32 loops (fastmath.Expf, the same
+// operation order), so that using them or not changes no bit.
+type RowKernels interface {
+	// SoftmaxCausalRow turns row[0..last] into softmax(scale·row[0..last])
+	// (max subtracted, exps summed in float64 in index order, then scaled by
+	// float32(1/sum)) and zeroes row[last+1:].
+	SoftmaxCausalRow(row []float32, last int, scale float32)
+	// SiLUMul writes out[i] = gate[i]/(1+exp(−gate[i]))·up[i] for
+	// i < len(gate); out may alias gate or up.
+	SiLUMul(out, gate, up []float32)
+}

@@ -211,7 +211,7 @@ func (m *Model) layerForward(be backend.Backend, rope *nn.Rope, li int, x []floa
 		be.MatMulNT(u, xn, l.Wup, rows, l.Inter, H, false)
 		nn.AddBias(g, l.Bgate, rows)
 		nn.AddBias(u, l.Bup, rows)
-		nn.SwiGLUForward(g, g, u)
+		nn.SwiGLUForwardBE(be, g, g, u)
 		be.MatMulNT(xn, g, l.Wdown, rows, H, l.Inter, false)
 		nn.AddBias(xn, l.Bdown, rows)
 		for i, v := range xn {

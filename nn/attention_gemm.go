@@ -25,6 +25,7 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 	vh := make([]float32, Tk*d)
 	s := make([]float32, rows*Tk)
 	og := make([]float32, rows*d)
+	rk, _ := be.(backend.RowKernels)
 	for g := 0; g < nKV; g++ {
 		for j := 0; j < Tk; j++ {
 			copy(kh[j*d:(j+1)*d], k[j*kvs+g*d:j*kvs+g*d+d])
@@ -41,7 +42,7 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 			for t := 0; t < T; t++ {
 				row := s[(hi*T+t)*Tk : (hi*T+t+1)*Tk]
 				last := past + t
-				softmaxCausalRow(row, last, scale)
+				softmaxCausalRow(rk, row, last, scale)
 				if probs != nil {
 					h := g*group + hi
 					copy(probs[(h*T+t)*Tk:(h*T+t+1)*Tk], row)
@@ -59,8 +60,13 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 }
 
 // softmaxCausalRow turns raw scores row[0..last] into probabilities of
-// softmax(scale·row) and zeroes the masked tail row[last+1:].
-func softmaxCausalRow(row []float32, last int, scale float32) {
+// softmax(scale·row) and zeroes the masked tail row[last+1:]. With row
+// kernels (rk != nil) the backend computes the same bits, faster.
+func softmaxCausalRow(rk backend.RowKernels, row []float32, last int, scale float32) {
+	if rk != nil {
+		rk.SoftmaxCausalRow(row, last, scale)
+		return
+	}
 	mx := float32(math.Inf(-1))
 	for j := 0; j <= last; j++ {
 		row[j] *= scale
@@ -105,6 +111,7 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 	dqg := make([]float32, rows*d)
 	dkh := make([]float32, T*d)
 	dvh := make([]float32, T*d)
+	rk, _ := be.(backend.RowKernels)
 	for g := 0; g < nKV; g++ {
 		for j := 0; j < T; j++ {
 			copy(kh[j*d:(j+1)*d], k[j*kvs+g*d:j*kvs+g*d+d])
@@ -127,7 +134,7 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 			}
 		} else {
 			be.MatMulNT(p, qg, kh, rows, T, d, false)
-			ParallelFor(rows, func(r int) { softmaxCausalRow(p[r*T:(r+1)*T], r%T, scale) })
+			ParallelFor(rows, func(r int) { softmaxCausalRow(rk, p[r*T:(r+1)*T], r%T, scale) })
 		}
 		be.MatMulNT(ds, dog, vh, rows, T, d, false) // dP
 		ParallelFor(rows, func(r int) {

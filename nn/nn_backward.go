@@ -4,6 +4,7 @@ import (
 	"math"
 	"unsafe"
 
+	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/internal/fastmath"
 )
 
@@ -123,6 +124,22 @@ func SwiGLUForwardT[F Float](out, gate, up []F) {
 			g := gate[i]
 			out[i] = g / (1 + expT(-g)) * up[i]
 		}
+	})
+}
+
+// SwiGLUForwardBE is SwiGLUForwardT with the float32 case on the backend's
+// row kernels when it has them (backend.RowKernels), which give the same
+// bits. be may be nil.
+func SwiGLUForwardBE[F Float](be backend.Backend, out, gate, up []F) {
+	rk, ok := be.(backend.RowKernels)
+	g32, is32 := any(gate).([]float32)
+	if !ok || !is32 {
+		SwiGLUForwardT(out, gate, up)
+		return
+	}
+	o32, u32 := any(out).([]float32), any(up).([]float32)
+	parallelChunks(len(g32), 1<<14, func(i0, i1 int) {
+		rk.SiLUMul(o32[i0:i1], g32[i0:i1], u32[i0:i1])
 	})
 }
 

@@ -216,7 +216,7 @@ func LayerForward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, eps floa
 		matNT(be, a.U, a.Xn2, l.Wup, rows, l.Inter, H, false)
 		nn.AddBiasT(a.G, l.Bgate, rows)
 		nn.AddBiasT(a.U, l.Bup, rows)
-		nn.SwiGLUForwardT(a.H, a.G, a.U)
+		nn.SwiGLUForwardBE(be, a.H, a.G, a.U)
 		y := make([]F, rows*H)
 		matNT(be, y, a.H, l.Wdown, rows, H, l.Inter, false)
 		nn.AddBiasT(y, l.Bdown, rows)

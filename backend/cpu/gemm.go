@@ -21,6 +21,13 @@ type kernel struct {
 	axpy    func(alpha float32, x, y []float32)
 	tr4     transposer     // packing of row-contiguous operands
 	tr4bf   transposerBF16 // same, from bf16
+	// Row kernels built on expf (rowexp.go); every variant gives the bits
+	// of the pure-Go twins.
+	expf     func(dst, src []float32)
+	smMax    func(x []float32, scale float32) float32
+	smExpSum func(x []float32, mx float32) float64
+	scal     func(x []float32, s float32)
+	silu     func(out, gate, up []float32)
 	// narrow, if set, is a kernel with a smaller nr giving bitwise identical
 	// results (avx512 → avx2: same FMA chain), used when n ≤ its nr and for
 	// a ragged last column panel no wider than its nr.

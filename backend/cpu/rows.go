@@ -57,10 +57,4 @@ func Softmax(x []float32) {
 
 // SiLUMul writes out[i] = silu(gate[i]) · up[i] (the SwiGLU MLP); out may
 // alias gate or up.
-func SiLUMul(out, gate, up []float32) {
-	n := len(gate)
-	out, up = out[:n], up[:n]
-	for i, g := range gate {
-		out[i] = g / (1 + fastmath.Expf(-g)) * up[i]
-	}
-}
+func SiLUMul(out, gate, up []float32) { bestRows().siluMul(out, gate, up) }

@@ -50,7 +50,7 @@ func init() {
 	// cpuid also checks that the OS saves the wider register state. BW is
 	// for VPMOVZXWD on zmm (bf16 dot).
 	if cpuid.CPU.Supports(cpuid.AVX512F, cpuid.AVX512VL, cpuid.AVX512DQ, cpuid.AVX512BW, cpuid.FMA3) {
-		registerKernel(&kernel{
+		k := &kernel{
 			name: "avx512", mr: 12, nr: 32, kc: 256, nc: 512,
 			micro: func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
 				checkMicro(a, b, c, k, ldc, 12, 32, ars, acs)
@@ -61,10 +61,12 @@ func init() {
 			axpy:    axpyWith(axpyAVX512, 16),
 			tr4:     transposeASM,
 			tr4bf:   transposeBF16ASM,
-		})
+		}
+		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512, softmaxExpSumAVX512, scalAVX512, siluMulAVX512)
+		registerKernel(k)
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
-		registerKernel(&kernel{
+		k := &kernel{
 			name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512,
 			micro: func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
 				checkMicro(a, b, c, k, ldc, 6, 16, ars, acs)
@@ -75,7 +77,9 @@ func init() {
 			axpy:    axpyWith(axpyAVX2, 16), // same tail split as AVX-512
 			tr4:     transposeASM,
 			tr4bf:   transposeBF16ASM,
-		})
+		}
+		setRowKernels(k, 8, expfAVX2, softmaxMaxAVX2, softmaxExpSumAVX2, scalAVX2, siluMulAVX2)
+		registerKernel(k)
 	}
 }
 
@@ -178,5 +182,88 @@ func transposeBF16ASM(dst []float32, w int, src []uint16, ld, rows, n int) {
 	}
 	if 4*g < rows {
 		transposeBF16Go(dst[4*g:], w, src[4*g*ld:], ld, rows-4*g, n)
+	}
+}
+
+// Row kernels on the vectorized expf (exp_amd64.s). n is a multiple of the
+// vector width; the wrappers below run the tail with the pure-Go twins.
+
+//go:noescape
+func expfAVX512(dst, src *float32, n int)
+
+//go:noescape
+func expfAVX2(dst, src *float32, n int)
+
+//go:noescape
+func softmaxMaxAVX512(x *float32, n int, scale float32) float32
+
+//go:noescape
+func softmaxMaxAVX2(x *float32, n int, scale float32) float32
+
+//go:noescape
+func softmaxExpSumAVX512(x *float32, n int, mx float32) float64
+
+//go:noescape
+func softmaxExpSumAVX2(x *float32, n int, mx float32) float64
+
+//go:noescape
+func scalAVX512(x *float32, n int, s float32)
+
+//go:noescape
+func scalAVX2(x *float32, n int, s float32)
+
+//go:noescape
+func siluMulAVX512(out, gate, up *float32, n int)
+
+//go:noescape
+func siluMulAVX2(out, gate, up *float32, n int)
+
+// setRowKernels fills k's expf-based row kernels from SIMD bodies of width w.
+func setRowKernels(k *kernel, w int,
+	expf func(dst, src *float32, n int),
+	smMax func(x *float32, n int, scale float32) float32,
+	smExpSum func(x *float32, n int, mx float32) float64,
+	scal func(x *float32, n int, s float32),
+	silu func(out, gate, up *float32, n int)) {
+	k.expf = func(dst, src []float32) {
+		n := len(src)
+		dst = dst[:n]
+		nv := n &^ (w - 1)
+		if nv > 0 {
+			expf(unsafe.SliceData(dst), unsafe.SliceData(src), nv)
+		}
+		expfGo(dst[nv:], src[nv:])
+	}
+	k.smMax = func(x []float32, scale float32) float32 {
+		nv := len(x) &^ (w - 1)
+		mx := float32(math.Inf(-1))
+		if nv > 0 {
+			mx = smMax(unsafe.SliceData(x), nv, scale)
+		}
+		return softmaxMaxTail(x[nv:], scale, mx)
+	}
+	k.smExpSum = func(x []float32, mx float32) float64 {
+		nv := len(x) &^ (w - 1)
+		var sum float64
+		if nv > 0 {
+			sum = smExpSum(unsafe.SliceData(x), nv, mx)
+		}
+		return softmaxExpSumTail(x[nv:], mx, sum)
+	}
+	k.scal = func(x []float32, s float32) {
+		nv := len(x) &^ (w - 1)
+		if nv > 0 {
+			scal(unsafe.SliceData(x), nv, s)
+		}
+		scalGo(x[nv:], s)
+	}
+	k.silu = func(out, gate, up []float32) {
+		n := len(gate)
+		out, up = out[:n], up[:n]
+		nv := n &^ (w - 1)
+		if nv > 0 {
+			silu(unsafe.SliceData(out), unsafe.SliceData(gate), unsafe.SliceData(up), nv)
+		}
+		siluMulGo(out[nv:], gate[nv:], up[nv:])
 	}
 }
