@@ -21,7 +21,9 @@
 //
 //	New, NewVariant("avx512"|"avx2"|"purego"), Available, (*CPU).WithWorkers
 //	(*CPU).MatMulNTBF16    C (+)= A·Bᵀ with bf16 B (weights)
-//	Dot, Axpy, RMSNorm, Softmax, SiLUMul, BF16ToFloat32   row kernels
+//	Dot, Axpy, RMSNorm, Softmax, SiLUMul, Expf, BF16ToFloat32   row kernels
+//	(*CPU).SoftmaxCausalRow, (*CPU).SiLUMul   backend.RowKernels (bitwise the
+//	                       pure-Go twins in every variant)
 //	Info                   CPU, features, caches, variant, workers
 //
 // Registered backends: "cpu" (best variant, the default) and "purego".
