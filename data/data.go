@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -189,24 +190,12 @@ func ReadRows(spec string) (cols []string, rows []map[string]any, err error) {
 		}
 		if cols == nil {
 			cols = c
-		} else if !sameStrings(cols, c) {
+		} else if !slices.Equal(cols, c) {
 			return nil, nil, fmt.Errorf("data: %s: columns %v differ from the first shard's %v", f, c, cols)
 		}
 		rows = append(rows, r...)
 	}
 	return cols, rows, nil
-}
-
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 type fileKind int

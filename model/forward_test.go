@@ -1,78 +1,25 @@
-package model
+package model_test
 
 import (
 	"fmt"
 	"math"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
+	"github.com/darwinlm/darwinlm-go/internal/testmodel"
+	"github.com/darwinlm/darwinlm-go/model"
 )
 
-type randCfg struct {
-	heads, kv, hd, hidden, inter, vocab, layers int
-	interleaved, bias, tied, llama3             bool
-}
+type randCfg = testmodel.Cfg
 
-// randomModel builds a small model with random weights; layer widths may be
-// pruned (layer 1 gets fewer heads and a narrower MLP when pruned is set).
-func randomModel(rc randCfg, pruned bool, seed uint64) *Model {
-	r := rand.New(rand.NewPCG(seed, 7))
-	rnd := func(n int, s float64) []float32 {
-		out := make([]float32, n)
-		for i := range out {
-			out[i] = float32(r.NormFloat64() * s)
-		}
-		return out
-	}
-	norm := func(n int) []float32 {
-		out := make([]float32, n)
-		for i := range out {
-			out[i] = float32(1 + 0.3*r.NormFloat64())
-		}
-		return out
-	}
-	c := Config{Arch: "llama", Hidden: rc.hidden, Layers: rc.layers, Heads: rc.heads, KVHeads: rc.kv, HeadDim: rc.hd,
-		Intermediate: rc.inter, Vocab: rc.vocab, MaxSeq: 64, RopeTheta: 10000, RMSEps: 1e-5, Tied: rc.tied, AttnBias: rc.bias}
-	if rc.interleaved {
-		c.Rope = RopeInterleaved
-	}
-	if rc.llama3 {
-		c.RopeTheta = 500000
-		c.RopeScaling = &RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 16}
-	}
-	m := &Model{Cfg: c, Embed: rnd(c.Vocab*c.Hidden, 1), Norm: norm(c.Hidden)}
-	if rc.tied {
-		m.LMHead = m.Embed
-	} else {
-		m.LMHead = rnd(c.Vocab*c.Hidden, 0.3)
-	}
-	for i := 0; i < c.Layers; i++ {
-		heads, kv, inter := rc.heads, rc.kv, rc.inter
-		if pruned && i == 1 {
-			heads, inter = rc.heads-rc.heads/rc.kv*1, rc.inter-3
-			kv = rc.kv - 1
-			if kv == 0 {
-				heads, kv = 0, 0
-			}
-		}
-		s := 1 / math.Sqrt(float64(c.Hidden))
-		l := Layer{Heads: heads, KVHeads: kv, Inter: inter, AttnNorm: norm(c.Hidden), MLPNorm: norm(c.Hidden),
-			Wq: rnd(heads*rc.hd*c.Hidden, s), Wk: rnd(kv*rc.hd*c.Hidden, s), Wv: rnd(kv*rc.hd*c.Hidden, s),
-			Wo: rnd(c.Hidden*heads*rc.hd, s), Wgate: rnd(inter*c.Hidden, s), Wup: rnd(inter*c.Hidden, s),
-			Wdown: rnd(c.Hidden*inter, 1/math.Sqrt(float64(max(inter, 1))))}
-		if rc.bias {
-			l.Bq, l.Bk, l.Bv = rnd(heads*rc.hd, 0.1), rnd(kv*rc.hd, 0.1), rnd(kv*rc.hd, 0.1)
-		}
-		m.Layers = append(m.Layers, l)
-	}
-	return m
+func randomModel(rc randCfg, pruned bool, seed uint64) *model.Model {
+	return testmodel.Random(rc, pruned, seed)
 }
 
 // refForward is an independent float64 Llama forward pass for one sequence,
 // written token by token with RoPE angles computed directly in float64.
-func refForward(m *Model, toks []int) [][]float64 {
+func refForward(m *model.Model, toks []int) [][]float64 {
 	c := m.Cfg
 	H, d := c.Hidden, c.HeadDim
 	f := func(s []float32, i int) float64 { return float64(s[i]) }
@@ -119,7 +66,7 @@ func refForward(m *Model, toks []int) [][]float64 {
 	rot := func(v []float64, pos int) {
 		for i := 0; i < d/2; i++ {
 			a, b := i, i+d/2
-			if c.Rope == RopeInterleaved {
+			if c.Rope == model.RopeInterleaved {
 				a, b = 2*i, 2*i+1
 			}
 			th := float64(pos) * invFreq(i)
@@ -206,11 +153,11 @@ func TestForwardMatchesFloat64Reference(t *testing.T) {
 		t.Fatal(err)
 	}
 	cases := []randCfg{
-		{heads: 4, kv: 4, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2},                                // MHA, half rope, untied
-		{heads: 4, kv: 2, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2, interleaved: true, tied: true}, // GQA, llama2.c rope, tied
-		{heads: 6, kv: 2, hd: 4, hidden: 20, inter: 30, vocab: 40, layers: 3, bias: true},                    // GQA + Qwen2 biases
-		{heads: 8, kv: 4, hd: 16, hidden: 64, inter: 40, vocab: 33, layers: 2, llama3: true, tied: true},     // llama3 rope scaling
-		{heads: 2, kv: 1, hd: 8, hidden: 16, inter: 24, vocab: 30, layers: 2, interleaved: true, bias: true}, // one KV head: pruned layer loses attention
+		{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2},                                // MHA, half rope, untied
+		{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Interleaved: true, Tied: true}, // GQA, llama2.c rope, tied
+		{Heads: 6, KV: 2, HD: 4, Hidden: 20, Inter: 30, Vocab: 40, Layers: 3, Bias: true},                    // GQA + Qwen2 biases
+		{Heads: 8, KV: 4, HD: 16, Hidden: 64, Inter: 40, Vocab: 33, Layers: 2, Llama3: true, Tied: true},     // llama3 rope scaling
+		{Heads: 2, KV: 1, HD: 8, Hidden: 16, Inter: 24, Vocab: 30, Layers: 2, Interleaved: true, Bias: true}, // one KV head: pruned layer loses attention
 	}
 	for ci, rc := range cases {
 		for _, pruned := range []bool{false, true} {
@@ -243,7 +190,7 @@ func TestForwardMatchesFloat64Reference(t *testing.T) {
 // Incremental decoding with the KV cache must give the logits of the full pass.
 func TestKVCacheMatchesFullForward(t *testing.T) {
 	be, _ := backend.Get("")
-	m := randomModel(randCfg{heads: 4, kv: 2, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2, bias: true}, true, 3)
+	m := randomModel(randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Bias: true}, true, 3)
 	toks := []int{4, 8, 15, 16, 23, 42, 1, 2, 3}
 	full := m.Forward(be, [][]int{toks})
 	cache := m.NewCache()
@@ -266,8 +213,8 @@ func TestKVCacheMatchesFullForward(t *testing.T) {
 // (ancestors + itself) runs unshared.
 func TestSegmentsMatchUnsharedForward(t *testing.T) {
 	be, _ := backend.Get("")
-	m := randomModel(randCfg{heads: 4, kv: 2, hd: 8, hidden: 32, inter: 48, vocab: 50, layers: 2, bias: true}, true, 5)
-	segs := []Segment{
+	m := randomModel(randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Bias: true}, true, 5)
+	segs := []model.Segment{
 		{Tokens: []int{1, 2, 3, 4, 5}, Parent: -1},
 		{Tokens: []int{6, 7}, Parent: 0},
 		{Tokens: []int{8}, Parent: 0},
@@ -296,7 +243,7 @@ func TestSegmentsMatchUnsharedForward(t *testing.T) {
 		}
 		row += len(s.Tokens)
 	}
-	if _, _, err := m.HiddenSegments(be, []Segment{{Tokens: []int{1}, Parent: 0}}); err == nil {
+	if _, _, err := m.HiddenSegments(be, []model.Segment{{Tokens: []int{1}, Parent: 0}}); err == nil {
 		t.Fatal("a segment that is its own parent was accepted")
 	}
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 
 	"github.com/darwinlm/darwinlm-go/safetensors"
 )
@@ -169,21 +170,9 @@ func (l *hfLoader) get(name string, optional bool, shape ...int64) ([]float32, e
 		}
 		return nil, fmt.Errorf("%s: missing tensor %s", l.where(), name)
 	}
-	if !sameShape(t.Shape, shape) {
+	if !slices.Equal(t.Shape, shape) {
 		return nil, fmt.Errorf("%s: tensor %s has shape %v, want %v", f.Path, name, t.Shape, shape)
 	}
 	v, _, err := f.Float32(name)
 	return v, err
-}
-
-func sameShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -7,7 +7,7 @@ import (
 // BenchmarkTrainStepTinyShape: a TinyStories-656K-shaped random model,
 // batch 8 × 256 tokens, one AdamW step.
 func BenchmarkTrainStepTinyShape(b *testing.B) {
-	m := randomModel(randCfg{heads: 8, kv: 4, hd: 16, hidden: 128, inter: 384, vocab: 2048, layers: 2, tied: true}, false, 1)
+	m := randomModel(randCfg{Heads: 8, KV: 4, HD: 16, Hidden: 128, Inter: 384, Vocab: 2048, Layers: 2, Tied: true}, false, 1)
 	tr, err := NewTrainer(cpu(b), m, nil, DefaultOptions())
 	if err != nil {
 		b.Fatal(err)

@@ -62,7 +62,7 @@ func TestFineTuneLowersHeldOutPerplexity(t *testing.T) {
 // KD: training the student towards a teacher lowers the KL to it.
 func TestDistillationLowersKL(t *testing.T) {
 	be := cpu(t)
-	rc := randCfg{heads: 4, kv: 2, hd: 8, hidden: 16, inter: 12, vocab: 23, layers: 2}
+	rc := randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 23, Layers: 2}
 	teacher := randomModel(rc, false, 2)
 	for _, topk := range []int{0, 5} {
 		s := randomModel(rc, true, 1)

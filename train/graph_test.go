@@ -10,11 +10,11 @@ import (
 )
 
 var gradCases = []randCfg{
-	{heads: 4, kv: 4, hd: 8, hidden: 16, inter: 12, vocab: 23, layers: 2},                                          // MHA, half rope, untied
-	{heads: 4, kv: 2, hd: 8, hidden: 16, inter: 12, vocab: 23, layers: 2, interleaved: true, tied: true},           // GQA, interleaved rope, tied
-	{heads: 6, kv: 2, hd: 4, hidden: 12, inter: 10, vocab: 19, layers: 3, bias: true, mlpBias: true},               // GQA + all biases, MLP-less layer
-	{heads: 4, kv: 2, hd: 8, hidden: 16, inter: 10, vocab: 17, layers: 2, llama3: true, tied: true},                // llama3 rope scaling
-	{heads: 2, kv: 1, hd: 4, hidden: 8, inter: 9, vocab: 13, layers: 3, interleaved: true, bias: true, tied: true}, // pruned layer without attention
+	{Heads: 4, KV: 4, HD: 8, Hidden: 16, Inter: 12, Vocab: 23, Layers: 2},                                          // MHA, half rope, untied
+	{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 23, Layers: 2, Interleaved: true, Tied: true},           // GQA, interleaved rope, tied
+	{Heads: 6, KV: 2, HD: 4, Hidden: 12, Inter: 10, Vocab: 19, Layers: 3, Bias: true, MLPBias: true},               // GQA + all biases, MLP-less layer
+	{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 10, Vocab: 17, Layers: 2, Llama3: true, Tied: true},                // llama3 rope scaling
+	{Heads: 2, KV: 1, HD: 4, Hidden: 8, Inter: 9, Vocab: 13, Layers: 3, Interleaved: true, Bias: true, Tied: true}, // pruned layer without attention
 }
 
 var gradSeqs = [][]int{{1, 5, 7, 3, 9, 2, 11, 4, 8}, {3, 2, 3}, {0, 12, 7, 1, 3}}
