@@ -27,15 +27,10 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 	og := make([]float32, rows*d)
 	rk, _ := be.(backend.RowKernels)
 	for g := 0; g < nKV; g++ {
-		for j := 0; j < Tk; j++ {
-			copy(kh[j*d:(j+1)*d], k[j*kvs+g*d:j*kvs+g*d+d])
-			copy(vh[j*d:(j+1)*d], v[j*kvs+g*d:j*kvs+g*d+d])
-		}
+		gatherHead(kh, k, Tk, kvs, g*d, d)
+		gatherHead(vh, v, Tk, kvs, g*d, d)
 		for hi := 0; hi < group; hi++ {
-			h := g*group + hi
-			for t := 0; t < T; t++ {
-				copy(qg[(hi*T+t)*d:(hi*T+t+1)*d], q[t*qs+h*d:t*qs+h*d+d])
-			}
+			gatherHead(qg[hi*T*d:], q, T, qs, (g*group+hi)*d, d)
 		}
 		be.MatMulNT(s, qg, kh, rows, Tk, d, false)
 		ParallelFor(group, func(hi int) {
@@ -113,16 +108,11 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 	dvh := make([]float32, T*d)
 	rk, _ := be.(backend.RowKernels)
 	for g := 0; g < nKV; g++ {
-		for j := 0; j < T; j++ {
-			copy(kh[j*d:(j+1)*d], k[j*kvs+g*d:j*kvs+g*d+d])
-			copy(vh[j*d:(j+1)*d], v[j*kvs+g*d:j*kvs+g*d+d])
-		}
+		gatherHead(kh, k, T, kvs, g*d, d)
+		gatherHead(vh, v, T, kvs, g*d, d)
 		for hi := 0; hi < group; hi++ {
-			h := g*group + hi
-			for t := 0; t < T; t++ {
-				copy(qg[(hi*T+t)*d:(hi*T+t+1)*d], q[t*qs+h*d:t*qs+h*d+d])
-				copy(dog[(hi*T+t)*d:(hi*T+t+1)*d], dout[t*qs+h*d:t*qs+h*d+d])
-			}
+			gatherHead(qg[hi*T*d:], q, T, qs, (g*group+hi)*d, d)
+			gatherHead(dog[hi*T*d:], dout, T, qs, (g*group+hi)*d, d)
 		}
 		if probs != nil {
 			// Saved rows hold only columns 0..t; the rest must be zero.
@@ -161,5 +151,14 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 			copy(dk[j*kvs+g*d:j*kvs+g*d+d], dkh[j*d:(j+1)*d])
 			copy(dv[j*kvs+g*d:j*kvs+g*d+d], dvh[j*d:(j+1)*d])
 		}
+	}
+}
+
+// gatherHead copies one head's rows out of an interleaved [n × stride]
+// activation (the head's d values start at column off) into a contiguous
+// [n × d] block.
+func gatherHead(dst, src []float32, n, stride, off, d int) {
+	for j := 0; j < n; j++ {
+		copy(dst[j*d:(j+1)*d], src[j*stride+off:j*stride+off+d])
 	}
 }
