@@ -20,7 +20,8 @@ func init() {
 			if err != nil {
 				return err
 			}
-			fmt.Printf("backends:      %v (default %s)\n", backend.Names(), def.Name())
+			fmt.Printf("backends:  %v (default %s)\n", backend.Names(), def.Name())
+			fmt.Println("vulkan:    not built yet (the CPU backend runs everything)")
 			return nil
 		},
 	})
