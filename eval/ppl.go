@@ -58,7 +58,12 @@ func PerplexityIDs(f Forwarder, be backend.Backend, vocab int, ids []int, seqLen
 	if n == 0 {
 		return res, fmt.Errorf("perplexity: text has %d tokens, fewer than one window of %d", len(ids), seqLen)
 	}
-	batch := max(1, maxLogitFloats/(seqLen*vocab))
+	// Small batches keep the progress bar moving; 16 windows already give
+	// the GEMMs thousands of rows.
+	batch := max(1, min(16, maxLogitFloats/(seqLen*vocab)))
+	if progress != nil {
+		progress(0, n)
+	}
 	for w0 := 0; w0 < n; w0 += batch {
 		w1 := min(n, w0+batch)
 		seqs := make([][]int, 0, w1-w0)
