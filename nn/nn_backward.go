@@ -215,8 +215,8 @@ func parallelChunks(n, minChunk int, f func(i0, i1 int)) {
 }
 
 // expT is exp in the element type: fastmath.Expf for float32 (the inference
-// and training path, 4× faster than math.Exp and identical on every
-// platform), math.Exp for float64 (the gradient-check path).
+// and training path; the scalar definition of the vectorized backend kernels,
+// identical on every platform), math.Exp for float64 (the gradient checks).
 func expT[F Float](x F) F {
 	if unsafe.Sizeof(x) == 4 {
 		return F(fastmath.Expf(float32(x)))

@@ -4,10 +4,11 @@ package fastmath
 
 import "math"
 
-// Expf is a float32 exp, about 4× faster than math.Exp through float64 and
-// within 2 ulp of it (tested). Every product is converted to float32
-// explicitly so that no compiler fuses it into an FMA (arm64 would): the
-// result is the same on every platform.
+// Expf is a float32 exp within 2 ulp of math.Exp (tested) and about 1.7×
+// faster than it through float64 (BenchmarkExpf). It is the scalar
+// definition that the vectorized backend kernels reproduce bit for bit. Every
+// product is converted to float32 explicitly so that no compiler fuses it
+// into an FMA (arm64 would): the result is the same on every platform.
 func Expf(x float32) float32 {
 	const (
 		log2e = 1.44269504088896341
