@@ -143,3 +143,88 @@ func TestBadInputErrors(t *testing.T) {
 		}
 	}
 }
+
+// eval end to end: lm-eval's results layout on stdout and in --out, one
+// log-samples line per document, and clear errors for bad requests.
+func TestEvalCommand(t *testing.T) {
+	needMirror(t)
+	dir := t.TempDir()
+	out, samples := filepath.Join(dir, "res.json"), filepath.Join(dir, "samples.jsonl")
+	stdout, err := run(t, "eval", "--model", "hf:raincandy-u/TinyStories-656K", "--tasks", "piqa,arc_easy", "--limit", "5",
+		"--format", "json", "--out", out, "--log-samples", samples, "--quiet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Results map[string]map[string]any `json:"results"`
+		Config  map[string]any            `json:"config"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &res); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, stdout)
+	}
+	for _, task := range []string{"piqa", "arc_easy"} {
+		acc, ok := res.Results[task]["acc,none"].(float64)
+		if !ok || acc < 0 || acc > 1 {
+			t.Errorf("%s: acc,none = %v", task, res.Results[task]["acc,none"])
+		}
+		if _, ok := res.Results[task]["acc_stderr,none"]; !ok {
+			t.Errorf("%s: no acc_stderr,none", task)
+		}
+	}
+	if b, err := os.ReadFile(out); err != nil || !json.Valid(b) {
+		t.Fatalf("--out file: %v", err)
+	}
+	b, err := os.ReadFile(samples)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) != 10 {
+		t.Fatalf("%d log-samples lines, want 10 (5 documents × 2 tasks)", len(lines))
+	}
+	var s struct {
+		Task           string    `json:"task"`
+		Contexts       []string  `json:"contexts"`
+		Continuations  []string  `json:"continuations"`
+		Loglikelihoods []float64 `json:"loglikelihoods"`
+	}
+	if err := json.Unmarshal([]byte(lines[0]), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Task == "" || len(s.Continuations) < 2 || len(s.Loglikelihoods) != len(s.Continuations) || len(s.Contexts) != len(s.Continuations) {
+		t.Fatalf("log-samples line: %+v", s)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"eval", "--tasks", "piqa", "--limit", "0"}, "limit"},
+		{[]string{"eval", "--tasks", "no_such_task", "--limit", "1"}, "no_such_task"},
+	} {
+		if _, err := run(t, c.args...); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: error %v, want one mentioning %q", c.args, err, c.want)
+		}
+	}
+}
+
+// Sampling is reproducible for a seed and differs between seeds.
+func TestGenerateSamplingSeeded(t *testing.T) {
+	needMirror(t)
+	gen := func(seed string) string {
+		out, err := run(t, "generate", "--prompt", "Once upon a time", "--max-tokens", "40", "--temperature", "1", "--top-p", "0.9", "--seed", seed, "--quiet")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	a, b, c := gen("1"), gen("1"), gen("2")
+	if a != b {
+		t.Fatalf("same seed, different text:\n%q\n%q", a, b)
+	}
+	if a == c {
+		t.Fatalf("seeds 1 and 2 gave the same 40 sampled tokens: %q", a)
+	}
+	if !strings.HasPrefix(a, "Once upon a time") {
+		t.Fatalf("output does not start with the prompt: %q", a)
+	}
+}
