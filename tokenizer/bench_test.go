@@ -10,7 +10,7 @@ import (
 // b.SetBytes makes -bench report MB/s. The per-word cache stays warm across
 // iterations, as it would over a long evaluation run.
 //
-//	DARWINLM_HUB_MIRROR=/work/shared/hf go test ./tokenizer/ -run '^$' -bench EncodeTinyStories -benchtime 3x
+//	DARWINLM_HUB_MIRROR=../shared/hf go test ./tokenizer/ -run '^$' -bench EncodeTinyStories -benchtime 3x
 func BenchmarkEncodeTinyStories(b *testing.B) {
 	text := tinyStories(b, 700_000)
 	for len(text) < 2<<20 {

@@ -4,7 +4,7 @@ karpathy/llama2.c run.c (O(n^2) greedy merge, exactly as the C code does it).
 
 Usage: python3 llama2c_golden.py <hub mirror dir> > ../llama2c_golden.json
 
-The mirror is /work/shared/hf (DARWINLM_HUB_MIRROR). Inputs are bytes, so the
+The mirror is ../shared/hf from the repository root (DARWINLM_HUB_MIRROR). Inputs are bytes, so the
 output stores each text base64-encoded ("b64") next to a readable copy.
 """
 import base64
