@@ -241,8 +241,6 @@ func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
 		if len(t.prefix) > 0 {
 			parent = len(segs)
 			segs = append(segs, model.Segment{Tokens: t.prefix, Parent: -1})
-		} else {
-			segs = append(segs, model.Segment{Tokens: nil, Parent: -1})
 		}
 		for _, s := range t.suffix {
 			segs = append(segs, model.Segment{Tokens: s, Parent: parent})

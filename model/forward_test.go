@@ -247,3 +247,23 @@ func TestSegmentsMatchUnsharedForward(t *testing.T) {
 		t.Fatal("a segment that is its own parent was accepted")
 	}
 }
+
+// Empty segments contribute no rows and do not disturb their neighbours.
+func TestEmptySegments(t *testing.T) {
+	be, _ := backend.Get("")
+	m := randomModel(randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2}, false, 9)
+	x, rows, err := m.HiddenSegments(be, []model.Segment{{Tokens: []int{1, 2, 3}, Parent: -1}, {Tokens: nil, Parent: 0}, {Tokens: []int{4}, Parent: 1}, {Tokens: nil, Parent: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != 4 {
+		t.Fatalf("rows %d, want 4", rows)
+	}
+	got := m.Logits(be, x, rows)
+	want := m.Forward(be, [][]int{{1, 2, 3, 4}})
+	for i := range want {
+		if math.Abs(float64(got[i]-want[i])) > 1e-5*(1+math.Abs(float64(want[i]))) {
+			t.Fatalf("logit %d: %g, want %g", i, got[i], want[i])
+		}
+	}
+}
