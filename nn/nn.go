@@ -72,17 +72,18 @@ func LogSoftmaxAt(logits []float32, target int) float64 {
 	return float64(logits[target]) - LogSumExp(logits)
 }
 
-// LogSumExp of a row, in float64.
-func LogSumExp(row []float32) float64 {
-	mx := float32(math.Inf(-1))
+// LogSumExp of a row, in float64 (max, differences and sum), for the losses
+// of training and the scores of evaluation alike.
+func LogSumExp[F Float](row []F) float64 {
+	mx := math.Inf(-1)
 	for _, v := range row {
-		if v > mx {
-			mx = v
+		if float64(v) > mx { // a NaN is skipped here but still poisons the sum
+			mx = float64(v)
 		}
 	}
 	var s float64
 	for _, v := range row {
-		s += math.Exp(float64(v - mx))
+		s += math.Exp(float64(v) - mx)
 	}
-	return float64(mx) + math.Log(s)
+	return mx + math.Log(s)
 }

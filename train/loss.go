@@ -55,7 +55,7 @@ func CrossEntropy[F nn.Float](dlogits, logits []F, seqs [][]int, vocab int, weig
 			return
 		}
 		z := logits[r*vocab : (r+1)*vocab]
-		lse := logSumExp(z)
+		lse := nn.LogSumExp(z)
 		row[r] = lse - float64(z[tg[r]])
 		if dlogits != nil {
 			dz := dlogits[r*vocab : (r+1)*vocab]
@@ -89,7 +89,7 @@ func KL[F nn.Float](dlogits, logits []F, teacher []float32, seqs [][]int, vocab 
 		}
 		z := logits[r*vocab : (r+1)*vocab]
 		zt := teacher[r*vocab : (r+1)*vocab]
-		lse, lseT := logSumExp(z), logSumExp(zt)
+		lse, lseT := nn.LogSumExp(z), nn.LogSumExp(zt)
 		var kl float64
 		for v := range z {
 			lp := float64(zt[v]) - lseT
@@ -132,7 +132,7 @@ func SparseKL[F nn.Float](dlogits, logits []F, teacher []float32, seqs [][]int, 
 		for i, v := range idx {
 			a[i], b[i] = zt[v], z[v]
 		}
-		lseT, lse := logSumExp(a), logSumExp(b)
+		lseT, lse := nn.LogSumExp(a), nn.LogSumExp(b)
 		var kl float64
 		for i, v := range idx {
 			lp := float64(a[i]) - lseT
@@ -166,18 +166,6 @@ func TopK(z []float32, k int) []int {
 		idx[p] = i
 	}
 	return idx
-}
-
-func logSumExp[F nn.Float](z []F) float64 {
-	mx := math.Inf(-1)
-	for _, v := range z {
-		mx = math.Max(mx, float64(v))
-	}
-	var s float64
-	for _, v := range z {
-		s += math.Exp(float64(v) - mx)
-	}
-	return mx + math.Log(s)
 }
 
 func sumRows(r []float64) float64 {
