@@ -113,25 +113,10 @@ func (t *Trainer) TrainStep(seqs [][]int) (StepStats, error) {
 	return st, nil
 }
 
-// FineTune trains m in place with one optimizer step per sequence (batch 1),
-// in order, as the reference's training-aware selection does (there:
-// AdamW, lr 1e-5, β = (0.9, 0.999), weight decay 0.01, no schedule, no
-// clipping). It returns the mean training loss.
+// FineTune trains m in place with one optimizer step per sequence (batch 1)
+// and returns the mean training loss; see FineTuner, which reuses its
+// buffers across calls.
 func FineTune(be backend.Backend, m *model.Model, seqs [][]int, o Options) (float64, error) {
-	if o.Steps == 0 {
-		o.Steps = len(seqs)
-	}
-	t, err := NewTrainer(be, m, nil, o)
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, s := range seqs {
-		st, err := t.TrainStep([][]int{s})
-		if err != nil {
-			return 0, err
-		}
-		sum += st.Loss
-	}
-	return sum / float64(max(len(seqs), 1)), nil
+	st, err := NewFineTuner(be, o).Train(m, seqs)
+	return st.MeanLoss, err
 }
