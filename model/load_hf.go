@@ -91,7 +91,8 @@ func LoadHF(dir string) (*Model, error) {
 		}
 		ly.Inter = ir
 		got := LayerWidth{Heads: ly.Heads, KVHeads: ly.KVHeads, Intermediate: ly.Inter}
-		if got != want {
+		ly.KVMap = want.KVMap
+		if !got.SameWidths(want) {
 			src := "the dense config"
 			if widths != nil {
 				src = WidthsKey

@@ -55,7 +55,7 @@ func SaveHF(m *Model, dir, tokenizerSrc string) (err error) {
 	}
 	widths := make([]LayerWidth, len(m.Layers))
 	for i, l := range m.Layers {
-		widths[i] = LayerWidth{Heads: l.Heads, KVHeads: l.KVHeads, Intermediate: l.Inter}
+		widths[i] = LayerWidth{Heads: l.Heads, KVHeads: l.KVHeads, Intermediate: l.Inter, KVMap: l.KVMap}
 	}
 	cfgJSON, err := ConfigJSON(cfg, widths, extra)
 	if err != nil {
