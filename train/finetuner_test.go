@@ -172,7 +172,7 @@ func flatWeights(m *model.Model) []float32 {
 }
 
 // One FineTuner reused across models of different widths (wide, pruned,
-// wide again) gives bitwise the results of a fresh FineTuner for each, and
+// ragged GQA with a KV map, wide again) gives bitwise the results of a fresh FineTuner for each, and
 // reuses its buffers (no new gradient / moment arenas after the widest).
 func TestFineTunerReuseAcrossWidths(t *testing.T) {
 	be := cpu(t)
@@ -183,12 +183,20 @@ func TestFineTunerReuseAcrossWidths(t *testing.T) {
 	mk := []func() *model.Model{
 		func() *model.Model { return randomModel(rc, false, 1) },
 		func() *model.Model { return randomModel(rc, true, 2) },
-		func() *model.Model { return randomModel(rc, false, 3) },
+		func() *model.Model { // ragged GQA (a KV map) in layer 1
+			r := rc
+			r.KeepHeads = []int{0, 1, 3}
+			return randomModel(r, true, 3)
+		},
+		func() *model.Model { return randomModel(rc, false, 4) },
 	}
 	shared := NewFineTuner(be, o)
 	var arena *float32
 	for i, f := range mk {
 		a, b := f(), f()
+		if i == 2 && a.Layers[1].KVMap == nil {
+			t.Fatal("the ragged model has no KV map")
+		}
 		sa, err := shared.Train(a, seqs)
 		if err != nil {
 			t.Fatal(err)
