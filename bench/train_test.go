@@ -4,7 +4,6 @@ import (
 	"math"
 	"os"
 	"strconv"
-	"sync"
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
@@ -145,11 +144,12 @@ func fill(n int, s float32, seed uint64) []float32 {
 // step per sequence) on TinyStories-656K, reporting tokens/s. Compare with
 // PyTorch eager on the same machine in the same minute:
 //
-//	go test -run x -bench FineTune -benchtime 200x ./bench/
+//	go test -run x -bench FineTune -benchtime 300x ./bench/
 //	/usr/bin/python3 bench/torch_finetune.py --model $DARWINLM_HUB_MIRROR/models/raincandy-u/TinyStories-656K
 //
-// "Pairs" fine-tunes two candidates at once, one per core, each FineTuner
-// with a single-worker backend (tokens/s of both together).
+// "Serial1Worker" is the same on a single-worker backend; "Pairs"
+// fine-tunes two candidates at once, one per core (train.Pool), and counts
+// the tokens of both.
 func BenchmarkFineTune(b *testing.B) {
 	if hub.Mirror() == "" {
 		b.Skip("DARWINLM_HUB_MIRROR not set")
@@ -195,37 +195,25 @@ func BenchmarkFineTune(b *testing.B) {
 		reportTokens(b, T, cpu0)
 	})
 	b.Run("Pairs", func(b *testing.B) {
-		// Two candidates at once, one FineTuner and one core each.
-		var ms [2]*model.Model
-		var fts [2]*train.FineTuner
+		// Two candidates at once (train.Pool: one FineTuner and one
+		// single-worker backend per core), one step each per call.
+		ms := make([]*model.Model, 2)
 		for k := range ms {
 			if ms[k], _, err = model.Open("hf:raincandy-u/TinyStories-656K", ""); err != nil {
 				b.Fatal(err)
 			}
-			fts[k] = train.NewFineTuner(cpu.New().WithWorkers(1), train.SelectionPreset())
 		}
+		pool := train.NewPool(be, train.SelectionPreset(), 2)
 		b.ResetTimer()
 		cpu0 := processCPU()
-		var wg sync.WaitGroup
-		errs := make([]error, 2)
-		for k := range ms {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := k; i < b.N; i += 2 {
-					if _, err := fts[k].Train(ms[k], seqs[i%perCall:i%perCall+1]); err != nil {
-						errs[k] = err
-						return
-					}
+		for i := 0; i < b.N; i++ {
+			_, errs := pool.Train(ms, seqs[i%perCall:i%perCall+1])
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
 				}
-			}()
-		}
-		wg.Wait()
-		for _, err := range errs {
-			if err != nil {
-				b.Fatal(err)
 			}
 		}
-		reportTokens(b, T, cpu0)
+		reportTokens(b, 2*T, cpu0)
 	})
 }

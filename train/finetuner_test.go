@@ -1,6 +1,7 @@
 package train
 
 import (
+	cpubackend "github.com/darwinlm/darwinlm-go/backend/cpu"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -368,6 +369,52 @@ func TestCachedTeacherLosses(t *testing.T) {
 		}
 		if !slices.Equal(flatWeights(a), flatWeights(b)) {
 			t.Errorf("topk %d: cached-teacher distillation differs from running the teacher", topk)
+		}
+	}
+}
+
+// Fine-tuning is bitwise independent of the worker count (one worker per
+// candidate when candidates run in parallel, or all of them for one).
+func TestFineTunerWorkersBitwise(t *testing.T) {
+	rc := randCfg{Heads: 4, KV: 2, HD: 16, Hidden: 64, Inter: 96, Vocab: 300, Layers: 2, Tied: true}
+	seqs := testSeqs(3, 48, rc.Vocab, 6)
+	o := SelectionPreset()
+	o.LR = 1e-3
+	var ref []float32
+	for _, w := range []int{1, 2, 3} {
+		m := randomModel(rc, true, 1)
+		if _, err := NewFineTuner(cpubackend.New().WithWorkers(w), o).Train(m, seqs); err != nil {
+			t.Fatal(err)
+		}
+		if ref == nil {
+			ref = flatWeights(m)
+		} else if !slices.Equal(ref, flatWeights(m)) {
+			t.Errorf("%d workers differ from 1", w)
+		}
+	}
+}
+
+// A Pool (candidates in parallel, one single-worker FineTuner each) gives
+// bitwise the serial results, in input order.
+func TestPoolMatchesSerial(t *testing.T) {
+	rc := randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 31, Layers: 3}
+	seqs := testSeqs(3, 10, rc.Vocab, 4)
+	o := SelectionPreset()
+	o.LR = 1e-3
+	var pm, sm []*model.Model
+	for i := 0; i < 5; i++ {
+		pm = append(pm, randomModel(rc, i%2 == 1, uint64(i)))
+		sm = append(sm, randomModel(rc, i%2 == 1, uint64(i)))
+	}
+	stats, errs := NewPool(cpu(t), o, 2).Train(pm, seqs)
+	ft := NewFineTuner(cpu(t), o)
+	for i := range sm {
+		st, err := ft.Train(sm[i], seqs)
+		if err != nil || errs[i] != nil {
+			t.Fatal(err, errs[i])
+		}
+		if st != stats[i] || !slices.Equal(flatWeights(pm[i]), flatWeights(sm[i])) {
+			t.Errorf("candidate %d: pool differs from serial", i)
 		}
 	}
 }
