@@ -196,7 +196,8 @@ func BenchmarkFineTune(b *testing.B) {
 	})
 	b.Run("Pairs", func(b *testing.B) {
 		// Two candidates at once (train.Pool: one FineTuner and one
-		// single-worker backend per core), one step each per call.
+		// single-worker backend per core), 16 steps each per call as in a
+		// selection stage; b.N counts pairs of steps.
 		ms := make([]*model.Model, 2)
 		for k := range ms {
 			if ms[k], _, err = model.Open("hf:raincandy-u/TinyStories-656K", ""); err != nil {
@@ -206,8 +207,8 @@ func BenchmarkFineTune(b *testing.B) {
 		pool := train.NewPool(be, train.SelectionPreset(), 2)
 		b.ResetTimer()
 		cpu0 := processCPU()
-		for i := 0; i < b.N; i++ {
-			_, errs := pool.Train(ms, seqs[i%perCall:i%perCall+1])
+		for i := 0; i < b.N; i += perCall {
+			_, errs := pool.Train(ms, seqs[:min(perCall, b.N-i)])
 			for _, err := range errs {
 				if err != nil {
 					b.Fatal(err)
