@@ -6,6 +6,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 )
 
 // FineTuner fine-tunes models in memory with one optimizer step per
@@ -18,8 +19,10 @@ import (
 // a call does not depend on what the FineTuner did before.
 //
 // A FineTuner is not safe for concurrent use; to fine-tune candidates in
-// parallel, give each goroutine its own (with a single-worker backend, see
-// cpu.(*CPU).WithWorkers).
+// parallel, use a Pool, or give each goroutine its own FineTuner with a
+// single-worker backend (cpu.(*CPU).WithWorkers(1)). With a single-worker
+// backend, Train also keeps package nn's element-wise ops on the calling
+// goroutine (nn.SerialScope, process-wide while it runs).
 type FineTuner struct {
 	be   backend.Backend
 	opts Options
@@ -114,6 +117,11 @@ func (f *FineTuner) train(m *model.Model, seqs [][]int, teacher []TeacherLogits)
 	}
 	if err := checkSeqs(m, seqs); err != nil {
 		return st, err
+	}
+	if f.workers == 1 {
+		// One worker asked for (e.g. one candidate per core): no per-op
+		// fan-out in nn either (see nn.SerialScope).
+		defer nn.SerialScope()()
 	}
 	w := FromModel(m)
 	n := w.NumParams()

@@ -7,6 +7,7 @@ import (
 	"github.com/darwinlm/darwinlm-go/backend"
 	cpubackend "github.com/darwinlm/darwinlm-go/backend/cpu"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 )
 
 // Pool fine-tunes several candidates at once, each on its own goroutine
@@ -43,6 +44,10 @@ func (p *Pool) Size() int { return len(p.fts) }
 func (p *Pool) Train(models []*model.Model, seqs [][]int) ([]FineTuneStats, []error) {
 	stats := make([]FineTuneStats, len(models))
 	errs := make([]error, len(models))
+	if len(p.fts) > 1 {
+		// The cores are busy with candidates: no per-op fan-out.
+		defer nn.SerialScope()()
+	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	for _, ft := range p.fts[:min(len(p.fts), len(models))] {
