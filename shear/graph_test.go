@@ -12,9 +12,9 @@ import (
 )
 
 var gradCases = []testmodel.Cfg{
-	{Heads: 4, KV: 2, HD: 4, Hidden: 12, Inter: 10, Vocab: 17, Layers: 2},                            // GQA, untied
+	{Heads: 4, KV: 2, HD: 4, Hidden: 12, Inter: 10, Vocab: 17, Layers: 2},                              // GQA, untied
 	{Heads: 3, KV: 3, HD: 4, Hidden: 8, Inter: 7, Vocab: 13, Layers: 3, Tied: true, Interleaved: true}, // MHA, tied
-	{Heads: 4, KV: 2, HD: 2, Hidden: 10, Inter: 6, Vocab: 11, Layers: 2, Bias: true, MLPBias: true},  // all biases, hidden ≠ heads·d
+	{Heads: 4, KV: 2, HD: 2, Hidden: 10, Inter: 6, Vocab: 11, Layers: 2, Bias: true, MLPBias: true},    // all biases, hidden ≠ heads·d
 }
 
 var gradSeqs = [][]int{{1, 5, 7, 3, 9, 2, 10, 4}, {3, 2, 3}, {0, 6, 7, 1, 3}}
