@@ -69,7 +69,11 @@ type LogRow struct {
 	TgtHeads  float64 `parquet:"target_heads"`
 	TgtInter  float64 `parquet:"target_intermediate"`
 	TgtHidden float64 `parquet:"target_hidden"`
-	WorstGap  float64 `parquet:"worst_relative_gap"` // max over rows of |expected − final target|/target
+	// Gap is the largest relative distance |expected − target|/target of
+	// the four kinds (heads and neurons averaged over the layers) to the
+	// final target; WorstGap the same over single rows (one layer's heads).
+	Gap      float64 `parquet:"relative_gap"`
+	WorstGap float64 `parquet:"worst_row_relative_gap"`
 	// The multipliers λ1, λ2 of each kind.
 	L1Layers   float64 `parquet:"lambda1_layer"`
 	L2Layers   float64 `parquet:"lambda2_layer"`
@@ -94,10 +98,10 @@ type Report struct {
 	Seconds                                float64
 	FinalCE                                float64
 	FinalExpected                          [4]float64 // layers, heads, intermediate, hidden
-	FinalWorstGap                          float64
+	FinalGap, FinalWorstGap                float64
 	// WithinStep is the first step after which the expected shape stayed
-	// within 1% of the target (every row of every kind) to the end; −1 if
-	// it never did.
+	// within 1% of the target (LogRow.Gap ≤ 0.01) to the end; −1 if it
+	// never did.
 	WithinStep             int
 	KeptLayers, KeptHidden []int
 	Log                    []LogRow `json:"-"`
@@ -142,7 +146,7 @@ func Prune(ctx context.Context, cfg Config) (*model.Model, *Report, error) {
 		return nil, nil, err
 	}
 	if cfg.TargetWarmup == 0 {
-		cfg.TargetWarmup = cfg.Steps / 5
+		cfg.TargetWarmup = max(1, cfg.Steps/5)
 	}
 	if cfg.MinLRFrac == 0 {
 		cfg.MinLRFrac = 0.1
@@ -237,10 +241,7 @@ func Prune(ctx context.Context, cfg Config) (*model.Model, *Report, error) {
 		g.backward(dl, gw, gz32)
 
 		// Gate gradients: ∂CE/∂z·dz/dlog α plus the Lagrangian's.
-		frac := min(1, float64(step)/float64(max(cfg.TargetWarmup, 1)))
-		if cfg.TargetWarmup == 0 {
-			frac = 1
-		}
+		frac := min(1, float64(step)/float64(cfg.TargetWarmup))
 		for _, k := range gl.all() {
 			clear(k)
 		}
@@ -278,9 +279,13 @@ func Prune(ctx context.Context, cfg Config) (*model.Model, *Report, error) {
 
 		toF64(la, la32)
 		exp, worst := ExpectedCounts(base, cfg.Target, la)
+		gap := 0.0
+		for k, e := range exp {
+			gap = max(gap, abs(e-float64(tc[k]))/float64(tc[k]))
+		}
 		row := LogRow{Step: int64(step + 1), Tokens: tokens, Loss: loss, CE: ce, LagLoss: lagLoss,
 			LR: cfg.LR * f, LagLR: cfg.LagLR * f, GradNorm: norm,
-			ExpLayers: exp[0], ExpHeads: exp[1], ExpInter: exp[2], ExpHidden: exp[3], WorstGap: worst,
+			ExpLayers: exp[0], ExpHeads: exp[1], ExpInter: exp[2], ExpHidden: exp[3], Gap: gap, WorstGap: worst,
 			TokensPerS: float64(tokens) / max(time.Since(start).Seconds(), 1e-9)}
 		tgt := [4]*float64{&row.TgtLayers, &row.TgtHeads, &row.TgtInter, &row.TgtHidden}
 		for k := range tgt {
@@ -291,14 +296,14 @@ func Prune(ctx context.Context, cfg Config) (*model.Model, *Report, error) {
 			*p = float64(lam32[k])
 		}
 		rep.Log = append(rep.Log, row)
-		if worst <= 0.01 {
+		if gap <= 0.01 {
 			if rep.WithinStep < 0 {
 				rep.WithinStep = step + 1
 			}
 		} else {
 			rep.WithinStep = -1
 		}
-		rep.FinalCE, rep.FinalExpected, rep.FinalWorstGap = ce, exp, worst
+		rep.FinalCE, rep.FinalExpected, rep.FinalGap, rep.FinalWorstGap = ce, exp, gap, worst
 		if cfg.OnStep != nil {
 			cfg.OnStep(row)
 		}

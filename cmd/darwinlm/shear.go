@@ -136,7 +136,7 @@ Dynamic batch loading over several domains is not implemented (one --data).`,
 			res := map[string]any{"model": filepath.Join(out, "model"), "log": cfg.LogPath, "base": rep.Base, "target": rep.Target,
 				"kv_heads": rep.KVHeads, "dense_params": rep.DenseParams, "target_params": rep.TargetParams,
 				"final_params": rep.FinalParams, "steps": rep.Steps, "tokens": rep.Tokens, "seconds": rep.Seconds,
-				"final_ce": rep.FinalCE, "final_expected": rep.FinalExpected, "final_worst_gap": rep.FinalWorstGap,
+				"final_ce": rep.FinalCE, "final_expected": rep.FinalExpected, "final_relative_gap": rep.FinalGap, "final_worst_row_gap": rep.FinalWorstGap,
 				"within_1pct_from_step": rep.WithinStep, "kept_layers": rep.KeptLayers}
 			b, _ := json.MarshalIndent(res, "", "  ")
 			if err := atomicfile.WriteFile(filepath.Join(out, "report.json"), append(b, '\n')); err != nil {
