@@ -146,7 +146,7 @@ func (g *graph[F]) layerForward(rope *nn.Rope, li int, x []F) {
 			qs, ks, vs := a.Q[r0*qd:(r0+T)*qd], a.K[r0*kvd:(r0+T)*kvd], a.V[r0*kvd:(r0+T)*kvd]
 			nn.RopeForwardT(rope, qs, T, l.Heads, 0)
 			nn.RopeForwardT(rope, ks, T, l.KVHeads, 0)
-			nn.AttentionForwardT(g.be, a.Att[r0*qd:(r0+T)*qd], nil, qs, ks, vs, T, 0, l.Heads, l.KVHeads, d)
+			nn.AttentionForwardT(g.be, a.Att[r0*qd:(r0+T)*qd], nil, qs, ks, vs, T, 0, l.Heads, l.KVHeads, l.KVMap, d)
 		})
 		attm := scaleCols(a.Att, g.z.Head[li*l.Heads:(li+1)*l.Heads], d)
 		a.Y1 = make([]F, rows*H)
@@ -276,7 +276,7 @@ func (g *graph[F]) layerBackward(rope *nn.Rope, li int, dx []F, gl *train.LayerW
 			r0, T := starts[si], g.lens[si]
 			dqs, dks := dq[r0*qd:(r0+T)*qd], dk[r0*kvd:(r0+T)*kvd]
 			nn.AttentionBackward(g.be, dqs, dks, dv[r0*kvd:(r0+T)*kvd], datt[r0*qd:(r0+T)*qd],
-				a.Q[r0*qd:(r0+T)*qd], a.K[r0*kvd:(r0+T)*kvd], a.V[r0*kvd:(r0+T)*kvd], nil, T, l.Heads, l.KVHeads, d)
+				a.Q[r0*qd:(r0+T)*qd], a.K[r0*kvd:(r0+T)*kvd], a.V[r0*kvd:(r0+T)*kvd], nil, T, l.Heads, l.KVHeads, l.KVMap, d)
 			nn.RopeBackwardT(rope, dqs, T, l.Heads, 0)
 			nn.RopeBackwardT(rope, dks, T, l.KVHeads, 0)
 		})

@@ -7,11 +7,11 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
-var gradCases = []testmodel.Cfg{
+var gradCases = []modeltest.Cfg{
 	{Heads: 4, KV: 2, HD: 4, Hidden: 12, Inter: 10, Vocab: 17, Layers: 2},                              // GQA, untied
 	{Heads: 3, KV: 3, HD: 4, Hidden: 8, Inter: 7, Vocab: 13, Layers: 3, Tied: true, Interleaved: true}, // MHA, tied
 	{Heads: 4, KV: 2, HD: 2, Hidden: 10, Inter: 6, Vocab: 11, Layers: 2, Bias: true, MLPBias: true},    // all biases, hidden ≠ heads·d
@@ -63,7 +63,7 @@ func relErr(a, b float64) float64 { return math.Abs(a-b) / max(math.Abs(a)+math.
 func TestGateGradientsFiniteDifference(t *testing.T) {
 	for ci, rc := range gradCases {
 		for _, zeros := range []bool{false, true} {
-			m := testmodel.Random(rc, false, uint64(ci+1))
+			m := modeltest.Random(rc, false, uint64(ci+1))
 			s, err := BaseShape(m)
 			if err != nil {
 				t.Fatal(err)
@@ -124,7 +124,7 @@ func TestGateGradientsFiniteDifference(t *testing.T) {
 func TestOpenGatesMatchModelForward(t *testing.T) {
 	be := cpuBackend(t)
 	for ci, rc := range gradCases {
-		m := testmodel.Random(rc, false, uint64(ci+1))
+		m := modeltest.Random(rc, false, uint64(ci+1))
 		s, _ := BaseShape(m)
 		g := &graph[float32]{be: be, w: train.FromModel(m), z: NewGates[float32](s, 1)}
 		got := g.forward(gradSeqs)

@@ -10,15 +10,15 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/darwinlm/darwinlm-go/data"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
 // TestPruneDeterministic: the same configuration gives bitwise the same
 // shrunk model, and the log and report agree with it.
 func TestPruneDeterministic(t *testing.T) {
-	m := testmodel.Random(testmodel.Cfg{Heads: 4, KV: 2, HD: 4, Hidden: 16, Inter: 12, Vocab: 23, Layers: 3}, false, 3)
+	m := modeltest.Random(modeltest.Cfg{Heads: 4, KV: 2, HD: 4, Hidden: 16, Inter: 12, Vocab: 23, Layers: 3}, false, 3)
 	toks := make([]int, 600)
 	for i := range toks {
 		toks[i] = (i*7 + i/5) % 23

@@ -28,12 +28,9 @@ import (
 //   - neuron: down_proj columns are scaled by zn (LLM-Shearing scales
 //     up_proj rows; same product).
 //
-// GQA: a K/V head is kept when at least one of its query heads survives.
-// TODO(core): with model.Layer.KVMap (core branch) any grouping is
-// representable; until it lands, a layer whose surviving query heads are
-// unevenly spread over their K/V heads gets copies of those K/V heads so
-// that every copy serves the same number of query heads (the gcd of the
-// counts); the function is unchanged, the K/V matrices are larger.
+// Heads and neurons are then removed by model.SliceLayer: with GQA a K/V
+// head is kept while one of its query heads survives, and ragged groups get
+// a KVMap.
 func Shrink(m *model.Model, z *Gates[float64]) (*model.Model, error) {
 	base, err := BaseShape(m)
 	if err != nil {
@@ -105,68 +102,41 @@ func Shrink(m *model.Model, z *Gates[float64]) (*model.Model, error) {
 		out.LMHead = cols(m.LMHead, c.Vocab, nil, nil)
 		out.Norm = vec(m.Norm, zh)
 	}
+	hc := out.Cfg // the config at the new hidden size, for SliceLayer
 	for li := 0; li < base.Layers; li++ {
 		zl := z.Layer[li]
 		if zl == 0 {
 			continue
 		}
 		l := &m.Layers[li]
-		nl := model.Layer{AttnNorm: vec(l.AttnNorm, zh), MLPNorm: vec(l.MLPNorm, zh)}
-		outScale := make([]float64, h) // zl·zh of o_proj / down_proj rows
+		outScale := make([]float64, h) // zl·zh on the rows of o_proj and down_proj
 		for i := range outScale {
 			outScale[i] = zl * zh[i]
 		}
-		// rowsOut keeps the hidden rows of a [H × n] matrix, keeping and
-		// scaling its columns by groups of width (heads: d, neurons: 1).
-		rowsOut := func(w []float32, n int, keep []int, zu []float64, width int) []float32 {
-			o := make([]float32, h*len(keep)*width)
+		// outRows keeps the hidden rows of an [H × n] output matrix, scaled
+		// by zl·zh, with column u·width+e scaled by zu[u].
+		outRows := func(w []float32, n int, zu []float64, width int) []float32 {
+			o := make([]float32, h*n)
 			for i, j := range kh {
-				for ui, u := range keep {
-					for e := 0; e < width; e++ {
-						o[(i*len(keep)+ui)*width+e] = float32(float64(w[j*n+u*width+e]) * outScale[i] * zu[u])
-					}
+				for c := 0; c < n; c++ {
+					o[i*n+c] = float32(float64(w[j*n+c]) * outScale[i] * zu[c/width])
 				}
 			}
 			return o
 		}
-		biasOut := func(b []float32) []float32 { return vec(b, outScale) }
 		zq := z.Head[li*base.Heads : (li+1)*base.Heads]
-		if heads := nz(zq); len(heads) > 0 {
-			kvIdx, kvHeads := kvLayout(heads, base.Heads/base.KVHeads)
-			nl.Heads, nl.KVHeads = len(heads), kvHeads
-			rowsIn := func(w, b []float32, units []int) ([]float32, []float32) {
-				var ow, ob []float32
-				for _, u := range units {
-					ow = append(ow, cols(w[u*d*H:(u+1)*d*H], d, nil, nil)...)
-					if b != nil {
-						ob = append(ob, b[u*d:(u+1)*d]...)
-					}
-				}
-				return ow, ob
-			}
-			nl.Wq, nl.Bq = rowsIn(l.Wq, l.Bq, heads)
-			nl.Wk, nl.Bk = rowsIn(l.Wk, l.Bk, kvIdx)
-			nl.Wv, nl.Bv = rowsIn(l.Wv, l.Bv, kvIdx)
-			nl.Wo = rowsOut(l.Wo, base.Heads*d, heads, zq, d)
-			nl.Bo = biasOut(l.Bo)
-		}
 		zn := z.Neuron[li*base.Inter : (li+1)*base.Inter]
-		if neurons := nz(zn); len(neurons) > 0 {
-			nl.Inter = len(neurons)
-			gateUp := func(w, b []float32) ([]float32, []float32) {
-				var ow, ob []float32
-				for _, u := range neurons {
-					ow = append(ow, cols(w[u*H:(u+1)*H], 1, nil, nil)...)
-					if b != nil {
-						ob = append(ob, b[u])
-					}
-				}
-				return ow, ob
-			}
-			nl.Wgate, nl.Bgate = gateUp(l.Wgate, l.Bgate)
-			nl.Wup, nl.Bup = gateUp(l.Wup, l.Bup)
-			nl.Wdown = rowsOut(l.Wdown, base.Inter, neurons, zn, 1)
-			nl.Bdown = biasOut(l.Bdown)
+		// The layer at the new hidden size with every head and neuron and
+		// the gates folded in; SliceLayer then drops the removed units.
+		full := model.Layer{Heads: l.Heads, KVHeads: l.KVHeads, KVMap: l.KVMap, Inter: l.Inter,
+			AttnNorm: vec(l.AttnNorm, zh), MLPNorm: vec(l.MLPNorm, zh),
+			Wq: cols(l.Wq, l.Heads*d, nil, nil), Wk: cols(l.Wk, l.KVHeads*d, nil, nil), Wv: cols(l.Wv, l.KVHeads*d, nil, nil),
+			Bq: l.Bq, Bk: l.Bk, Bv: l.Bv, Wo: outRows(l.Wo, l.Heads*d, zq, d), Bo: vec(l.Bo, outScale),
+			Wgate: cols(l.Wgate, l.Inter, nil, nil), Wup: cols(l.Wup, l.Inter, nil, nil), Bgate: l.Bgate, Bup: l.Bup,
+			Wdown: outRows(l.Wdown, l.Inter, zn, 1), Bdown: vec(l.Bdown, outScale)}
+		nl, err := model.SliceLayer(hc, &full, nz(zq), nil, nz(zn), nil)
+		if err != nil {
+			return nil, fmt.Errorf("shrink: layer %d: %w", li, err)
 		}
 		out.Layers = append(out.Layers, nl)
 	}
@@ -175,46 +145,14 @@ func Shrink(m *model.Model, z *Gates[float64]) (*model.Model, error) {
 	}
 	out.Cfg.Layers = len(out.Layers)
 	first := out.Layers[0]
+	// The config's nominal widths are the first layer's; the per-layer
+	// widths and KV maps of config.json carry the rest.
 	out.Cfg.Heads, out.Cfg.KVHeads, out.Cfg.Intermediate = first.Heads, first.KVHeads, first.Inter
-	if first.Heads == 0 { // a config needs positive heads; widths say the truth
-		out.Cfg.Heads, out.Cfg.KVHeads = 1, 1
+	if first.Heads == 0 || first.Heads%first.KVHeads != 0 {
+		out.Cfg.Heads, out.Cfg.KVHeads = max(first.Heads, 1), max(first.Heads, 1)
 	}
 	if err := out.Validate("shrunk model"); err != nil {
 		return nil, err
 	}
 	return out, nil
-}
-
-// kvLayout returns, for surviving query heads (ascending) of a layer whose
-// query head q reads K/V head q/group, the K/V heads to keep (in order,
-// repeated when copies are needed) and their number. Consecutive runs of
-// k = gcd(counts) query heads then read consecutive K/V entries, which is
-// the standard grouping.
-func kvLayout(heads []int, group int) ([]int, int) {
-	var kv, counts []int
-	for _, q := range heads {
-		j := q / group
-		if len(kv) == 0 || kv[len(kv)-1] != j {
-			kv, counts = append(kv, j), append(counts, 0)
-		}
-		counts[len(counts)-1]++
-	}
-	k := 0
-	for _, c := range counts {
-		k = gcd(k, c)
-	}
-	var out []int
-	for i, j := range kv {
-		for range counts[i] / k {
-			out = append(out, j)
-		}
-	}
-	return out, len(out)
-}
-
-func gcd(a, b int) int {
-	for b != 0 {
-		a, b = b, a%b
-	}
-	return a
 }

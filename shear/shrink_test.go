@@ -5,7 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -16,12 +16,12 @@ import (
 // hidden units removed, soft values on the survivors.
 func TestShrinkMatchesMaskedForward(t *testing.T) {
 	be := cpuBackend(t)
-	cases := append([]testmodel.Cfg{
+	cases := append([]modeltest.Cfg{
 		{Heads: 8, KV: 4, HD: 4, Hidden: 32, Inter: 24, Vocab: 29, Layers: 3},
 		{Heads: 8, KV: 2, HD: 4, Hidden: 32, Inter: 24, Vocab: 29, Layers: 3, Tied: true},
 	}, gradCases...)
 	for ci, rc := range cases {
-		m := testmodel.Random(rc, false, uint64(ci+10))
+		m := modeltest.Random(rc, false, uint64(ci+10))
 		base, _ := BaseShape(m)
 		target := Shape{Layers: base.Layers - 1, Hidden: base.Hidden - 3, Heads: base.Heads - 1, Inter: base.Inter - 2}
 		target.KVHeads = kvFor(base, target.Heads)
@@ -61,29 +61,6 @@ func TestShrinkMatchesMaskedForward(t *testing.T) {
 			t.Errorf("case %d: shrunk vs masked logits: relative error %.3g", ci, e)
 		} else {
 			t.Logf("case %d (%v → %v, KV per layer %d): relative error %.2g", ci, base, target, small.Layers[0].KVHeads, e)
-		}
-	}
-}
-
-func TestKVLayout(t *testing.T) {
-	for _, c := range []struct {
-		heads []int
-		group int
-		kv    []int
-	}{
-		{[]int{0, 1, 4, 5}, 2, []int{0, 2}},          // balanced: standard grouping
-		{[]int{0, 1, 2, 5}, 2, []int{0, 0, 1, 2}},    // 2,1,1: one K/V entry per query head
-		{[]int{0, 1, 2, 3, 4, 5}, 4, []int{0, 0, 1}}, // 4,2: gcd 2, K/V head 0 twice
-		{[]int{3}, 4, []int{0}},
-	} {
-		kv, n := kvLayout(c.heads, c.group)
-		if n != len(c.kv) || len(kv) != len(c.kv) {
-			t.Fatalf("%v/%d: got %v, want %v", c.heads, c.group, kv, c.kv)
-		}
-		for i := range kv {
-			if kv[i] != c.kv[i] {
-				t.Fatalf("%v/%d: got %v, want %v", c.heads, c.group, kv, c.kv)
-			}
 		}
 	}
 }

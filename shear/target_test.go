@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 )
 
 // The Sheared-LLaMA-2.7B shape (h 2560, 32 layers, 20 heads, I 6912,
@@ -61,7 +61,7 @@ func TestLlama2TargetFromConfig(t *testing.T) {
 
 // tinyStoriesShaped is a random model of TinyStories-656K's shape.
 func tinyStoriesShaped() *model.Model {
-	return testmodel.Random(testmodel.Cfg{Heads: 8, KV: 4, HD: 16, Hidden: 128, Inter: 384, Vocab: 2048, Layers: 2, Tied: true}, false, 1)
+	return modeltest.Random(modeltest.Cfg{Heads: 8, KV: 4, HD: 16, Hidden: 128, Inter: 384, Vocab: 2048, Layers: 2, Tied: true}, false, 1)
 }
 
 func TestTargetFromParams(t *testing.T) {
