@@ -17,6 +17,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
@@ -135,6 +136,9 @@ func readTexts(spec string) ([]string, error) {
 				if !ok && r["text"] != nil {
 					return nil, fmt.Errorf("data: %s: row %d: column text is %T, not a string", f, i, r["text"])
 				}
+				if at := invalidUTF8(s); at >= 0 {
+					return nil, fmt.Errorf("data: %s: row %d: column text is not valid UTF-8 (at byte %d of the value)", f, i, at)
+				}
 				out = append(out, s)
 			}
 		case kindJSONL:
@@ -157,6 +161,9 @@ func readTexts(spec string) ([]string, error) {
 			b, err := os.ReadFile(f)
 			if err != nil {
 				return nil, fmt.Errorf("data: %w", err)
+			}
+			if err := checkText(f, b); err != nil {
+				return nil, err
 			}
 			out = append(out, string(b))
 		}
@@ -461,10 +468,15 @@ func readJSONL(path string) (cols []string, rows []map[string]any, err error) {
 	seen := map[string]bool{}
 	br := bufio.NewReaderSize(f, 1<<20)
 	line := 0
+	var offset int64
 	for {
 		b, rerr := br.ReadBytes('\n')
 		if len(b) > 0 {
 			line++
+			if at := invalidUTF8(string(b)); at >= 0 {
+				return nil, nil, fmt.Errorf("data: %s: line %d is not valid UTF-8 (at byte %d of the file)", path, line, offset+int64(at))
+			}
+			offset += int64(len(b))
 			b = bytes.TrimSpace(b)
 			if len(b) > 0 {
 				keys, m, err := decodeObject(b)
@@ -558,4 +570,32 @@ func jsonNormalize(v any) any {
 		return x
 	}
 	return v
+}
+
+// checkText rejects a plain-text file that is not text: invalid UTF-8 or a
+// NUL byte (a binary file would otherwise be scored as text).
+func checkText(path string, b []byte) error {
+	if at := invalidUTF8(string(b)); at >= 0 {
+		return fmt.Errorf("data: %s is not valid UTF-8 text (at byte %d); give a text, .jsonl or .parquet file", path, at)
+	}
+	if at := bytes.IndexByte(b, 0); at >= 0 {
+		return fmt.Errorf("data: %s is not a text file (NUL byte at byte %d); give a text, .jsonl or .parquet file", path, at)
+	}
+	return nil
+}
+
+// invalidUTF8 is the byte offset of the first invalid UTF-8 sequence in s,
+// or -1 when s is valid.
+func invalidUTF8(s string) int {
+	if utf8.ValidString(s) {
+		return -1
+	}
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
 }

@@ -37,7 +37,7 @@ func run(t *testing.T, args ...string) (string, error) {
 			f.Changed = false
 		})
 	}
-	err = rootCmd.Execute()
+	err = execute()
 	w.Close()
 	<-done
 	os.Stdout = old
@@ -66,7 +66,7 @@ func TestGenerateStories260KMatchesLlama2c(t *testing.T) {
 
 func TestTokenizeJSON(t *testing.T) {
 	needMirror(t)
-	out, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--text", "Hello world")
+	out, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--no-special", "--text", "Hello world")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +93,7 @@ func TestPPLWindowCounts(t *testing.T) {
 	text := strings.Repeat("Once upon a time there was a cat. The cat liked milk. ", 40)
 	p := filepath.Join(dir, "t.txt")
 	os.WriteFile(p, []byte(text), 0o644)
-	tokOut, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--text", text)
+	tokOut, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--no-special", "--text", text)
 	if err != nil {
 		t.Fatal(err)
 	}
