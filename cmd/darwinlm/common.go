@@ -14,6 +14,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu" // registers "cpu" and "purego"
+	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"github.com/darwinlm/darwinlm-go/internal/progress"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/tokenizer"
@@ -63,6 +64,10 @@ func printJSON(v any) error {
 	_, err = fmt.Fprintln(os.Stdout, string(b))
 	return err
 }
+
+// writeOutput writes a command's output file atomically (a variable so that
+// tests can make it fail after the compute).
+var writeOutput = atomicfile.WriteFile
 
 // usageError marks a mistake in the command line (flags, arguments); the
 // binary exits with status 2 for it, 1 for every other error.

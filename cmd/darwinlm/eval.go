@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"os"
 	"runtime"
 	"sort"
@@ -198,12 +197,12 @@ lm-eval's layout, to --out.`,
 				return err
 			}
 			if out != "" {
-				if err := atomicfile.WriteFile(out, append(b, '\n')); err != nil {
+				if err := writeOutput(out, append(b, '\n')); err != nil {
 					return fmt.Errorf("--out: %w (the results are on stdout)", err)
 				}
 			}
 			if logSamples != "" {
-				if err := atomicfile.WriteFile(logSamples, samples.Bytes()); err != nil {
+				if err := writeOutput(logSamples, samples.Bytes()); err != nil {
 					return fmt.Errorf("--log-samples: %w (the results are on stdout)", err)
 				}
 			}

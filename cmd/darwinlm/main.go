@@ -124,8 +124,14 @@ func defaultMirror() {
 	}
 }
 
+// buildCommit is set by make build (-ldflags -X main.buildCommit=...) for
+// builds where go build does not stamp the VCS state (-buildvcs=false, git
+// worktrees).
+var buildCommit string
+
 // versionString is the module version and the VCS commit the binary was
-// built from (go build stamps both; "devel" and "unknown" otherwise).
+// built from (go build stamps both; make build passes the commit too;
+// "(devel)" and "unknown" otherwise).
 func versionString() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
@@ -146,6 +152,12 @@ func versionString() string {
 			if s.Value == "true" {
 				dirty = " with uncommitted changes"
 			}
+		}
+	}
+	if rev == "unknown" && buildCommit != "" {
+		rev = strings.TrimSuffix(buildCommit, "-dirty")
+		if rev != buildCommit {
+			dirty = " with uncommitted changes"
 		}
 	}
 	out := fmt.Sprintf("%s %s, commit %s%s", bi.Main.Path, v, rev, dirty)

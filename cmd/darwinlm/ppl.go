@@ -9,7 +9,6 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/data"
 	"github.com/darwinlm/darwinlm-go/eval"
-	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"github.com/darwinlm/darwinlm-go/internal/progress"
 )
 
@@ -78,7 +77,7 @@ Documents of a dataset are joined with "\n\n".`,
 			}
 			if out != "" {
 				b, _ := json.MarshalIndent(result, "", "  ")
-				if err := atomicfile.WriteFile(out, append(b, '\n')); err != nil {
+				if err := writeOutput(out, append(b, '\n')); err != nil {
 					return fmt.Errorf("--out: %w (the result is on stdout)", err)
 				}
 			}
