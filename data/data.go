@@ -6,6 +6,7 @@ package data
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -240,6 +241,9 @@ func readParquet(path, need string) (cols []string, rows []map[string]any, err e
 			err = fmt.Errorf("data: %s: reading parquet failed: %v", path, r)
 		}
 	}()
+	if err := checkParquetFrame(f, st.Size()); err != nil {
+		return nil, nil, fmt.Errorf("data: %s: not a readable parquet file: %w", path, err)
+	}
 	pf, err := parquet.OpenFile(f, st.Size())
 	if err != nil {
 		return nil, nil, fmt.Errorf("data: %s: not a readable parquet file: %w", path, err)
@@ -598,4 +602,29 @@ func invalidUTF8(s string) int {
 		i += n
 	}
 	return -1
+}
+
+// checkParquetFrame checks the magic numbers and that the footer length fits
+// in the file, before the parquet library allocates a buffer of the length
+// the file claims (a corrupt length made it allocate gigabytes).
+func checkParquetFrame(r io.ReaderAt, size int64) error {
+	const magic = "PAR1"
+	if size < 12 {
+		return fmt.Errorf("%d bytes, shorter than a parquet file's framing", size)
+	}
+	var head [4]byte
+	var tail [8]byte
+	if _, err := r.ReadAt(head[:], 0); err != nil {
+		return err
+	}
+	if _, err := r.ReadAt(tail[:], size-8); err != nil {
+		return err
+	}
+	if string(head[:]) != magic || string(tail[4:]) != magic {
+		return errors.New("no PAR1 magic number at the start and end")
+	}
+	if n := int64(binary.LittleEndian.Uint32(tail[:4])); n > size-12 {
+		return fmt.Errorf("footer length %d exceeds the file's %d bytes", n, size)
+	}
+	return nil
 }
