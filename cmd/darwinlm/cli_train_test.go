@@ -136,5 +136,13 @@ func TestCLITrain(t *testing.T) {
 		if r := runBin(t, fx.dir, env, "ppl", "--quiet", "--text-file", fx.text, "--seq-len", "32", "--model", runDir); r.code != 0 {
 			t.Fatalf("%d: %s", r.code, r.stderr)
 		}
+		// What a refused cosine extension recommends: a new run from its model.
+		next := filepath.Join(t.TempDir(), "next")
+		if r := runBin(t, fx.dir, env, append(base(next, "--steps", "1"), "--model", runDir)...); r.code != 0 {
+			t.Fatalf("train --model RUN_DIR: %d: %s", r.code, r.stderr)
+		}
+		if _, err := os.Stat(filepath.Join(next, "final", "tokenizer.json")); err != nil {
+			t.Fatalf("the new run's final model has no tokenizer: %v", err)
+		}
 	})
 }

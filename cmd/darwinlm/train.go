@@ -189,6 +189,9 @@ func tokenizerSource(spec, tokPath string) string {
 	if st, err := os.Stat(p); err == nil && !st.IsDir() {
 		return filepath.Dir(p)
 	}
+	if r, _, err := model.ResolveRunDir(p); err == nil {
+		return r // a training run's folder: its final model or latest checkpoint
+	}
 	return p
 }
 
