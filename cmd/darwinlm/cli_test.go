@@ -207,7 +207,8 @@ func TestCLIBadInputs(t *testing.T) {
 		{"tokenize nothing", []string{"tokenize"}, 2, []string{"--text"}},
 		{"generate two arguments", []string{"generate", "a", "b"}, 2, []string{"one PROMPT argument"}},
 		{"ppl without --text-file", []string{"ppl"}, 2, []string{"--text-file is required"}},
-		{"eval without tasks", []string{"eval"}, 1, []string{"--tasks or --suite"}},
+		{"eval without tasks", []string{"eval"}, 2, []string{"--tasks or --suite"}},
+		{"eval --num-fewshot -1", []string{"eval", "--tasks", "piqa", "--num-fewshot", "-1"}, 2, []string{"--num-fewshot"}},
 		{"unknown flag", []string{"ppl", "--text-fil", "x"}, 2, []string{"--text-fil"}},
 		{"unknown command", []string{"perplexity"}, 2, []string{"perplexity"}},
 		// 5. a folder that is not a model says what was looked for

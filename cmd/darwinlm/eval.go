@@ -86,6 +86,9 @@ lm-eval's layout, to --out.`,
 			if format != "table" && format != "json" {
 				return usagef(cmd, "--format must be table or json, got %q", format)
 			}
+			if numFewshot < 0 {
+				return usagef(cmd, "--num-fewshot must be ≥ 0, got %d", numFewshot)
+			}
 			if batchSize < 1 {
 				return usagef(cmd, "--batch-size must be at least 1, got %d", batchSize)
 			}
@@ -95,7 +98,7 @@ lm-eval's layout, to --out.`,
 			var specs []eval.TaskSpec
 			switch {
 			case suite != "" && tasks != "":
-				return fmt.Errorf("give --tasks or --suite, not both")
+				return usagef(cmd, "give --tasks or --suite, not both")
 			case suite != "":
 				s, ok := suites[suite]
 				if !ok {
@@ -117,7 +120,7 @@ lm-eval's layout, to --out.`,
 					}
 				}
 			default:
-				return fmt.Errorf("--tasks or --suite is required (known tasks: %s)", strings.Join(reg.Names(), ", "))
+				return usagef(cmd, "--tasks or --suite is required (known tasks: %s)", strings.Join(reg.Names(), ", "))
 			}
 			for _, s := range specs { // fail on unknown names before loading the model
 				if _, _, err := reg.Get(s.Task); err != nil {
@@ -153,7 +156,7 @@ lm-eval's layout, to --out.`,
 			}}
 			if cmd.Flags().Changed("num-fewshot") {
 				if numFewshot < 0 {
-					return fmt.Errorf("--num-fewshot must be >= 0")
+					return usagef(cmd, "--num-fewshot must be ≥ 0, got %d", numFewshot)
 				}
 				opt.NumFewshot = &numFewshot
 			}
