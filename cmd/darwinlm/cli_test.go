@@ -345,6 +345,19 @@ func TestCLIAccepts(t *testing.T) {
 			t.Fatalf("latest: no note on stderr: %q", r.stderr)
 		}
 	})
+	t.Run("--model RUN_DIR for every command", func(t *testing.T) {
+		for _, args := range [][]string{
+			{"tokenize", "Hello"},
+			{"generate", "--max-tokens", "3", "Hello"},
+			{"eval", "--tasks", "piqa", "--limit", "1"},
+			{"train", "--data", fx.text, "--steps", "1", "--seq-len", "16", "--batch", "1", "--out", filepath.Join(t.TempDir(), "run")},
+		} {
+			r := ok(runBin(t, work, nil, append(args, "--quiet", "--model", fx.runLatest)...))
+			if !strings.Contains(r.stderr, "latest checkpoint") {
+				t.Errorf("%s: no note on stderr: %q", args[0], r.stderr)
+			}
+		}
+	})
 	t.Run("--version", func(t *testing.T) {
 		r := ok(runBin(t, work, nil, "--version"))
 		if !strings.HasPrefix(r.stdout, "darwinlm github.com/darwinlm/darwinlm-go ") || !strings.Contains(r.stdout, "commit ") {
