@@ -13,8 +13,10 @@ DEMO_TEXT  ?= hf-dataset:roneneldan/TinyStories/default/validation_prefix
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
+# ux: the commit for --version where go build does not stamp it (-buildvcs=false, worktrees)
+COMMIT  := $(shell git describe --always --dirty --abbrev=40 2>/dev/null)
 build: ## build bin/darwinlm
-	$(GO) build -o $(BIN) ./cmd/darwinlm
+	$(GO) build -ldflags "-X main.buildCommit=$(COMMIT)" -o $(BIN) ./cmd/darwinlm
 
 demo: build ## main job: load the default tiny model, generate a story, print its perplexity
 	$(BIN) info
