@@ -36,7 +36,7 @@ func (p *pipeline) destroy(dev core1_0.Device) {
 var programs = map[string]struct{ bind, push int }{
 	"gemm_nt": {3, 10}, "gemm_nn": {3, 10}, "gemm_tn": {3, 10}, "gemm_nt_bf16": {3, 10}, "gemm_nt_f16": {3, 10},
 	"rmsnorm": {4, 8}, "rope": {3, 9}, "softmax": {2, 4}, "logsoftmax": {2, 4},
-	"silu_mul": {3, 4}, "adamw": {4, 12}, "xent": {4, 8},
+	"silu_mul": {3, 4}, "adamw": {4, 14}, "xent": {4, 8},
 }
 
 func (d *Device) pipeline(name string) (*pipeline, error) {

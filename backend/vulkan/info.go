@@ -44,8 +44,8 @@ func Info() string {
 		}
 		types, names = append(types, p.DriverType), append(names, p.DriverName)
 		l := p.Limits
-		fmt.Fprintf(&b, "vulkan %d:  %s (%s), API %s, driver %s, vendor 0x%04x device 0x%04x\n",
-			i, p.DriverName, devTypeName(p.DriverType), p.APIVersion, p.DriverVersion, p.VendorID, p.DeviceID)
+		fmt.Fprintf(&b, "vulkan %d:  %s (%s), API %s, driver version 0x%x, vendor 0x%04x device 0x%04x\n",
+			i, p.DriverName, devTypeName(p.DriverType), p.APIVersion, uint32(p.DriverVersion), p.VendorID, p.DeviceID)
 		fmt.Fprintf(&b, "           maxStorageBufferRange %d MiB, shared memory %d KiB, workgroup invocations %d, push constants %d B, offset alignment %d, timestamp period %g ns\n",
 			l.MaxStorageBufferRange>>20, l.MaxComputeSharedMemorySize>>10, l.MaxComputeWorkGroupInvocations,
 			l.MaxPushConstantsSize, l.MinStorageBufferOffsetAlignment, l.TimestampPeriod)

@@ -323,7 +323,7 @@ func (d *Device) AdamW(w, g, m, v View, n int, p AdamWParams) error {
 	}
 	bc1 := 1 - math.Pow(p.Beta1, float64(p.Step))
 	bc2 := 1 - math.Pow(p.Beta2, float64(p.Step))
-	rest := pc(float32(p.Beta1), float32(p.Beta2), float32(p.Eps), float32(p.LR), float32(1-p.LR*p.WeightDecay), float32(bc1), float32(bc2))
+	rest := pc(float32(p.Beta1), float32(p.Beta2), float32(1-p.Beta1), float32(1-p.Beta2), float32(p.Eps), float32(p.LR), float32(1-p.LR*p.WeightDecay), float32(bc1), float32(bc2))
 	return d.elementwise("adamw", []View{w, g, m, v}, n, func() []byte { return rest })
 }
 

@@ -436,3 +436,26 @@ func TestPickDevice(t *testing.T) {
 		t.Errorf("weak device: %v", err)
 	}
 }
+
+// TestValidationCatches proves the messenger works: an invalid call (a
+// zero-sized buffer) must produce a validation message.
+func TestValidationCatches(t *testing.T) {
+	if os.Getenv("DARWINLM_VULKAN_NO_VALIDATION") != "" {
+		t.Skip("validation disabled")
+	}
+	d, err := Open(Options{Device: testDevice(), Validation: true})
+	if err != nil {
+		t.Skipf("%v", err)
+	}
+	defer d.Close()
+	buf, _, _ := d.dev.CreateBuffer(nil, core1_0.BufferCreateInfo{Size: 0, Usage: core1_0.BufferUsageStorageBuffer,
+		SharingMode: core1_0.SharingModeExclusive})
+	if buf != nil {
+		buf.Destroy(nil)
+	}
+	m := d.ValidationMessages()
+	if len(m) == 0 {
+		t.Fatal("an invalid call produced no validation message")
+	}
+	t.Logf("caught: %.120s", m[0])
+}

@@ -8,20 +8,21 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
+	"github.com/darwinlm/darwinlm-go/backend/vulkan"
 )
 
 func init() {
 	addCommand(&cobra.Command{
 		Use:   "info",
-		Short: "Show the detected CPU features, the selected kernels and the available backends",
+		Short: "Show the detected CPU features, the selected kernels, the backends and the Vulkan devices",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			fmt.Println(strings.TrimRight(cpu.Info(), "\n"))
 			def, err := backend.Get("")
 			if err != nil {
 				return err
 			}
-			fmt.Printf("backends:  %v (default %s)\n", backend.Names(), def.Name())
-			fmt.Println("vulkan:    not built yet (the CPU backend runs everything)")
+			fmt.Printf("backends:  %v (auto: %s)\n", backend.Names(), def.Name())
+			fmt.Println(vulkan.Info())
 			return nil
 		},
 	})

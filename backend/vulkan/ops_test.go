@@ -1,0 +1,267 @@
+//go:build vulkan && cgo
+
+package vulkan
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/darwinlm/darwinlm-go/nn"
+	"github.com/darwinlm/darwinlm-go/train"
+)
+
+// relErr is |got−want| / max(|scale|, tiny), worst over the elements.
+func relErr(got, want []float32, scale func(i int) float64) (float64, int) {
+	w, at := 0.0, -1
+	for i := range want {
+		e := math.Abs(float64(got[i])-float64(want[i])) / math.Max(scale(i), 1e-30)
+		if e > w || math.IsNaN(e) {
+			w, at = e, i
+		}
+	}
+	return w, at
+}
+
+func absOf(v []float32) func(int) float64 {
+	return func(i int) float64 { return math.Abs(float64(v[i])) }
+}
+
+func TestRMSNorm(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, sh := range [][2]int{{1, 1}, {13, 77}, {5, 300}, {3, 1001}} {
+		rows, dim := sh[0], sh[1]
+		x, w := randVec(r, rows*dim), randVec(r, dim)
+		want, wrs := make([]float32, rows*dim), make([]float32, rows)
+		nn.RMSNormForward(want, wrs, x, w, rows, dim, 1e-5)
+		bx, bw := upload(t, d, x), upload(t, d, w)
+		bo, brs := upload(t, d, make([]float32, rows*dim)), upload(t, d, make([]float32, rows))
+		if err := d.RMSNorm(bo.All(), brs.All(), bx.All(), bw.All(), rows, dim, 1e-5); err != nil {
+			t.Fatal(err)
+		}
+		// in place, no rstd
+		if err := d.RMSNorm(bx.All(), View{}, bx.All(), bw.All(), rows, dim, 1e-5); err != nil {
+			t.Fatal(err)
+		}
+		for name, got := range map[string][]float32{"out": download(t, bo), "in-place": download(t, bx)} {
+			if e, i := relErr(got, want, absOf(want)); e > tol {
+				t.Errorf("%v %s: rel %.2e at %d", sh, name, e, i)
+			}
+		}
+		if e, i := relErr(download(t, brs), wrs, absOf(wrs)); e > tol {
+			t.Errorf("%v rstd: rel %.2e at %d", sh, e, i)
+		}
+	}
+}
+
+func TestRope(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, inter := range []bool{false, true} {
+		for _, hd := range []int{2, 6, 64} {
+			T, nh, pos0 := 11, 3, 5
+			rp := nn.NewRope(hd, 10000, inter, nil)
+			rp.Ensure(pos0 + T)
+			var cs, sn []float32
+			for p := 0; p < pos0+T; p++ {
+				c, s := rp.Table(p)
+				cs, sn = append(cs, c...), append(sn, s...)
+			}
+			bc, bs := upload(t, d, cs), upload(t, d, sn)
+			for _, inv := range []bool{false, true} {
+				x := randVec(r, T*nh*hd)
+				want := append([]float32(nil), x...)
+				if inv {
+					rp.Backward(want, T, nh, pos0)
+				} else {
+					rp.Forward(want, T, nh, pos0)
+				}
+				bx := upload(t, d, x)
+				if err := d.Rope(bx.All(), bc.All(), bs.All(), T, nh, hd, pos0, inter, inv); err != nil {
+					t.Fatal(err)
+				}
+				got := download(t, bx)
+				// scale: the pair's magnitude
+				scale := func(i int) float64 {
+					v := i % hd
+					var a, b int
+					if inter {
+						a, b = i-v+v&^1, i-v+v|1
+					} else {
+						h := hd / 2
+						a, b = i-v+v%h, i-v+v%h+h
+					}
+					return math.Abs(float64(x[a])) + math.Abs(float64(x[b]))
+				}
+				if e, i := relErr(got, want, scale); e > tol {
+					t.Errorf("interleaved=%v hd=%d inverse=%v: %.2e at %d", inter, hd, inv, e, i)
+				}
+			}
+		}
+	}
+	x := upload(t, d, make([]float32, 12))
+	if err := d.Rope(x.All(), x.All(), x.All(), 2, 2, 3, 0, false, false); err == nil {
+		t.Error("odd head dim: no error")
+	}
+}
+
+func TestSoftmaxRows(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, sh := range [][2]int{{1, 1}, {7, 33}, {3, 517}, {2, 5003}} {
+		rows, cols := sh[0], sh[1]
+		x := randVec(r, rows*cols)
+		for i := range x {
+			x[i] *= 4
+		}
+		sm, lsm := make([]float32, rows*cols), make([]float32, rows*cols)
+		for rr := 0; rr < rows; rr++ {
+			row := x[rr*cols : (rr+1)*cols]
+			lse := nn.LogSumExp(row)
+			for i, v := range row {
+				lsm[rr*cols+i] = float32(float64(v) - lse)
+				sm[rr*cols+i] = float32(math.Exp(float64(v) - lse))
+			}
+		}
+		bx := upload(t, d, x)
+		by := upload(t, d, make([]float32, rows*cols))
+		if err := d.Softmax(by.All(), bx.All(), rows, cols); err != nil {
+			t.Fatal(err)
+		}
+		if e, i := relErr(download(t, by), sm, absOf(sm)); e > tol {
+			t.Errorf("softmax %v: %.2e at %d", sh, e, i)
+		}
+		if err := d.LogSoftmax(bx.All(), bx.All(), rows, cols); err != nil { // in place
+			t.Fatal(err)
+		}
+		// log-probabilities: absolute error relative to max(1, |v|)
+		if e, i := relErr(download(t, bx), lsm, func(i int) float64 { return math.Max(1, math.Abs(float64(lsm[i]))) }); e > tol {
+			t.Errorf("log-softmax %v: %.2e at %d", sh, e, i)
+		}
+	}
+}
+
+func TestSiLUMul(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(17, 18))
+	n := 1001
+	g, u := randVec(r, n), randVec(r, n)
+	want := make([]float32, n)
+	nn.SwiGLUForward(want, g, u)
+	bg, bu := upload(t, d, g), upload(t, d, u)
+	if err := d.SiLUMul(bg.All(), bg.All(), bu.All(), n); err != nil { // out aliases gate
+		t.Fatal(err)
+	}
+	if e, i := relErr(download(t, bg), want, absOf(want)); e > tol {
+		t.Errorf("silu·mul: %.2e at %d", e, i)
+	}
+}
+
+func TestAdamW(t *testing.T) {
+	d := open(t, Options{MaxBindBytes: 1024}) // split into windows too
+	r := rand.New(rand.NewPCG(19, 20))
+	n := 1337
+	w0 := randVec(r, n)
+	opt := train.NewAdamW(0.9, 0.999, 1e-8, 0.01)
+	params := []train.Tensor[float32]{{Name: "w", Data: append([]float32(nil), w0...)}}
+	bw, bm, bv := upload(t, d, w0), upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n))
+	const lr = 1e-3
+	var lastG []float32
+	for step := 1; step <= 3; step++ {
+		g := randVec(r, n)
+		lastG = g
+		opt.Step(params, []train.Tensor[float32]{{Name: "w", Data: g}}, lr)
+		bg := upload(t, d, g)
+		if err := d.AdamW(bw.All(), bg.All(), bm.All(), bv.All(), n, AdamWParams{Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, LR: lr, WeightDecay: 0.01, Step: step}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := params[0].Data
+	if e, i := relErr(download(t, bw), want, func(i int) float64 { return math.Abs(float64(want[i])) + lr }); e > tol {
+		t.Errorf("adamw weights: %.2e at %d", e, i)
+	}
+	st := opt.State(params)
+	for k, b := range []*Buffer{bm, bv} {
+		ref := st[k].Data
+		// the moments are float32 sums of two terms: scale by their magnitude
+		sc := func(i int) float64 { return math.Abs(float64(ref[i])) + math.Abs(float64(lastG[i])) }
+		if k == 1 {
+			sc = func(i int) float64 { return math.Abs(float64(ref[i])) + 1e-3*float64(lastG[i]*lastG[i]) }
+		}
+		if e, i := relErr(download(t, b), ref, sc); e > tol {
+			t.Errorf("adamw %s: %.2e at %d", st[k].Name, e, i)
+		}
+	}
+}
+
+func TestCrossEntropy(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(21, 22))
+	vocab := 517
+	seqs := [][]int{{1, 5, 516, 0, 7}, {3, 3}, {9}}
+	var tg []int32
+	for _, s := range seqs {
+		for i := range s {
+			if i+1 < len(s) {
+				tg = append(tg, int32(s[i+1]))
+			} else {
+				tg = append(tg, -1)
+			}
+		}
+	}
+	rows := len(tg)
+	z := randVec(r, rows*vocab)
+	dz0 := randVec(r, rows*vocab)
+	want := append([]float32(nil), dz0...)
+	const weight = 0.7
+	loss := train.CrossEntropy(want, z, seqs, vocab, weight)
+	npos := train.Positions(seqs)
+	bz, bdz, bl := upload(t, d, z), upload(t, d, dz0), upload(t, d, make([]float32, rows))
+	bt, err := d.Alloc(I32, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bt.Free()
+	if err := bt.UploadInt32(0, tg); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.CrossEntropy(bl.All(), bdz.All(), bz.All(), bt.All(), rows, vocab, float32(weight/float64(npos))); err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, l := range download(t, bl) {
+		sum += float64(l)
+	}
+	if got := sum / float64(npos); math.Abs(got-loss) > tol*loss {
+		t.Errorf("loss %v, want %v", got, loss)
+	}
+	// gradient: absolute error relative to the scale of one probability term
+	sc := weight / float64(npos)
+	if e, i := relErr(download(t, bdz), want, func(i int) float64 { return math.Abs(float64(dz0[i])) + sc }); e > tol {
+		t.Errorf("dlogits: %.2e at %d", e, i)
+	}
+}
+
+// TestBatching checks that a chain of operations is one submit.
+func TestBatching(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(23, 24))
+	x, w := upload(t, d, randVec(r, 64*32)), upload(t, d, randVec(r, 32*32))
+	y := upload(t, d, make([]float32, 64*32))
+	before := d.Submits()
+	for i := 0; i < 10; i++ {
+		if err := d.Gemm(false, true, y.All(), x.All(), w.All(), 64, 32, 32, false); err != nil {
+			t.Fatal(err)
+		}
+		if err := d.RMSNorm(x.All(), View{}, y.All(), w.Slice(0, 32), 64, 32, 1e-5); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.Submits() - before; n != 1 {
+		t.Errorf("20 dispatches took %d submits", n)
+	}
+}
