@@ -35,7 +35,7 @@ func TestTinyModelsPerplexity(t *testing.T) {
 		t.Fatal(err)
 	}
 	var parts []string
-	for _, r := range rows[:8] {
+	for _, r := range rows[:5] {
 		parts = append(parts, r["text"].(string))
 	}
 	text := strings.Join(parts, "\n\n")
