@@ -4,6 +4,7 @@ package vulkan
 
 import (
 	"fmt"
+	"math"
 	"unsafe"
 
 	"github.com/vkngwrapper/core/v2/core1_0"
@@ -87,7 +88,7 @@ func (d *Device) newBuffer(size, memType int, mapIt bool) (*Buffer, error) {
 		mem.Free(nil)
 		return nil, fmt.Errorf("vulkan: binding buffer memory: %w", err)
 	}
-	b := &Buffer{d: d, dt: F32, n: size / 4, bytes: size, buf: buf, mem: mem}
+	b := &Buffer{d: d, dt: F32, n: size / 4, bytes: size, buf: buf, mem: mem, batch: math.MaxUint64} // not used by any batch yet
 	if mapIt {
 		p, _, err := mem.Map(0, req.Size, 0)
 		if err != nil {
@@ -267,7 +268,10 @@ func (b *Buffer) Upload16(off int, src []uint16) error {
 	}
 	raw := unsafe.Slice((*byte)(unsafe.Pointer(unsafe.SliceData(src))), 2*len(src))
 	if len(raw)%4 != 0 && b.ptr == nil {
-		raw = append(append([]byte(nil), raw...), 0, 0) // pad the last word (the buffer is rounded up)
+		if off+len(src) != b.n {
+			return fmt.Errorf("vulkan: upload: an odd count of 16-bit values (%d) must end at the buffer's end on this device (staged copies move whole words)", len(src))
+		}
+		raw = append(append([]byte(nil), raw...), 0, 0) // pad into the buffer's rounding slack
 	}
 	return b.write("upload", 2*off, raw)
 }

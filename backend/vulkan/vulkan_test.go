@@ -228,7 +228,14 @@ func TestGemmBlocks(t *testing.T) {
 func bf16(x float32) uint16 { return uint16(math.Float32bits(x) >> 16) } // truncation: the test only needs exact bf16 values
 
 func TestGemm16BitWeights(t *testing.T) {
-	d := open(t, Options{})
+	// 2 KiB: split windows at odd 16-bit offsets; staging: an odd count of
+	// 16-bit values copied as whole words
+	for _, o := range []Options{{}, {MaxBindBytes: 2048}, {ForceStaging: true}} {
+		gemm16(t, open(t, o), o.MaxBindBytes)
+	}
+}
+
+func gemm16(t *testing.T, d *Device, lim int) {
 	c := cpu.New()
 	r := rand.New(rand.NewPCG(5, 6))
 	m, n, k := 19, 45, 77
@@ -265,7 +272,7 @@ func TestGemm16BitWeights(t *testing.T) {
 		}
 		_, scale := gemmRef(false, true, nil, a, wide, m, n, k, false)
 		if e := worst(got, want, scale); e > tol {
-			t.Errorf("%s weights: %.2e", dt, e)
+			t.Errorf("%s weights (bind limit %d): %.2e", dt, lim, e)
 		}
 	}
 	if err := d.Gemm(false, false, View{}, View{}, View{}, 1, 1, 1, false); err == nil {
