@@ -13,6 +13,10 @@ import (
 	"fmt"
 )
 
+// PinnedGlslang is the glslangValidator version that produced the committed
+// SPIR-V (Debian bookworm's glslang-tools 12.0.0-2).
+const PinnedGlslang = "glslang Khronos. 12.0.0"
+
 // Program is one SPIR-V module: a GLSL source compiled with a set of defines.
 type Program struct {
 	Name    string   // SPIR-V file is Name + ".spv"

@@ -237,8 +237,9 @@ func (d *Device) dispatch(name string, views []View, rest []byte, gx, gy, gz int
 }
 
 // maxElems is the most elements of type dt one binding may span (leaving
-// room for the alignment slack of the window start).
-func (d *Device) maxElems(dt DType) int { return (d.maxBind - d.align) / dt.size() }
+// room for the alignment slack of the window start and the rounding of its
+// end to a whole word).
+func (d *Device) maxElems(dt DType) int { return (d.maxBind - d.align - 4) / dt.size() }
 
 // grid1D spreads n invocations of 256 over x (and y beyond the x limit).
 func (d *Device) grid1D(n int) (int, int) {
