@@ -43,6 +43,8 @@ var Programs = []Program{
 	{Name: "silu_mul", Source: "silu_mul.comp"},
 	{Name: "adamw", Source: "adamw.comp"},
 	{Name: "xent", Source: "xent.comp"},
+	{Name: "attention", Source: "attention.comp"},
+	{Name: "embed", Source: "embed.comp"},
 	{Name: "gemm_coopmat", Source: "gemm_coopmat.comp", Target: "vulkan1.3",
 		Skip: "glslang-tools 12.0.0 does not support GL_KHR_cooperative_matrix"},
 }

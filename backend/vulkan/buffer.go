@@ -139,9 +139,13 @@ func (b *Buffer) check(op string, off, n int) error {
 // write copies raw bytes to byte offset off (all earlier work that uses the
 // buffer is finished first).
 func (b *Buffer) write(op string, off int, src []byte) error {
+	b.d.mu.Lock()
+	defer b.d.mu.Unlock()
+	return b.writeLocked(off, src)
+}
+
+func (b *Buffer) writeLocked(off int, src []byte) error {
 	d := b.d
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	if err := d.syncBuffer(b); err != nil {
 		return err
 	}

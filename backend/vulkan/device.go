@@ -59,6 +59,7 @@ type Device struct {
 	ndispatches int    // dispatches recorded in all
 	dummy       *Buffer
 	staging     *Buffer
+	transient   []*Buffer // small per-call buffers (ids, maps), freed by the flush that ends their batch
 
 	vmu  sync.Mutex
 	vmsg []string
@@ -260,7 +261,7 @@ func (d *Device) init(o Options) error {
 		return fmt.Errorf("vulkan: fence: %w", err)
 	}
 	d.dpool, _, err = d.dev.CreateDescriptorPool(nil, core1_0.DescriptorPoolCreateInfo{MaxSets: setsPerBatch,
-		PoolSizes: []core1_0.DescriptorPoolSize{{Type: core1_0.DescriptorTypeStorageBuffer, DescriptorCount: 4 * setsPerBatch}}})
+		PoolSizes: []core1_0.DescriptorPoolSize{{Type: core1_0.DescriptorTypeStorageBuffer, DescriptorCount: 8 * setsPerBatch}}})
 	if err != nil {
 		return fmt.Errorf("vulkan: descriptor pool: %w", err)
 	}
@@ -339,7 +340,7 @@ func (d *Device) Close() {
 	defer d.mu.Unlock()
 	if d.dev != nil {
 		d.dev.WaitIdle()
-		for _, b := range []*Buffer{d.dummy, d.staging} {
+		for _, b := range append([]*Buffer{d.dummy, d.staging}, d.transient...) {
 			if b != nil {
 				b.free()
 			}

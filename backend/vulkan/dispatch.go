@@ -37,6 +37,7 @@ var programs = map[string]struct{ bind, push int }{
 	"gemm_nt": {3, 10}, "gemm_nn": {3, 10}, "gemm_tn": {3, 10}, "gemm_nt_bf16": {3, 10}, "gemm_nt_f16": {3, 10},
 	"rmsnorm": {4, 8}, "rope": {3, 9}, "softmax": {2, 4}, "logsoftmax": {2, 4},
 	"silu_mul": {3, 4}, "adamw": {4, 14}, "xent": {4, 8},
+	"attention": {6, 13}, "embed": {3, 6},
 }
 
 func (d *Device) pipeline(name string) (*pipeline, error) {
@@ -134,7 +135,30 @@ func (d *Device) flush() error {
 		return fmt.Errorf("vulkan: descriptor pool reset: %w", err)
 	}
 	d.nsets, d.ndisp = 0, 0
+	for _, b := range d.transient {
+		b.free()
+	}
+	d.transient = d.transient[:0]
 	return nil
+}
+
+// hostInts uploads small host integers into a buffer that lives until the
+// current batch is done.
+func (d *Device) hostInts(v []int) (View, error) {
+	b, err := d.alloc(I32, max(len(v), 1))
+	if err != nil {
+		return View{}, err
+	}
+	raw := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.LittleEndian.PutUint32(raw[4*i:], uint32(int32(x)))
+	}
+	if err := b.writeLocked(0, raw); err != nil {
+		b.free()
+		return View{}, err
+	}
+	d.transient = append(d.transient, b) // freed by the flush that ends the batch using it
+	return b.Slice(0, len(v)), nil
 }
 
 // Flush submits the recorded work and waits for it to finish.

@@ -358,3 +358,103 @@ func (d *Device) CrossEntropy(loss, dz, z, targets View, rows, vocab int, scale 
 	}
 	return nil
 }
+
+// Attention records causal multi-head attention with grouped K/V heads:
+// q [T × H × D], k and v [S × KVH × D], kvmap[h] ∈ [0, KVH) the K/V head of
+// query head h (nil: the standard grouping h/(H/KVH)); query row t has
+// position pos0+t and sees positions 0..pos0+t (pos0+T ≤ S). Writes the
+// probabilities p [T × H × S] and out [T × H × D]. K and V are not split:
+// each must fit one binding.
+func (d *Device) Attention(out, p, q, k, v View, kvmap []int, T, S, H, KVH, D, pos0 int, scale float32) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if T <= 0 || S <= 0 || H <= 0 || KVH <= 0 || D <= 0 || pos0 < 0 || pos0+T > S {
+		return fmt.Errorf("vulkan: attention: bad sizes T=%d S=%d H=%d KVH=%d D=%d pos0=%d", T, S, H, KVH, D, pos0)
+	}
+	if kvmap == nil {
+		if H%KVH != 0 {
+			return fmt.Errorf("vulkan: attention: %d heads do not group evenly over %d K/V heads; pass kvmap", H, KVH)
+		}
+		kvmap = make([]int, H)
+		for h := range kvmap {
+			kvmap[h] = h / (H / KVH)
+		}
+	}
+	if len(kvmap) != H {
+		return fmt.Errorf("vulkan: attention: kvmap has %d entries for %d heads", len(kvmap), H)
+	}
+	for h, kh := range kvmap {
+		if kh < 0 || kh >= KVH {
+			return fmt.Errorf("vulkan: attention: kvmap[%d] = %d outside [0, %d)", h, kh, KVH)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		v    View
+		n    int
+	}{{"q", q, T * H * D}, {"k", k, S * KVH * D}, {"v", v, S * KVH * D}, {"p", p, T * H * S}, {"out", out, T * H * D}} {
+		if err := d.need("attention "+c.name, c.v, F32, c.n, false); err != nil {
+			return err
+		}
+	}
+	lim := d.maxElems(F32)
+	if S*KVH*D > lim {
+		return fmt.Errorf("vulkan: attention: K/V of %d floats exceed maxStorageBufferRange (not split)", S*KVH*D)
+	}
+	rc := min(lim/(H*max(D, S)), d.props.Limits.MaxComputeWorkGroupCount[0]/H)
+	if rc < 1 {
+		return fmt.Errorf("vulkan: attention: one query row exceeds maxStorageBufferRange")
+	}
+	mv, err := d.hostInts(kvmap)
+	if err != nil {
+		return err
+	}
+	for t0 := 0; t0 < T; t0 += rc {
+		nt := min(rc, T-t0)
+		views := []View{sub(q, t0*H*D, nt*H*D), k, v, mv, sub(p, t0*H*S, nt*H*S), sub(out, t0*H*D, nt*H*D)}
+		if err := d.dispatch("attention", views, pc(nt, S, H, KVH, D, pos0+t0, scale), nt*H, 1, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Embed records out[t] = table[ids[t]] (table [vocab × dim]); ids are
+// checked on the host.
+func (d *Device) Embed(out, table View, ids []int, vocab, dim int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, id := range ids {
+		if id < 0 || id >= vocab {
+			return fmt.Errorf("vulkan: embed: token %d at position %d outside the vocabulary of %d", id, i, vocab)
+		}
+	}
+	if err := d.need("embed table", table, F32, vocab*dim, false); err != nil {
+		return err
+	}
+	if err := d.need("embed out", out, F32, len(ids)*dim, false); err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if vocab*dim > d.maxElems(F32) {
+		return fmt.Errorf("vulkan: embed: a table of %d floats exceeds maxStorageBufferRange (not split)", vocab*dim)
+	}
+	rc, err := d.rowChunk("embed", dim)
+	if err != nil {
+		return err
+	}
+	for r0 := 0; r0 < len(ids); r0 += rc {
+		nr := min(rc, len(ids)-r0)
+		iv, err := d.hostInts(ids[r0 : r0+nr])
+		if err != nil {
+			return err
+		}
+		gx, gy := d.grid1D(nr * dim)
+		if err := d.dispatch("embed", []View{table, iv, sub(out, r0*dim, nr*dim)}, pc(nr, dim, vocab), gx, gy, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -5,6 +5,7 @@ package vulkan
 import (
 	"math"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/nn"
@@ -263,5 +264,113 @@ func TestBatching(t *testing.T) {
 	}
 	if n := d.Submits() - before; n != 1 {
 		t.Errorf("20 dispatches took %d submits", n)
+	}
+}
+
+// attnRef is causal GQA attention in float64; scale[i] bounds the rounding
+// of out[i] (Σ p·|v|).
+func attnRef(q, k, v []float32, kvmap []int, T, S, H, KVH, D, pos0 int, sc float64) (out, prob, scale []float64) {
+	out, prob, scale = make([]float64, T*H*D), make([]float64, T*H*S), make([]float64, T*H*D)
+	for t := 0; t < T; t++ {
+		for h := 0; h < H; h++ {
+			kh, last := kvmap[h], pos0+t
+			sc64 := make([]float64, last+1)
+			mx := math.Inf(-1)
+			for s := 0; s <= last; s++ {
+				var dot float64
+				for d := 0; d < D; d++ {
+					dot += float64(q[(t*H+h)*D+d]) * float64(k[(s*KVH+kh)*D+d])
+				}
+				sc64[s] = dot * sc
+				mx = math.Max(mx, sc64[s])
+			}
+			var sum float64
+			for s := range sc64 {
+				sc64[s] = math.Exp(sc64[s] - mx)
+				sum += sc64[s]
+			}
+			for s := range sc64 {
+				p := sc64[s] / sum
+				prob[(t*H+h)*S+s] = p
+				for d := 0; d < D; d++ {
+					vv := float64(v[(s*KVH+kh)*D+d])
+					out[(t*H+h)*D+d] += p * vv
+					scale[(t*H+h)*D+d] += p * math.Abs(vv)
+				}
+			}
+		}
+	}
+	return
+}
+
+func TestAttention(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(25, 26))
+	for _, c := range []struct {
+		T, S, H, KVH, D, pos0 int
+		kvmap                 []int
+	}{
+		{7, 7, 4, 2, 5, 0, nil},                // standard grouping, odd head dim
+		{3, 10, 4, 2, 5, 7, []int{1, 0, 0, 1}}, // a pruned model's map, with a K/V prefix
+		{9, 9, 3, 3, 16, 0, nil},               // MHA
+		{2, 300, 2, 1, 8, 298, nil},            // S > 256 threads
+	} {
+		q, k, v := randVec(r, c.T*c.H*c.D), randVec(r, c.S*c.KVH*c.D), randVec(r, c.S*c.KVH*c.D)
+		kvmap := c.kvmap
+		if kvmap == nil {
+			kvmap = make([]int, c.H)
+			for h := range kvmap {
+				kvmap[h] = h / (c.H / c.KVH)
+			}
+		}
+		sc := 1 / math.Sqrt(float64(c.D))
+		want, wp, scale := attnRef(q, k, v, kvmap, c.T, c.S, c.H, c.KVH, c.D, c.pos0, sc)
+		bq, bk, bv := upload(t, d, q), upload(t, d, k), upload(t, d, v)
+		bp, bo := upload(t, d, make([]float32, c.T*c.H*c.S)), upload(t, d, make([]float32, c.T*c.H*c.D))
+		if err := d.Attention(bo.All(), bp.All(), bq.All(), bk.All(), bv.All(), c.kvmap, c.T, c.S, c.H, c.KVH, c.D, c.pos0, float32(sc)); err != nil {
+			t.Fatal(err)
+		}
+		got, gp := download(t, bo), download(t, bp)
+		w32, p32 := make([]float32, len(want)), make([]float32, len(wp))
+		for i := range want {
+			w32[i] = float32(want[i])
+		}
+		for i := range wp {
+			p32[i] = float32(wp[i])
+		}
+		if e, i := relErr(got, w32, func(i int) float64 { return scale[i] }); e > tol {
+			t.Errorf("%+v out: %.2e at %d", c, e, i)
+		}
+		// probabilities: relative, and exactly zero past the causal limit
+		if e, i := relErr(gp, p32, func(i int) float64 { return math.Max(float64(p32[i]), 1e-30) }); e > tol {
+			t.Errorf("%+v probs: %.2e at %d", c, e, i)
+		}
+	}
+	x := upload(t, d, make([]float32, 64))
+	if err := d.Attention(x.All(), x.All(), x.All(), x.All(), x.All(), []int{0, 2}, 1, 1, 2, 2, 1, 0, 1); err == nil {
+		t.Error("kvmap out of range: no error")
+	}
+}
+
+func TestEmbed(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(27, 28))
+	vocab, dim := 37, 13
+	tab := randVec(r, vocab*dim)
+	ids := []int{5, 0, 36, 5, 17}
+	bt, bo := upload(t, d, tab), upload(t, d, make([]float32, len(ids)*dim))
+	if err := d.Embed(bo.All(), bt.All(), ids, vocab, dim); err != nil {
+		t.Fatal(err)
+	}
+	got := download(t, bo)
+	for i, id := range ids {
+		for c := 0; c < dim; c++ {
+			if got[i*dim+c] != tab[id*dim+c] {
+				t.Fatalf("row %d col %d: %v, want %v", i, c, got[i*dim+c], tab[id*dim+c])
+			}
+		}
+	}
+	if err := d.Embed(bo.All(), bt.All(), []int{3, 37}, vocab, dim); err == nil || !strings.Contains(err.Error(), "position 1") {
+		t.Errorf("id out of range: %v", err)
 	}
 }
