@@ -45,6 +45,10 @@ var Programs = []Program{
 	{Name: "xent", Source: "xent.comp"},
 	{Name: "attention", Source: "attention.comp"},
 	{Name: "embed", Source: "embed.comp"},
+	{Name: "embed_bwd", Source: "embed_bwd.comp"},
+	{Name: "rmsnorm_bwd_dx", Source: "rmsnorm_bwd.comp"},
+	{Name: "rmsnorm_bwd_dw", Source: "rmsnorm_bwd.comp", Defines: []string{"DW"}},
+	{Name: "swiglu_bwd", Source: "swiglu_bwd.comp"},
 	{Name: "gemm_coopmat", Source: "gemm_coopmat.comp", Target: "vulkan1.3",
 		Skip: "glslang-tools 12.0.0 does not support GL_KHR_cooperative_matrix"},
 }

@@ -37,7 +37,8 @@ var programs = map[string]struct{ bind, push int }{
 	"gemm_nt": {3, 10}, "gemm_nn": {3, 10}, "gemm_tn": {3, 10}, "gemm_nt_bf16": {3, 10}, "gemm_nt_f16": {3, 10},
 	"rmsnorm": {4, 8}, "rope": {3, 9}, "softmax": {2, 4}, "logsoftmax": {2, 4},
 	"silu_mul": {3, 4}, "adamw": {4, 14}, "xent": {4, 8},
-	"attention": {6, 13}, "embed": {3, 6},
+	"attention": {6, 13}, "embed": {3, 6}, "embed_bwd": {3, 6},
+	"rmsnorm_bwd_dx": {5, 7}, "rmsnorm_bwd_dw": {5, 7}, "swiglu_bwd": {5, 6},
 }
 
 func (d *Device) pipeline(name string) (*pipeline, error) {

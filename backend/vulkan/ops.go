@@ -458,3 +458,91 @@ func (d *Device) Embed(out, table View, ids []int, vocab, dim int) error {
 	}
 	return nil
 }
+
+// RMSNormBackward records dx += ∂/∂x and dw += ∂/∂w of y = w ⊙ x·rstd
+// (rstd from RMSNorm), as nn.RMSNormBackward; dx or dw may be the zero View
+// to skip it.
+func (d *Device) RMSNormBackward(dx, dw, dout, x, w, rstd View, rows, dim int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, c := range []struct {
+		v   View
+		n   int
+		opt bool
+	}{{dx, rows * dim, true}, {dw, dim, true}, {dout, rows * dim, false}, {x, rows * dim, false}, {w, dim, false}, {rstd, rows, false}} {
+		if err := d.need("rmsnorm backward", c.v, F32, c.n, c.opt); err != nil {
+			return err
+		}
+	}
+	rc, err := d.rowChunk("rmsnorm backward", dim)
+	if err != nil {
+		return err
+	}
+	for r0 := 0; r0 < rows; r0 += rc {
+		nr := min(rc, rows-r0)
+		in := []View{sub(dout, r0*dim, nr*dim), sub(x, r0*dim, nr*dim), sub(w, 0, dim), sub(rstd, r0, nr)}
+		if dx.B != nil {
+			if err := d.dispatch("rmsnorm_bwd_dx", append(in, sub(dx, r0*dim, nr*dim)), pc(nr, dim), nr, 1, 1); err != nil {
+				return err
+			}
+		}
+		if dw.B != nil { // row chunks accumulate in order
+			if err := d.dispatch("rmsnorm_bwd_dw", append(in, sub(dw, 0, dim)), pc(nr, dim), (dim+255)/256, 1, 1); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// SwiGLUBackward records dgate and dup (overwritten) for out = silu(gate)·up,
+// as nn.SwiGLUBackward.
+func (d *Device) SwiGLUBackward(dgate, dup, dout, gate, up View, n int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, v := range []View{dgate, dup, dout, gate, up} {
+		if err := d.need("swiglu backward", v, F32, n, false); err != nil {
+			return err
+		}
+	}
+	return d.elementwise("swiglu_bwd", []View{dout, gate, up, dgate, dup}, n, func() []byte { return nil })
+}
+
+// EmbedBackward records dtable[ids[r]] += dx[r] (rows in order), as
+// nn.EmbeddingBackward; ids are checked on the host.
+func (d *Device) EmbedBackward(dtable, dx View, ids []int, vocab, dim int) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for i, id := range ids {
+		if id < 0 || id >= vocab {
+			return fmt.Errorf("vulkan: embed backward: token %d at position %d outside the vocabulary of %d", id, i, vocab)
+		}
+	}
+	if err := d.need("embed backward table", dtable, F32, vocab*dim, false); err != nil {
+		return err
+	}
+	if err := d.need("embed backward dx", dx, F32, len(ids)*dim, false); err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	if vocab*dim > d.maxElems(F32) {
+		return fmt.Errorf("vulkan: embed backward: a table of %d floats exceeds maxStorageBufferRange (not split)", vocab*dim)
+	}
+	rc, err := d.rowChunk("embed backward", dim)
+	if err != nil {
+		return err
+	}
+	for r0 := 0; r0 < len(ids); r0 += rc {
+		nr := min(rc, len(ids)-r0)
+		iv, err := d.hostInts(ids[r0 : r0+nr])
+		if err != nil {
+			return err
+		}
+		if err := d.dispatch("embed_bwd", []View{sub(dx, r0*dim, nr*dim), iv, dtable}, pc(nr, dim, vocab), (dim+255)/256, 1, 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -374,3 +374,92 @@ func TestEmbed(t *testing.T) {
 		t.Errorf("id out of range: %v", err)
 	}
 }
+
+func TestBackwardOps(t *testing.T) {
+	for _, lim := range []int{0, 1024} { // 1 KiB: row chunks accumulate dw in order
+		d := open(t, Options{MaxBindBytes: lim})
+		r := rand.New(rand.NewPCG(29, 30))
+		rows, dim := 19, 37
+		x, w, dy := randVec(r, rows*dim), randVec(r, dim), randVec(r, rows*dim)
+		rs := make([]float32, rows)
+		nn.RMSNormForward(make([]float32, rows*dim), rs, x, w, rows, dim, 1e-5)
+		dx0, dw0 := randVec(r, rows*dim), randVec(r, dim)
+		wdx, wdw := append([]float32(nil), dx0...), append([]float32(nil), dw0...)
+		nn.RMSNormBackward(wdx, wdw, dy, x, w, rs, rows, dim)
+		bdx, bdw := upload(t, d, dx0), upload(t, d, dw0)
+		if err := d.RMSNormBackward(bdx.All(), bdw.All(), upload(t, d, dy).All(), upload(t, d, x).All(), upload(t, d, w).All(), upload(t, d, rs).All(), rows, dim); err != nil {
+			t.Fatal(err)
+		}
+		// scales: the magnitudes of the summed terms
+		sdx := func(i int) float64 {
+			rr := i / dim
+			var c float64
+			for j := 0; j < dim; j++ {
+				c += math.Abs(float64(dy[rr*dim+j] * w[j] * x[rr*dim+j]))
+			}
+			s := float64(rs[rr])
+			return math.Abs(float64(dx0[i])) + s*math.Abs(float64(w[i%dim]*dy[i])) + s*s*s*c/float64(dim)*math.Abs(float64(x[i]))
+		}
+		sdw := func(i int) float64 {
+			v := math.Abs(float64(dw0[i]))
+			for rr := 0; rr < rows; rr++ {
+				v += math.Abs(float64(dy[rr*dim+i]*x[rr*dim+i])) * float64(rs[rr])
+			}
+			return v
+		}
+		if e, i := relErr(download(t, bdx), wdx, sdx); e > tol {
+			t.Errorf("limit %d: rmsnorm dx %.2e at %d", lim, e, i)
+		}
+		if e, i := relErr(download(t, bdw), wdw, sdw); e > tol {
+			t.Errorf("limit %d: rmsnorm dw %.2e at %d", lim, e, i)
+		}
+
+		n := 1001
+		g, u, dout := randVec(r, n), randVec(r, n), randVec(r, n)
+		wg, wu := make([]float32, n), make([]float32, n)
+		nn.SwiGLUBackward(wg, wu, dout, g, u)
+		bg, bu := upload(t, d, make([]float32, n)), upload(t, d, make([]float32, n))
+		if err := d.SwiGLUBackward(bg.All(), bu.All(), upload(t, d, dout).All(), upload(t, d, g).All(), upload(t, d, u).All(), n); err != nil {
+			t.Fatal(err)
+		}
+		if e, i := relErr(download(t, bg), wg, absOf(wg)); e > tol {
+			// dgate = dy·u·σ·(1 + g(1−σ)): the bracket can cancel; scale by its terms
+			sc := func(i int) float64 {
+				gg := float64(g[i])
+				sg := 1 / (1 + math.Exp(-gg))
+				return math.Abs(float64(dout[i]*u[i])) * sg * (1 + math.Abs(gg*(1-sg)))
+			}
+			if e2, i2 := relErr(download(t, bg), wg, sc); e2 > tol {
+				t.Errorf("limit %d: swiglu dgate %.2e at %d (plain rel %.2e at %d)", lim, e2, i2, e, i)
+			}
+		}
+		if e, i := relErr(download(t, bu), wu, absOf(wu)); e > tol {
+			t.Errorf("limit %d: swiglu dup %.2e at %d", lim, e, i)
+		}
+
+		vocab := 11
+		ids := []int{3, 0, 3, 10, 3, 7}
+		dxe := randVec(r, len(ids)*dim)
+		de0 := randVec(r, vocab*dim)
+		wde := append([]float32(nil), de0...)
+		nn.EmbeddingBackward(wde, dxe, ids, dim)
+		bde := upload(t, d, de0)
+		err := d.EmbedBackward(bde.All(), upload(t, d, dxe).All(), ids, vocab, dim)
+		if lim > 0 { // tables are not split: a clear error
+			if err == nil || !strings.Contains(err.Error(), "not split") {
+				t.Errorf("limit %d: embedding table over the binding range: %v", lim, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		// same additions in the same order: exact
+		got := download(t, bde)
+		for i := range got {
+			if got[i] != wde[i] {
+				t.Fatalf("limit %d: embedding gradient differs at %d: %v vs %v", lim, i, got[i], wde[i])
+			}
+		}
+	}
+}
