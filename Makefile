@@ -8,7 +8,7 @@ export DARWINLM_HUB_MIRROR ?= $(abspath ../shared/hf)
 DEMO_MODEL ?= hf:raincandy-u/TinyStories-656K
 DEMO_TEXT  ?= hf-dataset:roneneldan/TinyStories/default/validation_prefix
 
-.PHONY: help build demo finetune test test-purego vet bench fuzz clean
+.PHONY: help build demo finetune test test-purego vet bench fuzz clean build-vulkan test-vulkan
 
 help: ## list the targets
 	@grep -E '^[a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -38,6 +38,8 @@ vet: ## go vet, default and purego builds
 test: vet ## the test suite (what CI runs)
 	$(GO) test -count=1 ./...
 	$(GO) test -count=1 -tags purego ./backend/... ./model/...
+	@if $(VULKAN_PRESENT); then $(MAKE) --no-print-directory test-vulkan; \
+	 else echo "make test: skipping test-vulkan (needs gcc, libvulkan-dev and a Vulkan driver)"; fi
 
 BENCH ?= .
 bench: ## kernel, forward, training, evaluation benchmarks as a table (BENCH=regexp to select)
@@ -48,6 +50,20 @@ fuzz: ## run each fuzz target for 30 s
 	  for f in $$($(GO) test -list 'Fuzz.*' $$pkg | grep ^Fuzz); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg || exit 1; \
 	  done; done
+
+# --- Vulkan GPU backend (backend/vulkan, shaders/; branch vulkan) ---
+# True when the cgo Vulkan build can link and a driver manifest exists.
+# (ls fails on the missing candidates: `|| :` keeps pipefail from failing the test)
+VULKAN_PRESENT = command -v gcc >/dev/null 2>&1 && \
+  { ls /usr/lib/x86_64-linux-gnu/libvulkan.so /usr/lib/aarch64-linux-gnu/libvulkan.so /usr/lib64/libvulkan.so /usr/lib/libvulkan.so 2>/dev/null || :; } | grep -q . && \
+  { ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || :; } | grep -q .
+
+build-vulkan: ## build bin/darwinlm-vulkan with the Vulkan GPU backend (cgo, libvulkan-dev)
+	CGO_ENABLED=1 $(GO) build -tags vulkan -o bin/darwinlm-vulkan ./cmd/darwinlm
+
+test-vulkan: ## Vulkan backend tests with the validation layer (lavapipe in CI: VK_DRIVER_FILES)
+	CGO_ENABLED=1 $(GO) vet -tags vulkan ./backend/... ./shaders/... ./cmd/...
+	CGO_ENABLED=1 $(GO) test -count=1 -tags vulkan ./backend/vulkan/
 
 clean: ## remove build outputs
 	rm -rf bin
