@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"os"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
