@@ -21,10 +21,10 @@ type OBSOptions struct {
 	// Group is the number of consecutive input columns forming one unit: 1
 	// for MLP neurons, head_dim for attention heads.
 	Group int
-	// Schedule lists, strictly increasing, the units removed at each level;
+	// Schedule lists, non-decreasing, the units removed at each level;
 	// Schedule[0] must be 0 (the dense level) and no entry may exceed the
 	// number of units. A snapshot of the compensated weight is taken at
-	// every entry.
+	// every entry (equal entries share one).
 	Schedule []int
 	// RelDamp adds RelDamp·mean(diag H) to the diagonal of H (the reference
 	// uses 1e-2). 0 means no damping.
@@ -159,11 +159,15 @@ func GreedyOBS(w []float32, rows, cols int, h []float64, opts OBSOptions) (*OBSR
 				st.compact()
 			}
 		}
-		res.Weights[level] = st.snapshot()
+		if opts.Schedule[level] == opts.Schedule[level-1] {
+			res.Weights[level] = res.Weights[level-1]
+		} else {
+			res.Weights[level] = st.snapshot()
+		}
 		res.Errors[level] = errSum
 		level++
 	}
-	if level < len(opts.Schedule) { // the last level removes the whole module
+	if level < len(opts.Schedule) { // the last levels remove the whole module
 		// The remaining error is that of removing every unit left at once:
 		// ½ tr(W_R (H⁻¹_RR)⁻¹ W_Rᵀ) on the current (compensated) state.
 		rest, err := st.removeAllError()
@@ -175,8 +179,10 @@ func GreedyOBS(w []float32, rows, cols int, h []float64, opts OBSOptions) (*OBSR
 				res.Order = append(res.Order, u)
 			}
 		}
-		res.Weights[level] = []float32{}
-		res.Errors[level] = errSum + rest/2
+		for ; level < len(opts.Schedule); level++ {
+			res.Weights[level] = []float32{}
+			res.Errors[level] = errSum + rest/2
+		}
 	}
 	return res, nil
 }
@@ -187,8 +193,8 @@ func checkSchedule(s []int, units int) error {
 		return fmt.Errorf("level schedule %v must start at 0 (the dense level)", s)
 	}
 	for i := 1; i < len(s); i++ {
-		if s[i] <= s[i-1] {
-			return fmt.Errorf("level schedule %v is not strictly increasing at level %d", s, i)
+		if s[i] < s[i-1] {
+			return fmt.Errorf("level schedule %v decreases at level %d", s, i)
 		}
 	}
 	if s[len(s)-1] > units {

@@ -234,7 +234,7 @@ func TestGreedyOBSBadInput(t *testing.T) {
 		opts OBSOptions
 	}{
 		{"group", OBSOptions{Group: 3, Schedule: []int{0, 1}}},
-		{"not-increasing", OBSOptions{Group: 1, Schedule: []int{0, 3, 3}}},
+		{"decreasing", OBSOptions{Group: 1, Schedule: []int{0, 3, 2}}},
 		{"exceeds", OBSOptions{Group: 1, Schedule: []int{0, 4, 9}}},
 		{"no-zero", OBSOptions{Group: 1, Schedule: []int{1, 4}}},
 		{"damp", OBSOptions{Group: 1, Schedule: []int{0, 1}, RelDamp: -1}},
