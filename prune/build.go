@@ -194,7 +194,7 @@ func Build(ctx context.Context, be backend.Backend, dense *model.Model, calib []
 	}()
 
 	man := Manifest{Version: FormatVersion, Model: opts.ModelID, ModelHash: ModelHash(dense),
-		Arch: ArchInfo{Hidden: c.Hidden, Layers: c.Layers, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Intermediate: c.Intermediate},
+		Arch:        ArchInfo{Hidden: c.Hidden, Layers: c.Layers, Heads: c.Heads, KVHeads: c.KVHeads, HeadDim: c.HeadDim, Intermediate: c.Intermediate},
 		TotalParams: dense.NumParams(), Calibration: opts.Calib, RelDamp: damp, NumLevels: nlev}
 	man.Calibration.Tokens, man.Calibration.Sequences = ntok, len(calib)
 

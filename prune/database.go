@@ -29,11 +29,11 @@ type Manifest struct {
 	Version int    `json:"version"`
 	Model   string `json:"model"`
 	// ModelHash is ModelHash of the dense model the database was built from.
-	ModelHash   string   `json:"model_hash"`
-	Arch        ArchInfo `json:"arch"`
-	TotalParams int64    `json:"total_params"` // of the dense model
+	ModelHash   string    `json:"model_hash"`
+	Arch        ArchInfo  `json:"arch"`
+	TotalParams int64     `json:"total_params"` // of the dense model
 	Calibration CalibInfo `json:"calibration"`
-	RelDamp     float64  `json:"rel_damp"`
+	RelDamp     float64   `json:"rel_damp"`
 	// NumLevels is the number of levels of every module (K+1 for --levels K).
 	NumLevels int `json:"num_levels"`
 	// Modules in model order: layer 0 o_proj, layer 0 down_proj, layer 1 ...

@@ -127,7 +127,7 @@ func fullSchedule(units int) []int {
 // and for head groups, and the logged error is the least-squares residual.
 func TestGreedyOBSIsLeastSquares(t *testing.T) {
 	for _, tc := range []struct {
-		name                string
+		name               string
 		rows, cols, n, grp int
 	}{
 		{"neurons", 7, 12, 40, 1},
