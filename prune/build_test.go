@@ -11,7 +11,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
+	testmodel "github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/model"
 )
 
