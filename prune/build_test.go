@@ -11,8 +11,8 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
-	testmodel "github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/model"
+	testmodel "github.com/darwinlm/darwinlm-go/model/modeltest"
 )
 
 func cpu(t testing.TB) backend.Backend {

@@ -117,4 +117,3 @@ func scatterColumns(w []float32, rows, width int, cols []int) []float32 {
 	}
 	return out
 }
-
