@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/data"
@@ -87,6 +89,76 @@ func refCalib(t testing.TB, key string, tok tokenizer.Tokenizer) [][]int {
 	return seqs
 }
 
+// refSetup is a reference model with its database (built once per test
+// binary, in a temporary folder).
+type refSetup struct {
+	spec    string
+	m       *model.Model
+	tok     tokenizer.Tokenizer
+	calib   [][]int
+	db      *Database
+	heldOut []int // 16384 tokens of TinyStories documents 3000 onwards
+}
+
+var (
+	refMu    sync.Mutex
+	refCache = map[string]*refSetup{}
+	refDir   string
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if refDir != "" {
+		os.RemoveAll(refDir)
+	}
+	os.Exit(code)
+}
+
+func refDB(t testing.TB, key string) *refSetup {
+	t.Helper()
+	needMirror(t)
+	refMu.Lock()
+	defer refMu.Unlock()
+	if r := refCache[key]; r != nil {
+		return r
+	}
+	var spec string
+	for _, rm := range refModels {
+		if rm.key == key {
+			spec = rm.spec
+		}
+	}
+	m, tok := openModel(t, spec)
+	r := &refSetup{spec: spec, m: m, tok: tok, calib: refCalib(t, key, tok)}
+	if refDir == "" {
+		d, err := os.MkdirTemp("", "prune-ref-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		refDir = d
+	}
+	dir := filepath.Join(refDir, key)
+	if err := Build(context.Background(), cpu(t), m, r.calib, BuildOptions{Levels: 10, ModelID: spec}, dir); err != nil {
+		t.Fatal(err)
+	}
+	db, err := OpenDatabase(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.db = db
+	docs, err := data.ReadTexts(tinyStories + "[3000:]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := tok.Encode(strings.Join(docs, "\n\n"))
+	if len(ids) < 16384 {
+		t.Fatalf("held-out text has %d tokens", len(ids))
+	}
+	r.heldOut = ids[:16384]
+	refCache[key] = r
+	return r
+}
+
 type torchRef struct {
 	Generator string `json:"generator"`
 	Models    map[string]struct {
@@ -105,8 +177,7 @@ func TestRemovalOrderMatchesTorch(t *testing.T) {
 	needMirror(t)
 	for _, rm := range refModels {
 		t.Run(rm.key, func(t *testing.T) {
-			m, tok := openModel(t, rm.spec)
-			calib := refCalib(t, rm.key, tok)
+			r := refDB(t, rm.key)
 			raw, err := os.ReadFile(filepath.Join("testdata", "obs_ref.json"))
 			if err != nil {
 				t.Fatal(err)
@@ -115,14 +186,7 @@ func TestRemovalOrderMatchesTorch(t *testing.T) {
 			if err := json.Unmarshal(raw, &ref); err != nil {
 				t.Fatal(err)
 			}
-			dir := filepath.Join(t.TempDir(), "db")
-			if err := Build(context.Background(), cpu(t), m, calib, BuildOptions{Levels: 10, ModelID: rm.spec}, dir); err != nil {
-				t.Fatal(err)
-			}
-			db, err := OpenDatabase(dir)
-			if err != nil {
-				t.Fatal(err)
-			}
+			db := r.db
 			want := ref.Models[rm.key].Modules
 			if len(want) != len(db.Man.Modules) {
 				t.Fatalf("reference has %d modules, database %d", len(want), len(db.Man.Modules))
