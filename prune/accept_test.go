@@ -188,7 +188,7 @@ func TestUniformHalfOBSBeatsMagnitude(t *testing.T) {
 			// The same units are removed per module; with GQA the magnitude
 			// choice may leave a K/V head without query heads (dropped), so
 			// the sizes can differ slightly.
-			if d := math.Abs(float64(mag.NumParams()-obsModel.NumParams())) / float64(obsModel.NumParams()); d > 0.02 {
+			if d := math.Abs(float64(mag.NumParams()-obsModel.NumParams())) / float64(obsModel.NumParams()); d > 0.05 {
 				t.Errorf("sizes differ by %.1f%%: %d vs %d", 100*d, mag.NumParams(), obsModel.NumParams())
 			}
 			if !(pObs < pMag) {
@@ -217,8 +217,6 @@ func smallestGroups(w []float32, rows, n, g, remove int) []int {
 	sort.Ints(keep)
 	return keep
 }
-
-
 
 // gatherCols returns the columns of m [rows × width] listed in cols.
 func gatherCols(m []float32, rows, width int, cols []int) []float32 {
