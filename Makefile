@@ -78,3 +78,25 @@ shear: build ## Sheared-LLaMA baseline: prune the default model to half its size
 	$(BIN) train --quiet --model results/runs/shear/model --data '$(DEMO_TEXT)[:3000]' --tokens 204800 --seq-len 256 \
 	    --batch 8 --lr 2e-3 --schedule cosine --warmup 5 --clip 1 --seed 1 --out results/runs/shear-post
 	$(BIN) ppl --quiet --model results/runs/shear-post/final --text-file '$(DEMO_TEXT)[3300:]' --seq-len 256
+
+# --- prune (branch prune): the figures of docs/readme/prune.md ---
+PRUNE_CALIB ?= hf-dataset:roneneldan/TinyStories/default/validation_prefix
+PRUNE_OUT   ?= results/runs/prune
+.PHONY: prune-figures
+prune-figures: build ## pruning databases of both tiny models; held-out ppl per uniform level and of DP at the same size
+	@set -e; mkdir -p $(PRUNE_OUT); \
+	for spec in hf:raincandy-u/TinyStories-656K hf:karpathy/tinyllamas/stories260K/stories260K.bin; do \
+	  name=$$(basename $$spec .bin); db=$(PRUNE_OUT)/$$name-db; \
+	  $(BIN) database --quiet --force --model $$spec --calib $(PRUNE_CALIB) --calib-tokens 16384 --seq-len 256 \
+	      --sampler first --levels 10 --out $$db >/dev/null; \
+	  for lv in 0 1 2 3 4 5 6 7 8 9; do \
+	    for strat in uniform dp; do \
+	      cfg=$(PRUNE_OUT)/$$name-$$strat$$lv.txt; \
+	      if [ $$strat = uniform ]; then \
+	        p=$$($(BIN) oneshot --database $$db --strategy uniform --level $$lv --out $$cfg | sed 's/.*"params":\([0-9]*\).*/\1/'); \
+	      else \
+	        $(BIN) oneshot --database $$db --strategy dp --target-params $$p --out $$cfg >/dev/null; fi; \
+	      rm -rf $(PRUNE_OUT)/m; $(BIN) stitch --quiet --model $$spec --database $$db --levels $$cfg --out $(PRUNE_OUT)/m >/dev/null; \
+	      ppl=$$($(BIN) ppl --quiet --model $(PRUNE_OUT)/m --text-file '$(PRUNE_CALIB)[3000:]' --seq-len 256 | sed 's/.*"ppl":\([0-9.e+]*\).*/\1/'); \
+	      printf '%s\tlevel %s\t%s\tparams %s\tppl %s\t%s\n' $$name $$lv $$strat $$p $$ppl "$$(tr '\n' ' ' < $$cfg | sed 's/model.layers.//g')"; \
+	    done; done; done; rm -rf $(PRUNE_OUT)/m
