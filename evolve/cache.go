@@ -109,4 +109,3 @@ func (c *DenseCache) topK(ids []int, seqs [][]int) *train.TopKLogits {
 	}
 	return t
 }
-
