@@ -101,8 +101,8 @@ type Result struct {
 
 // validate checks options against the problem, before any compute.
 func (o *Options) validate(p *Problem) error {
-	if p.Space == nil || p.Eval == nil {
-		return fmt.Errorf("evolve: the problem needs a space and an evaluator")
+	if p.Space == nil {
+		return fmt.Errorf("evolve: the problem needs a search space")
 	}
 	if o.Offspring < 1 {
 		return fmt.Errorf("--offspring must be at least 1, got %d", o.Offspring)
@@ -226,6 +226,16 @@ type candidate struct {
 // Search runs the evolutionary search (the reference's
 // evo_struct_prune_search.py main loop; see the package documentation).
 func Search(ctx context.Context, p Problem, o Options) (*Result, error) {
+	s, err := prepare(p, o)
+	if err != nil {
+		return nil, err
+	}
+	return s.run(ctx)
+}
+
+// prepare validates the options and opens the log (checking a resumed
+// run's settings) without any compute. p.Eval may still be nil.
+func prepare(p Problem, o Options) (*searcher, error) {
 	if err := o.validate(&p); err != nil {
 		return nil, err
 	}
@@ -238,8 +248,7 @@ func Search(ctx context.Context, p Problem, o Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &searcher{p: p, o: o, log: log}
-	return s.run(ctx)
+	return &searcher{p: p, o: o, log: log}, nil
 }
 
 type searcher struct {
@@ -263,6 +272,9 @@ func (s *searcher) numInitial() int64 {
 }
 
 func (s *searcher) run(ctx context.Context) (*Result, error) {
+	if s.p.Eval == nil {
+		return nil, fmt.Errorf("evolve: the problem needs an evaluator")
+	}
 	s.start = time.Now()
 	resumed := 0
 	if n := len(s.log.gens); n > 0 {
