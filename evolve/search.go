@@ -119,6 +119,9 @@ func (o *Options) validate(p *Problem) error {
 	if len(o.Stages) == 0 {
 		return fmt.Errorf("at least one selection stage is needed")
 	}
+	if last := o.Stages[len(o.Stages)-1].Survivors; last != 1 {
+		return fmt.Errorf("--survivors: the last stage must keep exactly 1 candidate (the next parent), got %d", last)
+	}
 	for i, st := range o.Stages {
 		if st.Survivors < 1 {
 			return fmt.Errorf("--survivors: stage %d keeps %d candidates; each stage must keep at least 1", i+1, st.Survivors)
@@ -141,9 +144,6 @@ func (o *Options) validate(p *Problem) error {
 		if n := sum(p.TrainLens); st.TrainTokens > n {
 			return fmt.Errorf("--train-tokens: stage %d needs %d tokens but the training pool holds %d (raise --train-pool-tokens)", i+1, st.TrainTokens, n)
 		}
-	}
-	if last := o.Stages[len(o.Stages)-1].Survivors; last != 1 {
-		return fmt.Errorf("--survivors: the last stage must keep exactly 1 candidate (the next parent), got %d", last)
 	}
 	if o.StepSize == 0 {
 		o.StepSize = 1

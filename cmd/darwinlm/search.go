@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -17,6 +18,7 @@ func init() {
 	var mf modelFlags
 	c := evolve.DefaultConfig()
 	var cacheMiB int64
+	var genDelay time.Duration
 	cmd := &cobra.Command{
 		Use:   "search",
 		Short: "Evolutionary search for per-module pruning levels with training-aware selection (DarwinLM)",
@@ -87,6 +89,9 @@ The final configuration is written to --out in the database's level format
 			if c.Out == "" {
 				return fmt.Errorf("--out is required (the level-configuration file to write)")
 			}
+			if genDelay > 0 {
+				c.AfterGeneration = func(evolve.GenerationRow) { time.Sleep(genDelay) }
+			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			res, err := evolve.Run(ctx, c)
@@ -129,6 +134,8 @@ The final configuration is written to --out in the database's level format
 	f.BoolVar(&c.Resume, "resume", false, "continue the search logged in --log")
 	f.StringVar(&c.RunID, "run-id", "", "run id in the logs (default: a hash of the settings)")
 	f.Int64Var(&cacheMiB, "cache-memory", evolve.DefaultCacheMemory>>20, "MiB of dense logits kept on the heap; a larger cache is mapped from a file in --log")
+	f.DurationVar(&genDelay, "generation-delay", 0, "testing: sleep after each generation is logged")
+	_ = f.MarkHidden("generation-delay")
 	addCommand(cmd)
 }
 
