@@ -11,8 +11,8 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
 	"github.com/darwinlm/darwinlm-go/model"
+	testmodel "github.com/darwinlm/darwinlm-go/model/modeltest"
 )
 
 func cpu(t testing.TB) backend.Backend {
