@@ -91,6 +91,12 @@ func TestCLIKillAndResume(t *testing.T) {
 			t.Fatalf("%s differs:\n%s\n---\n%s", f, x, y)
 		}
 	}
+	// The result stitches with `darwinlm stitch`.
+	out := run("stitch", "--model", stories260K, "--database", db, "--levels", filepath.Join(b, "config.txt"),
+		"--out", filepath.Join(b, "pruned"))
+	if !strings.Contains(out, `"params"`) {
+		t.Fatalf("stitch: %s", out)
+	}
 	ca, _ := ReadCandidates(filepath.Join(a, "log", CandidatesFile))
 	cb, _ := ReadCandidates(filepath.Join(b, "log", CandidatesFile))
 	zc := func(r *CandidateRow) { r.Seconds = 0 }
