@@ -49,3 +49,8 @@ fuzz: ## run each fuzz target for 30 s
 
 clean: ## remove build outputs
 	rm -rf bin
+
+# --- evolve (search) ---
+.PHONY: search-acceptance
+search-acceptance: ## evolutionary-search acceptance run on stories260K (~15 min; results/runs/evolve-acceptance)
+	$(GO) run ./evolve/acceptance -out results/runs/evolve-acceptance -generations 30
