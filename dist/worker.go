@@ -27,6 +27,8 @@ type WorkerOptions struct {
 	ID      string // "" = HOST-PID
 	// MaxTasks stops the worker after this many tasks (0 = never; tests).
 	MaxTasks int
+	// Delay sleeps before each evaluation (tests: a task to kill a worker in).
+	Delay time.Duration
 	Logf     func(format string, args ...any)
 }
 
@@ -152,6 +154,10 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg, aw time.Duration
 			}
 		}
 	}()
+	w.o.Logf("task generation %d stage %d candidate %d of run %s (delivery %d)", t.Generation, t.Stage, t.Candidate, t.RunID, delivered)
+	if w.o.Delay > 0 {
+		time.Sleep(w.o.Delay)
+	}
 	t0 := time.Now()
 	r := Result{Version: Version, RunID: t.RunID, Generation: t.Generation, Stage: t.Stage, Candidate: t.Candidate, Digest: t.Digest,
 		Worker: w.o.ID, Backend: w.be.Name(), Delivered: delivered}
