@@ -29,7 +29,7 @@ type WorkerOptions struct {
 	MaxTasks int
 	// Delay sleeps before each evaluation (tests: a task to kill a worker in).
 	Delay time.Duration
-	Logf     func(format string, args ...any)
+	Logf  func(format string, args ...any)
 }
 
 // worker holds one evaluator, for the job it last served.
