@@ -50,6 +50,19 @@ func Connect(ctx context.Context, rawURL, name string, ackWait time.Duration) (*
 	return c, nil
 }
 
+// Ping connects to the queue at url, checks its version and hangs up.
+func Ping(ctx context.Context, url string) error {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	c, err := Connect(ctx, url, "darwinlm-ping", 0)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	return c.checkVersion(ctx, "coordinator")
+}
+
 // Close drains nothing: every message that matters is acknowledged or
 // stored before Close is reached.
 func (c *Conn) Close() { c.NC.Close() }

@@ -66,6 +66,10 @@ func addQueueFlag(cmd *cobra.Command, c *evolve.Config) {
 	run := cmd.RunE
 	cmd.RunE = func(cc *cobra.Command, args []string) error {
 		if url != "" {
+			// Reach the queue before any compute: a wrong URL fails in seconds.
+			if err := dist.Ping(cc.Context(), url); err != nil {
+				return err
+			}
 			c.Remote = dist.Remote(url, c.Log)
 		}
 		return run(cc, args)
