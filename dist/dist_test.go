@@ -89,7 +89,7 @@ func searchConfig(db, dir string) evolve.Config {
 
 // setup builds (once) a 6-level database of stories260K and the
 // single-process search every distributed run must reproduce.
-func setup(t *testing.T) (db, want string) {
+func setup(t testing.TB) (db, want string) {
 	t.Helper()
 	if hub.Mirror() == "" {
 		t.Skip("DARWINLM_HUB_MIRROR not set")
@@ -162,7 +162,7 @@ func (p *proc) stderr() string {
 
 // startProc runs the test binary in a role; its stderr lines arrive on
 // lines (and are kept).
-func startProc(t *testing.T, env ...string) *proc {
+func startProc(t testing.TB, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env...)
@@ -192,7 +192,7 @@ func startProc(t *testing.T, env ...string) *proc {
 	return p
 }
 
-func startWorker(t *testing.T, url, id string, delay time.Duration) *proc {
+func startWorker(t testing.TB, url, id string, delay time.Duration) *proc {
 	return startProc(t, "DIST_TEST_ROLE=worker", "DIST_URL="+url, "DIST_ID="+id, "DIST_CACHE="+filepath.Join(t.TempDir(), "cache"),
 		"DIST_DELAY="+delay.String(), "GOMAXPROCS=1")
 }
