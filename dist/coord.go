@@ -186,14 +186,14 @@ func (co *Coordinator) receive(subject string, data []byte, replay bool) {
 	for _, o := range co.results[key] {
 		dup = dup || o.Digest == r.Digest
 	}
-	row := TaskRow{RunID: r.RunID, Generation: int64(r.Generation), Stage: int64(r.Stage), Candidate: r.Candidate, Worker: r.Worker,
+	row := TaskRow{RunID: r.RunID, Task: key, Generation: int64(r.Generation), Stage: int64(r.Stage), Candidate: r.Candidate, Worker: r.Worker,
 		Backend: r.Backend, Delivered: int64(r.Delivered), Seconds: r.Seconds, Duplicate: dup, Replayed: replay, Error: r.Error}
 	co.rows = append(co.rows, row)
 	if !replay {
 		if dup {
-			co.logf("duplicate result of generation %d stage %d candidate %d from worker %s dropped", r.Generation, r.Stage, r.Candidate, r.Worker)
+			co.logf("duplicate result of task %s from worker %s dropped", key, r.Worker)
 		} else if r.Delivered > 1 {
-			co.logf("generation %d stage %d candidate %d: redelivered task (delivery %d) done by worker %s", r.Generation, r.Stage, r.Candidate, r.Delivered, r.Worker)
+			co.logf("task %s was redelivered (delivery %d) and done by worker %s", key, r.Delivered, r.Worker)
 		}
 	}
 	if co.logDir != "" {
@@ -228,6 +228,15 @@ func (co *Coordinator) Evaluate(ctx context.Context, _ int, levels []int, b *evo
 	t := Task{Version: Version, RunID: co.run, Generation: ti.Generation, Stage: ti.Stage, Candidate: ti.Candidate, Job: co.job,
 		Levels: levels, Batch: b, Before: before}
 	t.Digest = t.digest()
+	r, err := co.await(ctx, &t)
+	if err != nil {
+		return evolve.Score{}, err
+	}
+	return r.Score(), nil
+}
+
+// await publishes t (unless its result is in) and waits for its result.
+func (co *Coordinator) await(ctx context.Context, t *Task) (*Result, error) {
 	key := t.key()
 	published := false
 	for {
@@ -246,20 +255,20 @@ func (co *Coordinator) Evaluate(ctx context.Context, _ int, levels []int, b *evo
 		co.mu.Unlock()
 		if got != nil {
 			if got.Error != "" {
-				return evolve.Score{}, fmt.Errorf("worker %s (%s): %s", got.Worker, got.Backend, got.Error)
+				return nil, fmt.Errorf("worker %s (%s): %s", got.Worker, got.Backend, got.Error)
 			}
-			return got.Score(), nil
+			return got, nil
 		}
 		if !published {
-			if err := co.publish(ctx, &t, key); err != nil {
-				return evolve.Score{}, err
+			if err := co.publish(ctx, t, key); err != nil {
+				return nil, err
 			}
 			published = true
 		}
 		select {
 		case <-ch:
 		case <-ctx.Done():
-			return evolve.Score{}, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
 }
@@ -304,5 +313,5 @@ func (co *Coordinator) announced(ctx context.Context) {
 			co.logf("worker %s on %s runs version %s, not %s: it will refuse the tasks", a.Worker, a.Host, a.Version, Version)
 		}
 	}
-	co.logf("run %s: job %s on %s, %d worker(s) announced", co.run, short(co.job), co.c.URL, n)
+	co.logf("run %s on %s, %d worker(s) announced", co.run, co.c.URL, n)
 }

@@ -72,6 +72,7 @@ const (
 var fixture struct {
 	once          sync.Once
 	dir, db, want string // temp folder, database, local search folder
+	calib         [][]int
 	err           error
 }
 
@@ -118,6 +119,7 @@ func setup(t testing.TB) (db, want string) {
 			fixture.err = err
 			return
 		}
+		fixture.calib = calib
 		fixture.db = filepath.Join(fixture.dir, "db")
 		if fixture.err = prune.Build(context.Background(), be, m, calib, prune.BuildOptions{Levels: 6, ModelID: stories260K}, fixture.db); fixture.err != nil {
 			return
@@ -296,7 +298,7 @@ wait:
 	for {
 		select {
 		case l := <-victim.lines:
-			if strings.Contains(l, "task generation") {
+			if strings.Contains(l, ": task ") {
 				break wait
 			}
 		case <-deadline:
@@ -452,5 +454,55 @@ func TestWireModel(t *testing.T) {
 	a, _ := json.Marshal(m.Cfg)
 	if !bytes.Equal(a, b) {
 		t.Errorf("config %s, want %s", b, a)
+	}
+}
+
+// TestDistributedDatabase: the OBS passes of a database build done by
+// three worker processes give bitwise the same files.
+func TestDistributedDatabase(t *testing.T) {
+	db, _ := setup(t)
+	q := startQueue(t, 2*time.Second)
+	for i := range 3 {
+		startWorker(t, q.URL, fmt.Sprintf("w%d", i), 0)
+	}
+	m, _, err := model.Open(stories260K, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := prune.BuildOptions{Levels: 6, ModelID: stories260K}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	logDir := t.TempDir()
+	co, err := NewOBSCoordinator(ctx, q.URL, DatabaseRunID(m, fixture.calib, opts), logDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.OBS = co
+	be, _ := backend.Get("cpu")
+	out := filepath.Join(t.TempDir(), "db")
+	if err := prune.Build(ctx, be, m, fixture.calib, opts, out); err != nil {
+		t.Fatal(err)
+	}
+	var files []string
+	filepath.WalkDir(db, func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			rel, _ := filepath.Rel(db, p)
+			files = append(files, rel)
+		}
+		return nil
+	})
+	if len(files) < 3 {
+		t.Fatalf("the local database has only %v", files)
+	}
+	for _, f := range files {
+		a, _ := os.ReadFile(filepath.Join(db, f))
+		b, err := os.ReadFile(filepath.Join(out, f))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("%s differs (%v)", f, err)
+		}
+	}
+	rows, err := parquet.ReadFile[TaskRow](filepath.Join(logDir, TaskLogFile))
+	if err != nil || len(rows) != 2*m.Cfg.Layers {
+		t.Errorf("tasks.parquet: %d rows (%v), want %d", len(rows), err, 2*m.Cfg.Layers)
 	}
 }

@@ -78,6 +78,9 @@ type Task struct {
 	Levels     []int         `json:"levels"`
 	Batch      *evolve.Batch `json:"batch"`
 	Before     bool          `json:"before"`
+	// Kind is "" for a candidate evaluation, "obs" for a database module.
+	Kind string   `json:"kind,omitempty"`
+	OBS  *OBSWork `json:"obs,omitempty"`
 	// Digest hashes everything above but the version: a result answers
 	// this exact question.
 	Digest string `json:"digest"`
@@ -95,7 +98,8 @@ type Result struct {
 	Fitness    uint64  `json:"fitness_bits"`
 	Before     uint64  `json:"before_bits"`
 	Params     int64   `json:"params"`
-	Error      string  `json:"error,omitempty"` // the evaluation failed: the coordinator stops with it
+	Object     string  `json:"object,omitempty"` // obs: object name of the gob of the prune.OBSResult
+	Error      string  `json:"error,omitempty"`  // the evaluation failed: the coordinator stops with it
 	Worker     string  `json:"worker"`
 	Backend    string  `json:"backend"`
 	Delivered  uint64  `json:"delivered"` // JetStream delivery count of the task (> 1: redelivered)
@@ -118,6 +122,9 @@ type Announce struct {
 
 // key is the task's name in result subjects and message ids.
 func (t *Task) key() string {
+	if t.Kind == kindOBS {
+		return "obs." + t.OBS.Module
+	}
 	g := fmt.Sprint(t.Generation)
 	if t.Generation < 0 {
 		g = "m" + fmt.Sprint(-t.Generation)
@@ -130,6 +137,12 @@ func resultSubject(run, key string) string { return resultPrefix + run + "." + k
 // digest fills t.Digest.
 func (t *Task) digest() string {
 	var b strings.Builder
+	if t.Kind == kindOBS {
+		o := t.OBS
+		fmt.Fprintf(&b, "obs|%s|%s|%s|%s|%d|%d|%d|%v|%v", t.RunID, o.Module, o.W, o.H, o.Rows, o.Cols, o.Opts.Group, o.Opts.Schedule, o.Opts.RelDamp)
+		h := sha256.Sum256([]byte(b.String()))
+		return hex.EncodeToString(h[:16])
+	}
 	fmt.Fprintf(&b, "%s|%d|%d|%d|%s|%v|%v|%v|%v|%d|%d", t.RunID, t.Generation, t.Stage, t.Candidate, t.Job, t.Levels,
 		t.Batch.Train, t.Batch.Fit, t.Before, t.Batch.TrainTokens, t.Batch.FitTokens)
 	h := sha256.Sum256([]byte(b.String()))

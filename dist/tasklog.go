@@ -17,6 +17,7 @@ const TaskLogFile = "tasks.parquet"
 // TaskRow is one row of tasks.parquet.
 type TaskRow struct {
 	RunID      string  `parquet:"run_id"`
+	Task       string  `parquet:"task"` // GEN.STAGE.CANDIDATE (gen −1 as m1) or obs.MODULE
 	Generation int64   `parquet:"generation"`
 	Stage      int64   `parquet:"stage"`
 	Candidate  int64   `parquet:"candidate"`

@@ -125,7 +125,7 @@ func RunWorker(ctx context.Context, o WorkerOptions) error {
 // back first).
 func (w *worker) handle(ctx context.Context, msg jetstream.Msg, aw time.Duration) error {
 	var t Task
-	if err := json.Unmarshal(msg.Data(), &t); err != nil || t.Batch == nil {
+	if err := json.Unmarshal(msg.Data(), &t); err != nil || (t.Kind == "" && t.Batch == nil) || (t.Kind == kindOBS && t.OBS == nil) {
 		w.o.Logf("unreadable task dropped: %v", err)
 		return msg.Term()
 	}
@@ -154,21 +154,30 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg, aw time.Duration
 			}
 		}
 	}()
-	w.o.Logf("task generation %d stage %d candidate %d of run %s (delivery %d)", t.Generation, t.Stage, t.Candidate, t.RunID, delivered)
+	w.o.Logf("task %s of run %s (delivery %d)", t.key(), t.RunID, delivered)
 	if w.o.Delay > 0 {
 		time.Sleep(w.o.Delay)
 	}
 	t0 := time.Now()
 	r := Result{Version: Version, RunID: t.RunID, Generation: t.Generation, Stage: t.Stage, Candidate: t.Candidate, Digest: t.Digest,
 		Worker: w.o.ID, Backend: w.be.Name(), Delivered: delivered}
-	sc, err := w.evaluate(ctx, &t)
+	var sc evolve.Score
+	var err error
+	switch t.Kind {
+	case "":
+		sc, err = w.evaluate(ctx, &t)
+	case kindOBS:
+		r.Object, err = w.runOBS(ctx, &t)
+	default:
+		err = fmt.Errorf("unknown task kind %q", t.Kind)
+	}
 	if ctx.Err() != nil {
 		_ = msg.Nak() // stopping: someone else takes it
 		return nil
 	}
 	if err != nil {
 		r.Error = err.Error()
-		w.o.Logf("generation %d stage %d candidate %d failed: %v", t.Generation, t.Stage, t.Candidate, err)
+		w.o.Logf("task %s failed: %v", t.key(), err)
 	} else {
 		r.Fitness, r.Before, r.Params = math.Float64bits(sc.Fitness), math.Float64bits(sc.Before), sc.Params
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/dist"
 	"github.com/darwinlm/darwinlm-go/evolve"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/prune"
 )
 
 func init() {
@@ -74,4 +76,24 @@ func addQueueFlag(cmd *cobra.Command, c *evolve.Config) {
 		}
 		return run(cc, args)
 	}
+}
+
+var databaseQueueURL string
+
+// addDatabaseQueueFlag gives database a --queue flag: the OBS pass of
+// every module then runs on darwinlm workers.
+func addDatabaseQueueFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&databaseQueueURL, "queue", "", "coordinate: run each module's OBS pass on darwinlm workers through this queue (nats://HOST:PORT)")
+}
+
+// databaseQueue returns the OBS executor of database --queue (nil without it).
+func databaseQueue(ctx context.Context, dense *model.Model, calib [][]int, o prune.BuildOptions) (prune.OBSExecutor, error) {
+	if databaseQueueURL == "" {
+		return nil, nil
+	}
+	co, err := dist.NewOBSCoordinator(ctx, databaseQueueURL, dist.DatabaseRunID(dense, calib, o), "")
+	if err != nil {
+		return nil, err
+	}
+	return co, nil
 }
