@@ -505,4 +505,30 @@ func TestDistributedDatabase(t *testing.T) {
 	if err != nil || len(rows) != 2*m.Cfg.Layers {
 		t.Errorf("tasks.parquet: %d rows (%v), want %d", len(rows), err, 2*m.Cfg.Layers)
 	}
+
+	// Run again (a coordinator restarted after a crash): every module's
+	// result is replayed from the stream, nothing is recomputed.
+	logDir2 := t.TempDir()
+	co2, err := NewOBSCoordinator(ctx, q.URL, DatabaseRunID(m, fixture.calib, opts), logDir2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts.OBS, opts.Force = co2, true
+	if err := prune.Build(ctx, be, m, fixture.calib, opts, out); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = parquet.ReadFile[TaskRow](filepath.Join(logDir2, TaskLogFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rows {
+		if !r.Replayed {
+			t.Errorf("recomputed on the second run: %+v", r)
+		}
+	}
+	a, _ := os.ReadFile(filepath.Join(db, prune.ManifestName))
+	b, _ := os.ReadFile(filepath.Join(out, prune.ManifestName))
+	if !bytes.Equal(a, b) {
+		t.Error("the second run's manifest differs")
+	}
 }

@@ -81,6 +81,21 @@ func RunWorker(ctx context.Context, o WorkerOptions) error {
 	}
 	announce()
 	defer c.Workers.Delete(context.Background(), o.ID)
+	// Re-announce within the bucket's one-minute TTL, also during long tasks.
+	actx, astop := context.WithCancel(ctx)
+	defer astop()
+	go func() {
+		tk := time.NewTicker(20 * time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-actx.Done():
+				return
+			case <-tk.C:
+				announce()
+			}
+		}
+	}()
 	aw, err := c.ackWait(ctx)
 	if err != nil {
 		return fmt.Errorf("worker consumer: %w", err)
@@ -92,12 +107,7 @@ func RunWorker(ctx context.Context, o WorkerOptions) error {
 	o.Logf("ready: version %s, backend %s, queue %s, ack deadline %s", Version, be.Name(), o.URL, aw)
 	w := &worker{o: o, c: c, be: be}
 	done := 0
-	lastAnnounce := time.Now()
 	for ctx.Err() == nil {
-		if time.Since(lastAnnounce) > 20*time.Second {
-			announce()
-			lastAnnounce = time.Now()
-		}
 		msg, err := cons.Next(jetstream.FetchMaxWait(2 * time.Second))
 		if errors.Is(err, jetstream.ErrNoMessages) || errors.Is(err, nats.ErrTimeout) {
 			continue
