@@ -139,6 +139,10 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg, aw time.Duration
 		w.o.Logf("unreadable task dropped: %v", err)
 		return msg.Term()
 	}
+	if err := checkSubjectToken(t.RunID); err != nil {
+		w.o.Logf("task dropped: %v", err) // no subject to answer on
+		return msg.Term()
+	}
 	if t.Version != Version {
 		_ = msg.Nak()
 		return fmt.Errorf("version mismatch: task of run %s is version %s but this worker is %s; run the same darwinlm build everywhere", t.RunID, t.Version, Version)
@@ -209,9 +213,6 @@ func (w *worker) handle(ctx context.Context, msg jetstream.Msg, aw time.Duration
 }
 
 func (w *worker) evaluate(ctx context.Context, t *Task) (evolve.Score, error) {
-	if err := checkSubjectToken(t.RunID); err != nil {
-		return evolve.Score{}, err
-	}
 	if w.job != t.Job {
 		ev, err := w.load(ctx, t.Job)
 		if err != nil {
