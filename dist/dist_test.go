@@ -168,6 +168,10 @@ func startProc(t testing.TB, env ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), env...)
+	// A session of its own, as a process on another machine would have:
+	// with the kernel's autogroup scheduling, processes of one session
+	// share one slice of a loaded machine.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
 	p := &proc{cmd: cmd, lines: make(chan string, 1000), done: make(chan struct{})}
