@@ -38,12 +38,14 @@ func TestMain(m *testing.M) {
 	case "worker":
 		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
 		defer stop()
+		orphaned(stop)
 		d, _ := time.ParseDuration(os.Getenv("DIST_DELAY"))
 		err := RunWorker(ctx, WorkerOptions{URL: os.Getenv("DIST_URL"), Backend: "cpu", Cache: os.Getenv("DIST_CACHE"),
 			ID: os.Getenv("DIST_ID"), Delay: d})
 		exit(err)
 	case "coordinator":
 		c := searchConfig(os.Getenv("DIST_DB"), os.Getenv("DIST_DIR"))
+		orphaned(func() { os.Exit(2) })
 		c.Remote = Remote(os.Getenv("DIST_URL"), c.Log)
 		c.AfterGeneration = func(evolve.GenerationRow) { time.Sleep(400 * time.Millisecond) }
 		_, err := evolve.Run(context.Background(), c)
@@ -54,6 +56,18 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(fixture.dir)
 	}
 	os.Exit(code)
+}
+
+// orphaned calls stop when the test process that started this one is
+// gone (a test killed by its timeout must not leave workers behind).
+func orphaned(stop func()) {
+	parent := os.Getppid()
+	go func() {
+		for os.Getppid() == parent {
+			time.Sleep(200 * time.Millisecond)
+		}
+		stop()
+	}()
 }
 
 func exit(err error) {
