@@ -302,7 +302,10 @@ func (s *obsState) remove(p int) {
 	s.live -= d
 	parallelRange(n, 16, func(lo, hi int) {
 		coef := make([]float64, d)
-		sub := make([]float64, n)
+		var sub []float64
+		if d > 1 {
+			sub = make([]float64, n)
+		}
 		for k := lo; k < hi; k++ {
 			if s.removed[k] {
 				continue

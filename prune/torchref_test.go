@@ -117,6 +117,9 @@ func TestMain(m *testing.M) {
 func refDB(t testing.TB, key string) *refSetup {
 	t.Helper()
 	needMirror(t)
+	if testing.Short() {
+		t.Skip("real-model database: skipped with -short")
+	}
 	refMu.Lock()
 	defer refMu.Unlock()
 	if r := refCache[key]; r != nil {
