@@ -550,3 +550,28 @@ func TestDistributedDatabase(t *testing.T) {
 		t.Error("the second run's manifest differs")
 	}
 }
+
+// TestSparseKL: the top-k dense-logit cache travels too (one generation,
+// fitness sparse_kl, two workers against the single-process run).
+func TestSparseKL(t *testing.T) {
+	db, _ := setup(t)
+	cfg := func(dir string) evolve.Config {
+		c := searchConfig(db, dir)
+		c.Fitness, c.KLTopK, c.Generations = evolve.FitnessSparseKL, 7, 1
+		return c
+	}
+	want := t.TempDir()
+	if _, err := evolve.Run(context.Background(), cfg(want)); err != nil {
+		t.Fatal(err)
+	}
+	q := startQueue(t, 2*time.Second)
+	startWorker(t, q.URL, "w1", 0)
+	startWorker(t, q.URL, "w2", 0)
+	got := t.TempDir()
+	c := cfg(got)
+	c.Remote = Remote(q.URL, c.Log)
+	if _, err := evolve.Run(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	sameSearch(t, want, got)
+}
