@@ -21,13 +21,13 @@ func init() {
 	var ackWait time.Duration
 	cmd := &cobra.Command{
 		Use:   "queue",
-		Short: "Run the NATS JetStream queue that spreads search work over darwinlm workers",
+		Short: "Run the NATS JetStream queue that spreads search and database work over darwinlm workers",
 		Long: `queue runs an embedded NATS server with JetStream: the task and result streams,
 the object store of inputs (model, database, pools, cached dense logits, keyed
 by SHA-256) and the workers' announcements, all kept in --store, so a restarted
 queue keeps what it had. Workers (darwinlm worker --queue nats://HOST:PORT)
-pull tasks from it; a coordinator (darwinlm search ... --queue URL) publishes
-them. A user with a NATS deployment (JetStream enabled) points both at it
+pull tasks from it; a coordinator (darwinlm search ... --queue URL, or
+darwinlm database ... --queue URL) publishes them. A user with a NATS deployment (JetStream enabled) points both at it
 instead of running this command.
 
 --ack-wait is how long a task may go without a sign of life from its worker

@@ -19,9 +19,10 @@ func init() {
 	var o dist.WorkerOptions
 	cmd := &cobra.Command{
 		Use:   "worker",
-		Short: "Evaluate search candidates pulled from a darwinlm queue",
+		Short: "Evaluate search candidates and database modules pulled from a darwinlm queue",
 		Long: `worker pulls candidate evaluations (stitch from the database, fine-tune,
-score against the cached dense logits) from the queue, publishes each result
+score against the cached dense logits) and database modules (the greedy
+structured OBS pass of one module) from the queue, publishes each result
 and only then acknowledges the task; a worker killed mid-task loses nothing,
 its task goes to another worker after the queue's ack deadline. Inputs are
 fetched from the queue's object store once and kept in --cache. The worker
