@@ -68,6 +68,10 @@ type Config struct {
 	Label       string // progress prefix
 	// AfterGeneration is passed to Options (tests, callers' progress).
 	AfterGeneration func(GenerationRow)
+	// Remote, when set, evaluates the candidates elsewhere (package dist:
+	// `darwinlm search --queue`); every candidate of a stage is then in
+	// flight at once and Workers only sizes the local held-out evaluator.
+	Remote RemoteFunc
 }
 
 // DefaultConfig has the released reference settings (token budgets at
@@ -328,6 +332,15 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		return nil, err
 	}
 	s.p.Eval = ev
+	if c.Remote != nil {
+		rev, err := c.Remote(ctx, RemoteInputs{RunID: s.o.RunID, Dense: dense, Database: db, Cache: cache, FitPool: fitPool,
+			TrainPool: trainPool, EvalPool: evalPool, Fitness: c.Fitness, Train: opts, Local: ev})
+		if err != nil {
+			return nil, err
+		}
+		s.p.Eval = rev
+		s.o.Workers = max(c.Offspring+1, c.InitiallyGenerated)
+	}
 	res, err := s.run(ctx)
 	if err != nil {
 		return nil, err

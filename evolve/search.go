@@ -437,7 +437,8 @@ func (s *searcher) stage(ctx context.Context, g, si, keep int, cands []candidate
 					return
 				}
 				t0 := time.Now()
-				sc, err := s.p.Eval.Evaluate(cctx, w, cands[i].levels, b, s.o.FitnessBefore)
+				tctx := WithTask(cctx, TaskInfo{RunID: s.o.RunID, Generation: g, Stage: si, Candidate: cands[i].id})
+				sc, err := s.p.Eval.Evaluate(tctx, w, cands[i].levels, b, s.o.FitnessBefore)
 				secs[i] = time.Since(t0).Seconds()
 				if err != nil {
 					errs[i] = fmt.Errorf("generation %d, stage %d, candidate %d: %w", g, si, cands[i].id, err)

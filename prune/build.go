@@ -46,6 +46,11 @@ type BuildOptions struct {
 	// MemLimit bounds the bytes of layer inputs kept in memory; above it
 	// they are spilled to a temporary file beside out (default 4 GiB).
 	MemLimit int64
+	// OBS, when set, runs the greedy OBS passes elsewhere (package dist:
+	// `darwinlm database --queue`): each module is submitted as soon as its
+	// Hessian is complete and the results are written in module order at
+	// the end. nil runs them here, one at a time.
+	OBS OBSExecutor
 }
 
 // schedules returns the attention and MLP schedules for layer l.
@@ -232,6 +237,40 @@ func Build(ctx context.Context, be backend.Backend, dense *model.Model, calib []
 	bar := progress.New(int64(len(dense.Layers)*(len(batches)+2)), "database layers")
 	defer bar.Finish()
 	nseq := float64(len(calib))
+	// finishModule writes a module's levels and adds it to the manifest.
+	finishModule := func(spec moduleSpec, res *OBSResult, err error) error {
+		if err != nil {
+			return fmt.Errorf("database: %s: %w", spec.mod.Name, err)
+		}
+		k, l := spec.k, spec.l
+		mod := spec.mod
+		mod.RemovalOrder = res.Order
+		for lv, removed := range spec.sched {
+			info := LevelInfo{Level: lv, Removed: removed, Error: res.Errors[lv]}
+			kept := keptUnits(mod.Units, res.Order[:removed])
+			if k == 0 {
+				info.Params = attnParams(c, l, kept)
+			} else {
+				info.Params = mlpParams(c, l, len(kept))
+			}
+			if lv > 0 && removed < mod.Units {
+				rel := filepath.Join(mod.Name, strconv.Itoa(lv)+".safetensors")
+				if lv > 0 && removed == spec.sched[lv-1] && mod.Levels[lv-1].File != "" {
+					rel = mod.Levels[lv-1].File // equal neighbouring levels share one file
+				} else if err := writeLevel(tmp, rel, res.Weights[lv], spec.rows, len(kept)*spec.group); err != nil {
+					return err
+				}
+				if err := fileInfo(tmp, rel, &info); err != nil {
+					return err
+				}
+			}
+			mod.Levels = append(mod.Levels, info)
+		}
+		man.Modules = append(man.Modules, mod)
+		bar.Add(1)
+		return nil
+	}
+	var pending []pendingModule
 	for li := range dense.Layers {
 		l := &dense.Layers[li]
 		hs := [2]*hessian{newHessian(l.Heads * c.HeadDim), newHessian(l.Inter)}
@@ -257,50 +296,36 @@ func Build(ctx context.Context, be backend.Backend, dense *model.Model, calib []
 			}
 			bar.Add(1)
 		}
-		for k, spec := range []struct {
-			mod   ModuleInfo
-			w     []float32
-			rows  int
-			group int
-			sched []int
-		}{
-			{ModuleInfo{Name: attnName(li), Layer: li, Unit: "head", Units: l.Heads}, l.Wo, c.Hidden, c.HeadDim, schedAttn[li]},
-			{ModuleInfo{Name: mlpName(li), Layer: li, Unit: "neuron", Units: l.Inter}, l.Wdown, c.Hidden, 1, schedMLP[li]},
+		for k, spec := range []moduleSpec{
+			{ModuleInfo{Name: attnName(li), Layer: li, Unit: "head", Units: l.Heads}, l.Wo, c.Hidden, c.HeadDim, schedAttn[li], 0, nil},
+			{ModuleInfo{Name: mlpName(li), Layer: li, Unit: "neuron", Units: l.Inter}, l.Wdown, c.Hidden, 1, schedMLP[li], 0, nil},
 		} {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
 			h := hs[k].finish(2 / nseq)
 			hs[k] = nil
-			res, err := GreedyOBS(spec.w, spec.rows, spec.mod.Units*spec.group, h, OBSOptions{Group: spec.group, Schedule: spec.sched, RelDamp: damp})
+			spec.k, spec.l = k, l
+			task := OBSTask{Module: spec.mod.Name, W: spec.w, Rows: spec.rows, Cols: spec.mod.Units * spec.group, H: h,
+				Opts: OBSOptions{Group: spec.group, Schedule: spec.sched, RelDamp: damp}}
+			if opts.OBS == nil {
+				res, err := GreedyOBS(task.W, task.Rows, task.Cols, task.H, task.Opts)
+				if err := finishModule(spec, res, err); err != nil {
+					return err
+				}
+				continue
+			}
+			wait, err := opts.OBS.SubmitOBS(ctx, task)
 			if err != nil {
 				return fmt.Errorf("database: %s: %w", spec.mod.Name, err)
 			}
-			mod := spec.mod
-			mod.RemovalOrder = res.Order
-			for lv, removed := range spec.sched {
-				info := LevelInfo{Level: lv, Removed: removed, Error: res.Errors[lv]}
-				kept := keptUnits(mod.Units, res.Order[:removed])
-				if k == 0 {
-					info.Params = attnParams(c, l, kept)
-				} else {
-					info.Params = mlpParams(c, l, len(kept))
-				}
-				if lv > 0 && removed < mod.Units {
-					rel := filepath.Join(mod.Name, strconv.Itoa(lv)+".safetensors")
-					if lv > 0 && removed == spec.sched[lv-1] && mod.Levels[lv-1].File != "" {
-						rel = mod.Levels[lv-1].File // equal neighbouring levels share one file
-					} else if err := writeLevel(tmp, rel, res.Weights[lv], spec.rows, len(kept)*spec.group); err != nil {
-						return err
-					}
-					if err := fileInfo(tmp, rel, &info); err != nil {
-						return err
-					}
-				}
-				mod.Levels = append(mod.Levels, info)
-			}
-			man.Modules = append(man.Modules, mod)
-			bar.Add(1)
+			pending = append(pending, pendingModule{spec, wait})
+		}
+	}
+	for _, p := range pending {
+		res, err := p.wait()
+		if err := finishModule(p.spec, res, err); err != nil {
+			return err
 		}
 	}
 	js, err := json.MarshalIndent(&man, "", " ")
@@ -334,6 +359,22 @@ func Build(ctx context.Context, be backend.Backend, dense *model.Model, calib []
 		os.RemoveAll(old)
 	}
 	return atomicfile.SyncDir(parent)
+}
+
+// moduleSpec is one module's OBS problem inside Build.
+type moduleSpec struct {
+	mod   ModuleInfo
+	w     []float32
+	rows  int
+	group int
+	sched []int
+	k     int          // 0 attention, 1 MLP
+	l     *model.Layer // its dense layer
+}
+
+type pendingModule struct {
+	spec moduleSpec
+	wait func() (*OBSResult, error)
 }
 
 func keptUnits(units int, removed []int) []int {

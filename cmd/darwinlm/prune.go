@@ -104,6 +104,9 @@ into pieces of at most --seq-len (the reference's FineWeb-Edu sampler).`,
 				Calib: prune.CalibInfo{Spec: calib, Sampler: sampler, Seed: seed, SeqLen: seqLen}}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
+			if opts.OBS, err = databaseQueue(ctx, m, seqs, opts); err != nil {
+				return err
+			}
 			if err := prune.Build(ctx, be, m, seqs, opts, out); err != nil {
 				return err
 			}
@@ -131,6 +134,7 @@ into pieces of at most --seq-len (the reference's FineWeb-Edu sampler).`,
 	f.BoolVar(&force, "force", false, "replace an existing database at --out")
 	f.IntVar(&batchTokens, "batch-tokens", 4096, "tokens per forward batch during Hessian capture")
 	f.StringVar(&out, "out", "", "database folder to write")
+	addDatabaseQueueFlag(c)
 	addCommand(c)
 
 	addCommand(stitchCmd())

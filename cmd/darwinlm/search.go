@@ -136,6 +136,7 @@ The final configuration is written to --out in the database's level format
 	f.Int64Var(&cacheMiB, "cache-memory", evolve.DefaultCacheMemory>>20, "MiB of dense logits kept on the heap; a larger cache is mapped from a file in --log")
 	f.DurationVar(&genDelay, "generation-delay", 0, "testing: sleep after each generation is logged")
 	_ = f.MarkHidden("generation-delay")
+	addQueueFlag(cmd, &c)
 	addCommand(cmd)
 }
 
