@@ -295,3 +295,11 @@ func readOptional[T any](path string) ([]T, error) {
 	}
 	return rows, nil
 }
+
+func writeJSON(path string, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteFile(path, b)
+}

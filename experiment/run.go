@@ -48,7 +48,7 @@ type Meta struct {
 	ID       string          `json:"id"`
 	Kind     string          `json:"kind"`
 	Hash     string          `json:"hash"`
-	Status   string          `json:"status"` // done or not_run
+	Status   string          `json:"status"` // done, not_run or failed
 	Reason   string          `json:"reason,omitempty"`
 	Seconds  float64         `json:"seconds"`
 	Params   int64           `json:"params,omitempty"` // parameters of the stage's model
@@ -318,6 +318,7 @@ func Run(ctx context.Context, s *Spec, o Options) (*Outcome, error) {
 		return nil, err
 	}
 	outs := map[string]*Output{}
+	var failed []string
 	for i, n := range pl.Nodes {
 		st := n.Stage
 		pos := fmt.Sprintf("[%d/%d] %s %s", i+1, len(pl.Nodes), st.Kind, st.ID)
@@ -378,7 +379,16 @@ func Run(ctx context.Context, s *Spec, o Options) (*Outcome, error) {
 			continue
 		}
 		if err != nil {
-			return nil, fmt.Errorf("stage %s (%s): %w", st.ID, st.Kind, err)
+			if ctx.Err() != nil {
+				return nil, fmt.Errorf("stage %s (%s): %w", st.ID, st.Kind, err)
+			}
+			// Recorded, not fatal: the other rows still run, the table shows
+			// the failure, and Run returns an error at the end.
+			_ = os.RemoveAll(tmp)
+			out.Meta.Status, out.Meta.Reason = "failed", fmt.Sprintf("%s failed: %v", st.ID, err)
+			failed = append(failed, st.ID)
+			fmt.Fprintf(o.Log, "%s: FAILED: %v\n", pos, err)
+			continue
 		}
 		out.Meta.Status = "done"
 		out.Meta.Seconds = time.Since(t0).Seconds()
@@ -405,6 +415,9 @@ func Run(ctx context.Context, s *Spec, o Options) (*Outcome, error) {
 	res := &Outcome{Plan: pl, Outputs: outs, Dir: dir, Seconds: time.Since(start).Seconds()}
 	if err := writeResults(res, o, start); err != nil {
 		return nil, err
+	}
+	if len(failed) > 0 {
+		return res, fmt.Errorf("%d stage(s) failed: %s (see the table's notes)", len(failed), strings.Join(failed, ", "))
 	}
 	return res, nil
 }
@@ -466,7 +479,7 @@ func writeMeta(dir string, m *Meta) error {
 // rootReason names the first stage up the chain that could not run and why.
 func rootReason(outs map[string]*Output, id string) string {
 	r := outs[id].Meta.Reason
-	if strings.HasPrefix(r, "needs ") {
+	if strings.HasPrefix(r, "needs ") || outs[id].Meta.Status == "failed" {
 		return r
 	}
 	return "needs " + id + ", not run: " + r

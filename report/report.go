@@ -58,10 +58,11 @@ func Build(s *experiment.Spec, res *experiment.Results, paper []PaperRow) *Table
 		r0 := rs[0]
 		line := []string{"ours (" + prof + ")", r0.Label, r0.Group}
 		if r0.Status != "done" {
-			t.Notes = append(t.Notes, fmt.Sprintf("%s: not run: %s", r0.Label, r0.Reason))
+			status := strings.ReplaceAll(r0.Status, "_", " ")
+			t.Notes = append(t.Notes, fmt.Sprintf("%s: %s: %s", r0.Label, status, r0.Reason))
 			for i := range cols {
 				if i == 0 {
-					line = append(line, "not run")
+					line = append(line, status)
 				} else {
 					line = append(line, "—")
 				}

@@ -56,14 +56,16 @@ the model and the data are all checked before any compute.`,
 			defer stop()
 			out, err := experiment.Run(ctx, s, experiment.Options{Profile: profile, Backend: be, Results: results,
 				Commit: gitCommit(), Machine: machine(), Log: os.Stderr})
-			if err != nil {
+			if out == nil {
 				return err
 			}
 			fmt.Fprintf(os.Stderr, "run: %s/%s finished in %.1f s; results in %s\n", s.Name, profile, out.Seconds, out.Dir)
-			if noReport {
-				return nil
+			if !noReport {
+				if rerr := report.Render(s, profile, results, report.Options{Terminal: os.Stdout}); rerr != nil {
+					return rerr
+				}
 			}
-			return report.Render(s, profile, results, report.Options{Terminal: os.Stdout})
+			return err // failed stages, after the table that shows them
 		},
 	}
 	f := c.Flags()
