@@ -102,120 +102,41 @@ func (m *Model) HiddenSegments(be backend.Backend, segs []Segment) ([]float32, i
 	return x, rows, nil
 }
 
-// segPlan is where each segment sits in the batch: its first row, its first
-// position, and the segments whose keys it attends to (root first, itself
-// last).
-type segPlan struct {
-	row, pos int
-	chain    []int
+// HiddenSink is Hidden (without a cache) with an activation sink that
+// receives every layer's o_proj and down_proj inputs.
+func (m *Model) HiddenSink(be backend.Backend, seqs [][]int, sink ActivationSink) ([]float32, int) {
+	segs := make([]Segment, len(seqs))
+	for i, s := range seqs {
+		segs[i] = Segment{Tokens: s, Parent: -1}
+	}
+	return m.hiddenWith(be, segs, nil, sink)
 }
 
 func (m *Model) hidden(be backend.Backend, segs []Segment, cache *KVCache) ([]float32, int) {
-	c := m.Cfg
-	H := c.Hidden
+	return m.hiddenWith(be, segs, cache, nil)
+}
+
+func (m *Model) hiddenWith(be backend.Backend, segs []Segment, cache *KVCache, sink ActivationSink) ([]float32, int) {
 	past := 0
 	if cache != nil {
 		past = cache.Len
 	}
-	plan := make([]segPlan, len(segs))
-	rows, maxPos := 0, 0
-	for i, s := range segs {
-		p := segPlan{row: rows, pos: past, chain: []int{i}}
-		if s.Parent >= 0 {
-			pp := plan[s.Parent]
-			p.pos = pp.pos + len(segs[s.Parent].Tokens)
-			p.chain = append(append([]int(nil), pp.chain...), i)
-		}
-		plan[i] = p
-		rows += len(s.Tokens)
-		maxPos = max(maxPos, p.pos+len(s.Tokens))
-	}
-	rope := m.ropeFor(maxPos)
-	x := make([]float32, rows*H)
-	r := 0
+	b := newBatch(segs, past)
+	p := &layerPass[float32]{be: be, rope: m.ropeFor(b.maxPos), d: m.Cfg.HeadDim, eps: m.Cfg.RMSEps, b: b, cache: cache, sink: sink}
+	x := make([]float32, 0, b.rows*m.Cfg.Hidden)
+	H := m.Cfg.Hidden
 	for _, s := range segs {
 		for _, id := range s.Tokens {
-			copy(x[r*H:(r+1)*H], m.Embed[id*H:(id+1)*H])
-			r++
+			x = append(x, m.Embed[id*H:(id+1)*H]...)
 		}
 	}
 	for li := range m.Layers {
-		m.layerForward(be, rope, li, x, segs, plan, rows, cache)
+		p.li = li
+		p.run(&m.Layers[li], x)
 	}
 	if cache != nil {
-		cache.Len += rows
+		cache.Len += b.rows
 	}
-	nn.RMSNormForward(x, nil, x, m.Norm, rows, H, c.RMSEps)
-	return x, rows
-}
-
-// layerForward applies decoder layer li to the residual stream x in place.
-func (m *Model) layerForward(be backend.Backend, rope *nn.Rope, li int, x []float32, segs []Segment, plan []segPlan, rows int, cache *KVCache) {
-	c := m.Cfg
-	l := &m.Layers[li]
-	H, d := c.Hidden, c.HeadDim
-	xn := make([]float32, rows*H)
-	if l.Heads > 0 {
-		qd, kvd := l.Heads*d, l.KVHeads*d
-		nn.RMSNormForward(xn, nil, x, l.AttnNorm, rows, H, c.RMSEps)
-		q := make([]float32, rows*qd)
-		k := make([]float32, rows*kvd)
-		v := make([]float32, rows*kvd)
-		be.MatMulNT(q, xn, l.Wq, rows, qd, H, false)
-		be.MatMulNT(k, xn, l.Wk, rows, kvd, H, false)
-		be.MatMulNT(v, xn, l.Wv, rows, kvd, H, false)
-		nn.AddBias(q, l.Bq, rows)
-		nn.AddBias(k, l.Bk, rows)
-		nn.AddBias(v, l.Bv, rows)
-		// Rotate every segment's queries and keys first, so that children can
-		// then read their ancestors' rotated keys. Segments are independent
-		// here and in the attention below: each goroutine writes only its own
-		// rows, so the result does not depend on the scheduling.
-		nn.ParallelFor(len(segs), func(si int) {
-			p, T := plan[si], len(segs[si].Tokens)
-			rope.Forward(q[p.row*qd:(p.row+T)*qd], T, l.Heads, p.pos)
-			rope.Forward(k[p.row*kvd:(p.row+T)*kvd], T, l.KVHeads, p.pos)
-		})
-		att := make([]float32, rows*qd)
-		nn.ParallelFor(len(segs), func(si int) {
-			p, T := plan[si], len(segs[si].Tokens)
-			ks, vs := k[p.row*kvd:(p.row+T)*kvd], v[p.row*kvd:(p.row+T)*kvd]
-			past := p.pos
-			switch {
-			case cache != nil: // one segment (checked in Hidden)
-				cache.k[li] = append(cache.k[li], ks...)
-				cache.v[li] = append(cache.v[li], vs...)
-				ks, vs = cache.k[li], cache.v[li]
-			case len(p.chain) > 1:
-				var kb, vb []float32
-				for _, a := range p.chain {
-					pa, n := plan[a], len(segs[a].Tokens)
-					kb = append(kb, k[pa.row*kvd:(pa.row+n)*kvd]...)
-					vb = append(vb, v[pa.row*kvd:(pa.row+n)*kvd]...)
-				}
-				ks, vs = kb, vb
-			}
-			nn.AttentionForwardGEMM(be, att[p.row*qd:(p.row+T)*qd], nil, q[p.row*qd:(p.row+T)*qd], ks, vs, T, past, l.Heads, l.KVHeads, d)
-		})
-		be.MatMulNT(xn, att, l.Wo, rows, H, qd, false)
-		nn.AddBias(xn, l.Bo, rows)
-		for i, v := range xn {
-			x[i] += v
-		}
-	}
-	if l.Inter > 0 {
-		nn.RMSNormForward(xn, nil, x, l.MLPNorm, rows, H, c.RMSEps)
-		g := make([]float32, rows*l.Inter)
-		u := make([]float32, rows*l.Inter)
-		be.MatMulNT(g, xn, l.Wgate, rows, l.Inter, H, false)
-		be.MatMulNT(u, xn, l.Wup, rows, l.Inter, H, false)
-		nn.AddBias(g, l.Bgate, rows)
-		nn.AddBias(u, l.Bup, rows)
-		nn.SwiGLUForwardBE(be, g, g, u)
-		be.MatMulNT(xn, g, l.Wdown, rows, H, l.Inter, false)
-		nn.AddBias(xn, l.Bdown, rows)
-		for i, v := range xn {
-			x[i] += v
-		}
-	}
+	m.FinalNorm(x, b.rows)
+	return x, b.rows
 }

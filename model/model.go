@@ -64,23 +64,100 @@ type Config struct {
 	BOS, EOS     int
 }
 
-// Layer is one decoder block. Weight matrices are row-major [out × in] as in
-// PyTorch. A layer with Heads == 0 has no attention (it is the identity plus
-// the residual); one with Inter == 0 has no MLP.
-type Layer struct {
+// LayerOf is one decoder block with weights of element type F (float32 for
+// inference; training also instantiates float64 twins for gradient checks).
+// Weight matrices are row-major [out × in] as in PyTorch. A layer with
+// Heads == 0 has no attention (it is the identity plus the residual); one
+// with Inter == 0 has no MLP.
+//
+// KVMap gives, for each of the Heads query heads, the K/V head in
+// [0, KVHeads) it reads. nil means the standard grouping, head h reading
+// h / (Heads/KVHeads) (then Heads must be a multiple of KVHeads). A non-nil
+// map lets pruning keep any subset of a GQA model's query heads with the
+// K/V heads they use (groups then have different sizes); every K/V head is
+// read by at least one query head. KVMap is never written in place, so
+// derived layers may share it.
+type LayerOf[F nn.Float] struct {
 	Heads, KVHeads, Inter int
+	KVMap                 []int
 
-	AttnNorm   []float32 // [hidden]
-	Wq         []float32 // [Heads*headDim × hidden]
-	Wk, Wv     []float32 // [KVHeads*headDim × hidden]
-	Bq, Bk, Bv []float32 // optional biases, nil when absent
-	Wo         []float32 // [hidden × Heads*headDim]
+	AttnNorm   []F // [hidden]
+	Wq         []F // [Heads*headDim × hidden]
+	Wk, Wv     []F // [KVHeads*headDim × hidden]
+	Bq, Bk, Bv []F // optional biases, nil when absent
+	Wo         []F // [hidden × Heads*headDim]
 
-	MLPNorm    []float32 // [hidden]
-	Wgate, Wup []float32 // [Inter × hidden]
-	Wdown      []float32 // [hidden × Inter]
-	Bgate, Bup []float32 // optional (mlp_bias)
-	Bdown, Bo  []float32 // optional (mlp_bias / o_proj bias)
+	MLPNorm    []F // [hidden]
+	Wgate, Wup []F // [Inter × hidden]
+	Wdown      []F // [hidden × Inter]
+	Bgate, Bup []F // optional (mlp_bias)
+	Bdown, Bo  []F // optional (mlp_bias / o_proj bias)
+}
+
+// Layer is a float32 decoder block, the one models hold.
+type Layer = LayerOf[float32]
+
+// KVHead is the K/V head query head h reads (see KVMap).
+func (l *LayerOf[F]) KVHead(h int) int { return nn.KVHead(h, l.Heads, l.KVHeads, l.KVMap) }
+
+// Tensors returns pointers to the layer's 16 tensors in the order of
+// LayerTensors.
+func (l *LayerOf[F]) Tensors() [NumLayerTensors]*[]F {
+	return [NumLayerTensors]*[]F{
+		&l.AttnNorm, &l.Wq, &l.Bq, &l.Wk, &l.Bk, &l.Wv, &l.Bv, &l.Wo, &l.Bo,
+		&l.MLPNorm, &l.Wgate, &l.Bgate, &l.Wup, &l.Bup, &l.Wdown, &l.Bdown,
+	}
+}
+
+// checkKVMap checks a layer's head layout: without a map, heads must be a
+// multiple of KV heads; with one, it has one entry per head, in range, and
+// reads every K/V head.
+func checkKVMap(heads, kvHeads int, kvMap []int) error {
+	if heads == 0 {
+		if kvHeads != 0 || kvMap != nil {
+			return fmt.Errorf("%d KV heads (kv map %v) with no attention heads", kvHeads, kvMap)
+		}
+		return nil
+	}
+	if kvHeads <= 0 {
+		return fmt.Errorf("%d attention heads with %d KV heads", heads, kvHeads)
+	}
+	if kvMap == nil {
+		if heads%kvHeads != 0 {
+			return fmt.Errorf("%d attention heads are not a multiple of %d KV heads (and there is no kv map)", heads, kvHeads)
+		}
+		return nil
+	}
+	if len(kvMap) != heads {
+		return fmt.Errorf("kv map has %d entries for %d attention heads", len(kvMap), heads)
+	}
+	used := make([]bool, kvHeads)
+	for h, g := range kvMap {
+		if g < 0 || g >= kvHeads {
+			return fmt.Errorf("kv map: head %d reads KV head %d, out of [0, %d)", h, g, kvHeads)
+		}
+		used[g] = true
+	}
+	for g, u := range used {
+		if !u {
+			return fmt.Errorf("kv map: KV head %d is read by no attention head (it should have been dropped)", g)
+		}
+	}
+	return nil
+}
+
+// standardKVMap reports whether kvMap is the standard grouping of heads over
+// kvHeads (so that it can be stored as nil).
+func standardKVMap(heads, kvHeads int, kvMap []int) bool {
+	if kvHeads == 0 || heads%kvHeads != 0 || len(kvMap) != heads {
+		return false
+	}
+	for h, g := range kvMap {
+		if g != h/(heads/kvHeads) {
+			return false
+		}
+	}
+	return true
 }
 
 // Model is a loaded decoder. When Cfg.Tied is true LMHead aliases Embed.
@@ -111,7 +188,7 @@ func (m *Model) Validate(name string) error {
 		}
 		return nil
 	}
-	h, d := c.Hidden, c.HeadDim
+	h := c.Hidden
 	if err := chk("embed_tokens", m.Embed, c.Vocab*h, false); err != nil {
 		return err
 	}
@@ -130,37 +207,20 @@ func (m *Model) Validate(name string) error {
 		if l.Heads < 0 || l.KVHeads < 0 || l.Inter < 0 {
 			return fmt.Errorf("%s: layer %d has negative width", name, i)
 		}
-		if l.Heads > 0 && (l.KVHeads == 0 || l.Heads%l.KVHeads != 0) {
-			return fmt.Errorf("%s: layer %d: %d attention heads are not a multiple of %d KV heads", name, i, l.Heads, l.KVHeads)
+		if err := checkKVMap(l.Heads, l.KVHeads, l.KVMap); err != nil {
+			return fmt.Errorf("%s: layer %d: %v", name, i, err)
 		}
-		q, kv := l.Heads*d, l.KVHeads*d
-		for _, t := range []struct {
-			n   string
-			s   []float32
-			w   int
-			opt bool
-		}{
-			{"input_layernorm", l.AttnNorm, h, false},
-			{"self_attn.q_proj.weight", l.Wq, q * h, false},
-			{"self_attn.k_proj.weight", l.Wk, kv * h, false},
-			{"self_attn.v_proj.weight", l.Wv, kv * h, false},
-			{"self_attn.o_proj.weight", l.Wo, h * q, false},
-			{"self_attn.q_proj.bias", l.Bq, q, true},
-			{"self_attn.k_proj.bias", l.Bk, kv, true},
-			{"self_attn.v_proj.bias", l.Bv, kv, true},
-			{"self_attn.o_proj.bias", l.Bo, h, true},
-			{"post_attention_layernorm", l.MLPNorm, h, false},
-			{"mlp.gate_proj.weight", l.Wgate, l.Inter * h, false},
-			{"mlp.up_proj.weight", l.Wup, l.Inter * h, false},
-			{"mlp.down_proj.weight", l.Wdown, h * l.Inter, false},
-			{"mlp.gate_proj.bias", l.Bgate, l.Inter, true},
-			{"mlp.up_proj.bias", l.Bup, l.Inter, true},
-			{"mlp.down_proj.bias", l.Bdown, h, true},
-		} {
-			if t.w == 0 && len(t.s) == 0 {
+		ptrs := l.Tensors()
+		for t, spec := range LayerTensors {
+			w := 1
+			for _, n := range spec.Shape(c, l.Heads, l.KVHeads, l.Inter) {
+				w *= int(n)
+			}
+			s := *ptrs[t]
+			if w == 0 && len(s) == 0 {
 				continue
 			}
-			if err := chk(p+t.n, t.s, t.w, t.opt); err != nil {
+			if err := chk(p+spec.Name, s, w, spec.Bias); err != nil {
 				return err
 			}
 		}
@@ -175,10 +235,53 @@ func (m *Model) NumParams() int64 {
 		n += int64(len(m.LMHead))
 	}
 	for i := range m.Layers {
-		l := &m.Layers[i]
-		for _, s := range [][]float32{l.AttnNorm, l.Wq, l.Wk, l.Wv, l.Bq, l.Bk, l.Bv, l.Wo, l.Bo, l.MLPNorm, l.Wgate, l.Wup, l.Wdown, l.Bgate, l.Bup, l.Bdown} {
-			n += int64(len(s))
+		for _, s := range m.Layers[i].Tensors() {
+			n += int64(len(*s))
 		}
 	}
 	return n
+}
+
+// Clone returns a deep copy of m: every tensor (and KV map) is copied, and a
+// tied head stays tied to the copied embedding.
+func (m *Model) Clone() *Model {
+	cp := func(s []float32) []float32 {
+		if s == nil {
+			return nil
+		}
+		return append(make([]float32, 0, len(s)), s...)
+	}
+	o := &Model{Cfg: m.Cfg, Embed: cp(m.Embed), Norm: cp(m.Norm)}
+	if m.Cfg.RopeScaling != nil {
+		rs := *m.Cfg.RopeScaling
+		o.Cfg.RopeScaling = &rs
+	}
+	if m.Cfg.Tied {
+		o.LMHead = o.Embed
+	} else {
+		o.LMHead = cp(m.LMHead)
+	}
+	o.Layers = make([]Layer, len(m.Layers))
+	for i := range m.Layers {
+		l := m.Layers[i]
+		dst := l.Tensors()
+		for t, p := range m.Layers[i].Tensors() {
+			*dst[t] = cp(*p)
+		}
+		if l.KVMap != nil {
+			l.KVMap = append([]int(nil), l.KVMap...)
+		}
+		o.Layers[i] = l
+	}
+	return o
+}
+
+// Derive returns a new Model with its own Layers slice whose tensors all
+// alias m's: a cheap base for a model that differs in a few layers. Callers
+// replace whole layers (or whole tensor slices) they change and never write
+// into the aliased tensors.
+func (m *Model) Derive() *Model {
+	o := &Model{Cfg: m.Cfg, Embed: m.Embed, Norm: m.Norm, LMHead: m.LMHead}
+	o.Layers = append([]Layer(nil), m.Layers...)
+	return o
 }

@@ -11,24 +11,24 @@ import (
 // with a backend it is AttentionForwardGEMM, the path model.Forward takes, so
 // training sees exactly the inference computation; without a backend it is
 // the direct loop AttentionForward. float64 (gradient checks) runs the loop.
-func AttentionForwardT[F Float](be backend.Backend, out, probs, q, k, v []F, T, past, nH, nKV, d int) {
+func AttentionForwardT[F Float](be backend.Backend, out, probs, q, k, v []F, T, past, nH, nKV int, kvMap []int, d int) {
 	if o, ok := any(out).([]float32); ok {
 		if be != nil {
-			AttentionForwardGEMM(be, o, any(probs).([]float32), any(q).([]float32), any(k).([]float32), any(v).([]float32), T, past, nH, nKV, d)
+			AttentionForwardGEMM(be, o, any(probs).([]float32), any(q).([]float32), any(k).([]float32), any(v).([]float32), T, past, nH, nKV, kvMap, d)
 			return
 		}
 	}
-	attentionLoop(out, probs, q, k, v, T, past, nH, nKV, d)
+	attentionLoop(out, probs, q, k, v, T, past, nH, nKV, kvMap, d)
 }
 
 // attnRow computes the softmax probabilities of query t of head h over keys
-// 0..past+t into att[:past+t+1] and returns that slice. The arithmetic is the
-// one of AttentionForward, so for float32 the probabilities are bitwise those
-// of the forward pass (recomputation in the backward pass is exact).
-func attnRow[F Float](att, q, k []F, t, past, h, nH, nKV, d int) []F {
+// 0..past+t (read from K/V head kh) into att[:past+t+1] and returns that
+// slice. The arithmetic is the one of AttentionForward, so for float32 the
+// probabilities are bitwise those of the forward pass (recomputation in the
+// backward pass is exact).
+func attnRow[F Float](att, q, k []F, t, past, h, kh, nH, nKV, d int) []F {
 	scale := F(1 / math.Sqrt(float64(d)))
 	qs, kvs := nH*d, nKV*d
-	kh := h / (nH / nKV)
 	last := past + t
 	qt := q[t*qs+h*d : t*qs+h*d+d]
 	mx := F(math.Inf(-1))
@@ -65,24 +65,26 @@ func attnRow[F Float](att, q, k []F, t, past, h, nH, nKV, d int) []F {
 //	dq_t += scale·Σ_j ds_j·k_j,   dk_j += scale·ds_j·q_t
 //
 // Query heads run in parallel; the K/V gradients of the heads of one group
-// are summed afterwards in head order, so the result is deterministic.
+// are summed afterwards in head order, so the result is deterministic. Groups
+// may be ragged (kvMap, see KVHead); a K/V head no query head reads gets a
+// zero gradient.
 //
 // In float32 with a backend the same formulas run as matrix products
 // (attentionBackwardGEMM), matching AttentionForwardT's GEMM path.
-func AttentionBackward[F Float](be backend.Backend, dq, dk, dv, dout, q, k, v, probs []F, T, nH, nKV, d int) {
+func AttentionBackward[F Float](be backend.Backend, dq, dk, dv, dout, q, k, v, probs []F, T, nH, nKV int, kvMap []int, d int) {
 	if dq32, ok := any(dq).([]float32); ok && be != nil {
 		attentionBackwardGEMM(be, dq32, any(dk).([]float32), any(dv).([]float32), any(dout).([]float32),
-			any(q).([]float32), any(k).([]float32), any(v).([]float32), any(probs).([]float32), T, nH, nKV, d)
+			any(q).([]float32), any(k).([]float32), any(v).([]float32), any(probs).([]float32), T, nH, nKV, kvMap, d)
 		return
 	}
-	group := nH / nKV
+	groups, _ := kvGroups(nH, nKV, kvMap)
 	scale := F(1 / math.Sqrt(float64(d)))
 	qs, kvs := nH*d, nKV*d
 	// Per-query-head K/V gradients: [nH][T × d].
 	dkh := make([]F, nH*T*d)
 	dvh := make([]F, nH*T*d)
 	ParallelFor(nH, func(h int) {
-		kh := h / group
+		kh := KVHead(h, nH, nKV, kvMap)
 		att := make([]F, T)
 		dp := make([]F, T)
 		myK, myV := dkh[h*T*d:(h+1)*T*d], dvh[h*T*d:(h+1)*T*d]
@@ -91,7 +93,7 @@ func AttentionBackward[F Float](be backend.Backend, dq, dk, dv, dout, q, k, v, p
 			if probs != nil {
 				p = probs[(h*T+t)*T : (h*T+t)*T+t+1]
 			} else {
-				p = attnRow(att, q, k, t, 0, h, nH, nKV, d)
+				p = attnRow(att, q, k, t, 0, h, kh, nH, nKV, d)
 			}
 			do := dout[t*qs+h*d : t*qs+h*d+d]
 			qt := q[t*qs+h*d : t*qs+h*d+d]
@@ -124,11 +126,17 @@ func AttentionBackward[F Float](be backend.Backend, dq, dk, dv, dout, q, k, v, p
 		}
 	})
 	ParallelFor(nKV, func(kh int) {
+		heads := groups[kh]
 		for t := 0; t < T; t++ {
 			dkt, dvt := dk[t*kvs+kh*d:t*kvs+kh*d+d], dv[t*kvs+kh*d:t*kvs+kh*d+d]
-			copy(dkt, dkh[(kh*group*T+t)*d:])
-			copy(dvt, dvh[(kh*group*T+t)*d:])
-			for h := kh*group + 1; h < (kh+1)*group; h++ {
+			if len(heads) == 0 {
+				clear(dkt)
+				clear(dvt)
+				continue
+			}
+			copy(dkt, dkh[(heads[0]*T+t)*d:])
+			copy(dvt, dvh[(heads[0]*T+t)*d:])
+			for _, h := range heads[1:] {
 				sk, sv := dkh[(h*T+t)*d:(h*T+t)*d+d], dvh[(h*T+t)*d:(h*T+t)*d+d]
 				for i := range dkt {
 					dkt[i] += sk[i]
@@ -141,16 +149,16 @@ func AttentionBackward[F Float](be backend.Backend, dq, dk, dv, dout, q, k, v, p
 
 // attentionLoop is the direct causal loop of AttentionForward for both
 // element types.
-func attentionLoop[F Float](out, probs, q, k, v []F, T, past, nH, nKV, d int) {
+func attentionLoop[F Float](out, probs, q, k, v []F, T, past, nH, nKV int, kvMap []int, d int) {
 	qs := nH * d
 	Tk := past + T
 	ParallelFor(nH, func(h int) {
 		att := make([]F, Tk)
 		for t := 0; t < T; t++ {
 			ot := out[t*qs+h*d : t*qs+h*d+d]
-			p := attnRow(att, q, k, t, past, h, nH, nKV, d)
+			kh := KVHead(h, nH, nKV, kvMap)
+			p := attnRow(att, q, k, t, past, h, kh, nH, nKV, d)
 			clear(ot)
-			kh := h / (nH / nKV)
 			for j, pj := range p {
 				vj := v[j*nKV*d+kh*d : j*nKV*d+kh*d+d]
 				for i, vv := range vj {

@@ -25,7 +25,7 @@ func BenchmarkAttention(b *testing.B) {
 		flops := float64(4 * c.T * c.T / 2 * c.nH * c.d)
 		b.Run(fmt.Sprintf("loop/T=%d/h=%d/d=%d", c.T, c.nH, c.d), func(b *testing.B) {
 			for b.Loop() {
-				AttentionForward(out, nil, q, k, v, c.T, 0, c.nH, c.nKV, c.d)
+				AttentionForward(out, nil, q, k, v, c.T, 0, c.nH, c.nKV, nil, c.d)
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
@@ -33,7 +33,7 @@ func BenchmarkAttention(b *testing.B) {
 			be, _ := backend.Get(name)
 			b.Run(fmt.Sprintf("gemm-%s/T=%d/h=%d/d=%d", name, c.T, c.nH, c.d), func(b *testing.B) {
 				for b.Loop() {
-					AttentionForwardGEMM(be, out, nil, q, k, v, c.T, 0, c.nH, c.nKV, c.d)
+					AttentionForwardGEMM(be, out, nil, q, k, v, c.T, 0, c.nH, c.nKV, nil, c.d)
 				}
 				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})

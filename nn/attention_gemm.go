@@ -13,45 +13,72 @@ import (
 // the backend, so they use its SIMD (or GPU) kernels. The query heads of one
 // KV group are stacked so each group costs one product of each kind. The
 // masked upper triangle is computed and discarded: twice the flops of a
-// causal loop, but at GEMM speed.
-func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, past, nH, nKV, d int) {
-	group := nH / nKV
+// causal loop, but at GEMM speed. Groups may be ragged (kvMap, see KVHead);
+// a K/V head that no query head reads is skipped.
+func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, past, nH, nKV int, kvMap []int, d int) {
+	groups, maxGroup := kvGroups(nH, nKV, kvMap)
 	Tk := past + T
 	scale := float32(1 / math.Sqrt(float64(d)))
 	qs, kvs := nH*d, nKV*d
-	rows := group * T // stacked query rows of one group: row = g*T + t
-	qg := make([]float32, rows*d)
+	qg := make([]float32, maxGroup*T*d)
 	kh := make([]float32, Tk*d)
 	vh := make([]float32, Tk*d)
-	s := make([]float32, rows*Tk)
-	og := make([]float32, rows*d)
+	s := make([]float32, maxGroup*T*Tk)
+	og := make([]float32, maxGroup*T*d)
 	rk, _ := be.(backend.RowKernels)
-	for g := 0; g < nKV; g++ {
+	for g, heads := range groups {
+		if len(heads) == 0 {
+			continue
+		}
+		rows := len(heads) * T // stacked query rows of one group: row = hi*T + t
 		gatherHead(kh, k, Tk, kvs, g*d, d)
 		gatherHead(vh, v, Tk, kvs, g*d, d)
-		for hi := 0; hi < group; hi++ {
-			gatherHead(qg[hi*T*d:], q, T, qs, (g*group+hi)*d, d)
+		for hi, h := range heads {
+			gatherHead(qg[hi*T*d:], q, T, qs, h*d, d)
 		}
-		be.MatMulNT(s, qg, kh, rows, Tk, d, false)
-		ParallelFor(group, func(hi int) {
+		be.MatMulNT(s[:rows*Tk], qg[:rows*d], kh, rows, Tk, d, false)
+		ParallelFor(len(heads), func(hi int) {
+			h := heads[hi]
 			for t := 0; t < T; t++ {
 				row := s[(hi*T+t)*Tk : (hi*T+t+1)*Tk]
 				last := past + t
 				softmaxCausalRow(rk, row, last, scale)
 				if probs != nil {
-					h := g*group + hi
 					copy(probs[(h*T+t)*Tk:(h*T+t+1)*Tk], row)
 				}
 			}
 		})
-		be.MatMulNN(og, s, vh, rows, d, Tk, false)
-		for hi := 0; hi < group; hi++ {
-			h := g*group + hi
+		be.MatMulNN(og[:rows*d], s[:rows*Tk], vh, rows, d, Tk, false)
+		for hi, h := range heads {
 			for t := 0; t < T; t++ {
 				copy(out[t*qs+h*d:t*qs+h*d+d], og[(hi*T+t)*d:(hi*T+t+1)*d])
 			}
 		}
 	}
+}
+
+// KVHead is the K/V head that query head h of nH reads among nKV: kvMap[h],
+// or with a nil map the standard equal groups, h / (nH/nKV).
+func KVHead(h, nH, nKV int, kvMap []int) int {
+	if kvMap != nil {
+		return kvMap[h]
+	}
+	return h / (nH / nKV)
+}
+
+// kvGroups lists, for each K/V head, the query heads that read it in
+// ascending order, and the size of the largest group.
+func kvGroups(nH, nKV int, kvMap []int) ([][]int, int) {
+	groups := make([][]int, nKV)
+	for h := 0; h < nH; h++ {
+		g := KVHead(h, nH, nKV, kvMap)
+		groups[g] = append(groups[g], h)
+	}
+	mx := 0
+	for _, g := range groups {
+		mx = max(mx, len(g))
+	}
+	return groups, mx
 }
 
 // softmaxCausalRow turns raw scores row[0..last] into probabilities of
@@ -92,34 +119,43 @@ func softmaxCausalRow(rk backend.RowKernels, row []float32, last int, scale floa
 // The heads of a group are summed inside the dK and dV products, so the
 // result is deterministic. When probs is nil, P is recomputed with the very
 // product and softmax of AttentionForwardGEMM, so it is bitwise the forward's.
-func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs []float32, T, nH, nKV, d int) {
-	group := nH / nKV
+func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs []float32, T, nH, nKV int, kvMap []int, d int) {
+	groups, maxGroup := kvGroups(nH, nKV, kvMap)
 	scale := float32(1 / math.Sqrt(float64(d)))
 	qs, kvs := nH*d, nKV*d
-	rows := group * T
-	qg := make([]float32, rows*d)
-	dog := make([]float32, rows*d)
+	qgAll := make([]float32, maxGroup*T*d)
+	dogAll := make([]float32, maxGroup*T*d)
 	kh := make([]float32, T*d)
 	vh := make([]float32, T*d)
-	p := make([]float32, rows*T)
-	ds := make([]float32, rows*T)
-	dqg := make([]float32, rows*d)
+	pAll := make([]float32, maxGroup*T*T)
+	dsAll := make([]float32, maxGroup*T*T)
+	dqgAll := make([]float32, maxGroup*T*d)
 	dkh := make([]float32, T*d)
 	dvh := make([]float32, T*d)
 	rk, _ := be.(backend.RowKernels)
-	for g := 0; g < nKV; g++ {
+	for g, heads := range groups {
+		if len(heads) == 0 {
+			// No query head reads this K/V head: its gradient is zero.
+			for j := 0; j < T; j++ {
+				clear(dk[j*kvs+g*d : j*kvs+g*d+d])
+				clear(dv[j*kvs+g*d : j*kvs+g*d+d])
+			}
+			continue
+		}
+		rows := len(heads) * T
+		qg, dog, p, ds, dqg := qgAll[:rows*d], dogAll[:rows*d], pAll[:rows*T], dsAll[:rows*T], dqgAll[:rows*d]
 		gatherHead(kh, k, T, kvs, g*d, d)
 		gatherHead(vh, v, T, kvs, g*d, d)
-		for hi := 0; hi < group; hi++ {
-			gatherHead(qg[hi*T*d:], q, T, qs, (g*group+hi)*d, d)
-			gatherHead(dog[hi*T*d:], dout, T, qs, (g*group+hi)*d, d)
+		for hi, h := range heads {
+			gatherHead(qg[hi*T*d:], q, T, qs, h*d, d)
+			gatherHead(dog[hi*T*d:], dout, T, qs, h*d, d)
 		}
 		if probs != nil {
 			// Saved rows hold only columns 0..t; the rest must be zero.
 			for r := 0; r < rows; r++ {
-				t := r % T
+				t, h := r%T, heads[r/T]
 				row := p[r*T : (r+1)*T]
-				copy(row[:t+1], probs[(g*rows+r)*T:(g*rows+r)*T+t+1])
+				copy(row[:t+1], probs[(h*T+t)*T:(h*T+t)*T+t+1])
 				clear(row[t+1:])
 			}
 		} else {
@@ -141,8 +177,7 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 		be.MatMulNN(dqg, ds, kh, rows, d, T, false)
 		be.MatMulTN(dkh, ds, qg, T, d, rows, false)
 		be.MatMulTN(dvh, p, dog, T, d, rows, false)
-		for hi := 0; hi < group; hi++ {
-			h := g*group + hi
+		for hi, h := range heads {
 			for t := 0; t < T; t++ {
 				copy(dq[t*qs+h*d:t*qs+h*d+d], dqg[(hi*T+t)*d:(hi*T+t+1)*d])
 			}

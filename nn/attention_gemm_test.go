@@ -20,8 +20,13 @@ func TestAttentionGEMMMatchesLoop(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range []struct{ T, past, nH, nKV, d int }{
-			{1, 0, 1, 1, 4}, {7, 0, 4, 4, 8}, {13, 0, 8, 2, 16}, {5, 9, 6, 3, 4}, {33, 0, 2, 1, 64}, {1, 20, 4, 2, 8},
+		for _, c := range []struct {
+			T, past, nH, nKV, d int
+			kvMap              []int
+		}{
+			{1, 0, 1, 1, 4, nil}, {7, 0, 4, 4, 8, nil}, {13, 0, 8, 2, 16, nil}, {5, 9, 6, 3, 4, nil}, {33, 0, 2, 1, 64, nil}, {1, 20, 4, 2, 8, nil},
+			// Ragged groups (pruned GQA), an unsorted map and an unread K/V head.
+			{9, 0, 5, 4, 8, []int{0, 0, 1, 2, 3}}, {6, 4, 5, 3, 4, []int{2, 0, 2, 1, 2}}, {3, 0, 2, 3, 4, []int{2, 0}},
 		} {
 			t.Run(fmt.Sprintf("%s/%+v", name, c), func(t *testing.T) {
 				Tk := c.past + c.T
@@ -37,8 +42,8 @@ func TestAttentionGEMMMatchesLoop(t *testing.T) {
 				got := make([]float32, len(want))
 				pw := make([]float32, c.nH*c.T*Tk)
 				pg := make([]float32, len(pw))
-				AttentionForward(want, pw, q, k, v, c.T, c.past, c.nH, c.nKV, c.d)
-				AttentionForwardGEMM(be, got, pg, q, k, v, c.T, c.past, c.nH, c.nKV, c.d)
+				AttentionForward(want, pw, q, k, v, c.T, c.past, c.nH, c.nKV, c.kvMap, c.d)
+				AttentionForwardGEMM(be, got, pg, q, k, v, c.T, c.past, c.nH, c.nKV, c.kvMap, c.d)
 				for i := range want {
 					if math.Abs(float64(got[i]-want[i])) > 1e-5*(1+math.Abs(float64(want[i]))) {
 						t.Fatalf("out[%d]: gemm %g loop %g", i, got[i], want[i])
@@ -61,7 +66,11 @@ func TestAttentionBackwardGEMMMatchesLoop(t *testing.T) {
 	r := rand.New(rand.NewPCG(3, 4))
 	for _, name := range backend.Names() {
 		be, _ := backend.Get(name)
-		for _, c := range []struct{ T, nH, nKV, d int }{{1, 1, 1, 4}, {9, 4, 4, 8}, {17, 8, 2, 16}, {6, 6, 3, 4}, {31, 2, 1, 64}} {
+		for _, c := range []struct {
+			T, nH, nKV, d int
+			kvMap         []int
+		}{{1, 1, 1, 4, nil}, {9, 4, 4, 8, nil}, {17, 8, 2, 16, nil}, {6, 6, 3, 4, nil}, {31, 2, 1, 64, nil},
+			{8, 5, 4, 8, []int{0, 0, 1, 2, 3}}, {7, 4, 3, 4, []int{2, 0, 2, 1}}, {5, 2, 3, 4, []int{2, 0}}} {
 			t.Run(fmt.Sprintf("%s/%+v", name, c), func(t *testing.T) {
 				rnd := func(n int) []float32 {
 					x := make([]float32, n)
@@ -76,10 +85,10 @@ func TestAttentionBackwardGEMMMatchesLoop(t *testing.T) {
 					var probs []float32
 					if save {
 						probs = make([]float32, c.nH*c.T*c.T)
-						AttentionForwardT(be, make([]float32, qn), probs, q, k, v, c.T, 0, c.nH, c.nKV, c.d)
+						AttentionForwardT(be, make([]float32, qn), probs, q, k, v, c.T, 0, c.nH, c.nKV, c.kvMap, c.d)
 					}
 					dq, dk, dv = make([]float32, qn), make([]float32, kn), make([]float32, kn)
-					AttentionBackward(be, dq, dk, dv, dout, q, k, v, probs, c.T, c.nH, c.nKV, c.d)
+					AttentionBackward(be, dq, dk, dv, dout, q, k, v, probs, c.T, c.nH, c.nKV, c.kvMap, c.d)
 					return
 				}
 				wq, wk, wv := grads(nil, false)
@@ -99,6 +108,84 @@ func TestAttentionBackwardGEMMMatchesLoop(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// A ragged K/V map must compute exactly multi-head attention over K/V heads
+// copied per query head (an independent statement of what the map means),
+// for the loop and the GEMM path, with a cache (past > 0) too.
+func TestAttentionKVMapEqualsExpandedMHA(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	be, err := backend.Get("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	T, past, d := 6, 3, 8
+	Tk := T + past
+	kvMap := []int{0, 1, 1, 1, 3} // 5 query heads over 4 K/V heads; head 2 unread
+	nH, nKV := len(kvMap), 4
+	rnd := func(n int) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64())
+		}
+		return x
+	}
+	q, k, v := rnd(T*nH*d), rnd(Tk*nKV*d), rnd(Tk*nKV*d)
+	ke, ve := make([]float32, Tk*nH*d), make([]float32, Tk*nH*d)
+	for j := 0; j < Tk; j++ {
+		for h, g := range kvMap {
+			copy(ke[(j*nH+h)*d:(j*nH+h+1)*d], k[(j*nKV+g)*d:(j*nKV+g+1)*d])
+			copy(ve[(j*nH+h)*d:(j*nH+h+1)*d], v[(j*nKV+g)*d:(j*nKV+g+1)*d])
+		}
+	}
+	want := make([]float32, T*nH*d)
+	AttentionForward(want, nil, q, ke, ve, T, past, nH, nH, nil, d)
+	for _, gemm := range []bool{false, true} {
+		got := make([]float32, len(want))
+		if gemm {
+			AttentionForwardGEMM(be, got, nil, q, k, v, T, past, nH, nKV, kvMap, d)
+		} else {
+			AttentionForward(got, nil, q, k, v, T, past, nH, nKV, kvMap, d)
+		}
+		for i := range want {
+			if math.Abs(float64(got[i]-want[i])) > 1e-5*(1+math.Abs(float64(want[i]))) {
+				t.Fatalf("gemm=%v out[%d]: mapped %g expanded %g", gemm, i, got[i], want[i])
+			}
+		}
+	}
+	// Gradients (the backward pass has no past: all Tk positions are
+	// queries): dK/dV of the map are the sums over the copies.
+	T = Tk
+	q = rnd(T * nH * d)
+	dout := rnd(T * nH * d)
+	dqe, dke, dve := make([]float32, T*nH*d), make([]float32, T*nH*d), make([]float32, T*nH*d)
+	AttentionBackward[float32](nil, dqe, dke, dve, dout, q, ke, ve, nil, T, nH, nH, nil, d)
+	for _, b := range []backend.Backend{nil, be} {
+		dq, dk, dv := make([]float32, T*nH*d), make([]float32, T*nKV*d), make([]float32, T*nKV*d)
+		AttentionBackward(b, dq, dk, dv, dout, q, k, v, nil, T, nH, nKV, kvMap, d)
+		for i := range dq {
+			if math.Abs(float64(dq[i]-dqe[i])) > 1e-4*(1+math.Abs(float64(dqe[i]))) {
+				t.Fatalf("backend %v dq[%d]: mapped %g expanded %g", b != nil, i, dq[i], dqe[i])
+			}
+		}
+		for j := 0; j < T; j++ {
+			for g := 0; g < nKV; g++ {
+				for i := 0; i < d; i++ {
+					var sk, sv float64
+					for h, hg := range kvMap {
+						if hg == g {
+							sk += float64(dke[(j*nH+h)*d+i])
+							sv += float64(dve[(j*nH+h)*d+i])
+						}
+					}
+					gk, gv := float64(dk[(j*nKV+g)*d+i]), float64(dv[(j*nKV+g)*d+i])
+					if math.Abs(gk-sk) > 1e-4*(1+math.Abs(sk)) || math.Abs(gv-sv) > 1e-4*(1+math.Abs(sv)) {
+						t.Fatalf("backend %v pos %d kv head %d: dk %g want %g, dv %g want %g", b != nil, j, g, gk, sk, gv, sv)
+					}
+				}
+			}
 		}
 	}
 }

@@ -145,7 +145,10 @@ func TestRopeBackwardFD(t *testing.T) {
 }
 
 func TestAttentionBackwardFD(t *testing.T) {
-	for _, hc := range []struct{ nH, nKV int }{{2, 2}, {4, 2}, {3, 1}} {
+	for _, hc := range []struct {
+		nH, nKV int
+		kvMap   []int
+	}{{2, 2, nil}, {4, 2, nil}, {3, 1, nil}, {5, 4, []int{0, 1, 2, 2, 3}}, {3, 3, []int{2, 0, 2}}} {
 		for _, save := range []bool{false, true} {
 			r := rand.New(rand.NewPCG(5, uint64(hc.nH)))
 			T, d := 5, 4
@@ -154,7 +157,7 @@ func TestAttentionBackwardFD(t *testing.T) {
 			c := randVec(r, T*nH*d, 1)
 			loss := func() float64 {
 				out := make([]float64, T*nH*d)
-				AttentionForwardT(nil, out, nil, q, k, v, T, 0, nH, nKV, d)
+				AttentionForwardT(nil, out, nil, q, k, v, T, 0, nH, nKV, hc.kvMap, d)
 				return dot64(out, c)
 			}
 			out := make([]float64, T*nH*d)
@@ -162,9 +165,9 @@ func TestAttentionBackwardFD(t *testing.T) {
 			if save {
 				probs = make([]float64, nH*T*T)
 			}
-			AttentionForwardT(nil, out, probs, q, k, v, T, 0, nH, nKV, d)
+			AttentionForwardT(nil, out, probs, q, k, v, T, 0, nH, nKV, hc.kvMap, d)
 			dq, dk, dv := make([]float64, len(q)), make([]float64, len(k)), make([]float64, len(v))
-			AttentionBackward(nil, dq, dk, dv, c, q, k, v, probs, T, nH, nKV, d)
+			AttentionBackward(nil, dq, dk, dv, c, q, k, v, probs, T, nH, nKV, hc.kvMap, d)
 			fdCheck(t, "dq", q, dq, loss)
 			fdCheck(t, "dk", k, dk, loss)
 			fdCheck(t, "dv", v, dv, loss)
@@ -187,10 +190,10 @@ func TestAttentionRecomputeBitwise(t *testing.T) {
 	}
 	q, k, v, c := f32(T*nH*d), f32(T*nKV*d), f32(T*nKV*d), f32(T*nH*d)
 	out, probs := make([]float32, T*nH*d), make([]float32, nH*T*T)
-	AttentionForward(out, probs, q, k, v, T, 0, nH, nKV, d)
+	AttentionForward(out, probs, q, k, v, T, 0, nH, nKV, nil, d)
 	grads := func(p []float32) [][]float32 {
 		dq, dk, dv := make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(v))
-		AttentionBackward(nil, dq, dk, dv, c, q, k, v, p, T, nH, nKV, d)
+		AttentionBackward(nil, dq, dk, dv, c, q, k, v, p, T, nH, nKV, nil, d)
 		return [][]float32{dq, dk, dv}
 	}
 	a, b := grads(probs), grads(nil)

@@ -247,9 +247,9 @@ func Build(ctx context.Context, be backend.Backend, dense *model.Model, calib []
 			for i, s := range seqs {
 				lens[i] = len(s)
 			}
-			layerForward(be, dense, li, x, lens, func(kind int, a []float32, rows, cols int) {
-				hs[kind].add(be, a, rows, cols)
-			})
+			if err := dense.RunLayer(be, li, x, lens, hessianSink{be, hs}); err != nil {
+				return err
+			}
 			if li+1 < len(dense.Layers) {
 				if err := store.put(b, x); err != nil {
 					return err
@@ -359,7 +359,7 @@ func attnParams(c model.Config, l *model.Layer, kept []int) int64 {
 	}
 	kv := map[int]bool{}
 	for _, h := range kept {
-		kv[kvOf(l, h)] = true
+		kv[l.KVHead(h)] = true
 	}
 	H, d := int64(c.Hidden), int64(c.HeadDim)
 	q, nkv := int64(len(kept))*d, int64(len(kv))*d
@@ -419,6 +419,21 @@ func fileInfo(dir, rel string, info *LevelInfo) error {
 	}
 	info.File, info.Bytes, info.SHA256 = filepath.ToSlash(rel), n, hex.EncodeToString(h.Sum(nil))
 	return nil
+}
+
+// hessianSink routes o_proj inputs to hs[0] and down_proj inputs to hs[1].
+type hessianSink struct {
+	be backend.Backend
+	hs [2]*hessian
+}
+
+func (s hessianSink) Activation(layer int, kind model.ActKind, x []float32, rows, cols int) {
+	switch kind {
+	case model.OProjInput:
+		s.hs[0].add(s.be, x, rows, cols)
+	case model.DownProjInput:
+		s.hs[1].add(s.be, x, rows, cols)
+	}
 }
 
 // hessian accumulates XᵀX in float64 across batches; each batch's product

@@ -13,7 +13,6 @@ import (
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
 	"github.com/darwinlm/darwinlm-go/internal/testmodel"
 	"github.com/darwinlm/darwinlm-go/model"
-	"github.com/darwinlm/darwinlm-go/nn"
 )
 
 func cpu(t testing.TB) backend.Backend {
@@ -35,34 +34,6 @@ func randomSeqs(seed uint64, n, length, vocab int) [][]int {
 		}
 	}
 	return out
-}
-
-// The capture path's layer-by-layer forward is the model's forward.
-func TestLayerForwardMatchesModel(t *testing.T) {
-	be := cpu(t)
-	m := testmodel.Random(testmodel.Cfg{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 3, Bias: true, MLPBias: true}, false, 5)
-	seqs := randomSeqs(3, 4, 12, 50)
-	want, rows := m.Hidden(be, seqs, nil)
-	H := m.Cfg.Hidden
-	x := make([]float32, rows*H)
-	lens := []int{}
-	r := 0
-	for _, s := range seqs {
-		lens = append(lens, len(s))
-		for _, id := range s {
-			copy(x[r*H:], m.Embed[id*H:(id+1)*H])
-			r++
-		}
-	}
-	for li := range m.Layers {
-		layerForward(be, m, li, x, lens, func(int, []float32, int, int) {})
-	}
-	nn.RMSNormForward(x, nil, x, m.Norm, rows, H, m.Cfg.RMSEps)
-	for i := range x {
-		if x[i] != want[i] {
-			t.Fatalf("hidden %d: %v, model.Hidden %v", i, x[i], want[i])
-		}
-	}
 }
 
 func buildRandomDB(t *testing.T, m *model.Model, opts BuildOptions) (*Database, string) {
@@ -93,8 +64,21 @@ func maxAbsDiff(a, b []float32) float64 {
 // for bit, the zeroed format computes the same function as the shrunk one,
 // errors grow with the level.
 func TestBuildStitchRandom(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  testmodel.Cfg
+	}{
+		{"mha-mlpbias", testmodel.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, MLPBias: true}},
+		{"gqa-qkvbias", testmodel.Cfg{Heads: 8, KV: 4, HD: 4, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, Bias: true}},
+		{"gqa-1kv", testmodel.Cfg{Heads: 4, KV: 1, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, Interleaved: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { testBuildStitch(t, tc.cfg) })
+	}
+}
+
+func testBuildStitch(t *testing.T, rc testmodel.Cfg) {
 	be := cpu(t)
-	m := testmodel.Random(testmodel.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, MLPBias: true}, false, 7)
+	m := testmodel.Random(rc, false, 7)
 	db, _ := buildRandomDB(t, m, BuildOptions{Levels: 4})
 	if err := db.CheckModel(m); err != nil {
 		t.Fatal(err)
@@ -109,6 +93,7 @@ func TestBuildStitchRandom(t *testing.T) {
 	}
 	seqs := randomSeqs(4, 3, 10, 60)
 	dense := m.Forward(be, seqs)
+	ragged := false
 	for lv := 0; lv <= 4; lv++ {
 		cfg := Uniform(db, lv)
 		p, err := db.Params(cfg)
@@ -121,6 +106,9 @@ func TestBuildStitchRandom(t *testing.T) {
 		}
 		if err := sm.Validate("stitched"); err != nil {
 			t.Fatal(err)
+		}
+		for _, l := range sm.Layers {
+			ragged = ragged || l.KVMap != nil
 		}
 		if got := sm.NumParams(); got != p {
 			t.Errorf("level %d: stitched model has %d parameters, Params says %d", lv, got, p)
@@ -144,6 +132,9 @@ func TestBuildStitchRandom(t *testing.T) {
 			t.Errorf("level %d: zeroed and shrunk logits differ by %g", lv, d)
 		}
 	}
+	if rc.KV < rc.Heads && rc.KV > 1 && !ragged {
+		t.Errorf("no stitched layer had a ragged K/V map; the GQA case is not covered")
+	}
 	for ci := 0; ci < db.NumModules(); ci++ {
 		lv := db.Module(ci).Levels
 		for l := 1; l < len(lv); l++ {
@@ -153,7 +144,7 @@ func TestBuildStitchRandom(t *testing.T) {
 		}
 	}
 	// Another model is refused.
-	m2 := testmodel.Random(testmodel.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, MLPBias: true}, false, 8)
+	m2 := testmodel.Random(rc, false, 8)
 	if err := db.CheckModel(m2); err == nil || !strings.Contains(err.Error(), "another model") {
 		t.Errorf("hash mismatch not detected: %v", err)
 	}

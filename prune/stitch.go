@@ -35,7 +35,7 @@ func (db *Database) stitch(dense *model.Model, cfg LevelConfig, zeroed bool) (*m
 		return nil, err
 	}
 	L := db.Man.Arch.Layers
-	out := derive(dense)
+	out := dense.Derive()
 	for i := 0; i < L; i++ {
 		la, lm := levels[L+i], levels[i]
 		if la == 0 && lm == 0 {

@@ -26,20 +26,13 @@
 package train
 
 import (
-	"fmt"
-
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/nn"
 )
 
-// LayerW holds the parameters of one decoder layer (see model.Layer).
-type LayerW[F nn.Float] struct {
-	Heads, KVHeads, Inter int
-
-	AttnNorm, Wq, Wk, Wv, Bq, Bk, Bv, Wo, Bo []F
-	MLPNorm, Wgate, Wup, Wdown, Bgate, Bup   []F
-	Bdown                                    []F
-}
+// LayerW holds the parameters of one decoder layer: model.LayerOf, so that
+// training runs the model's own layer forward.
+type LayerW[F nn.Float] = model.LayerOf[F]
 
 // Weights holds every parameter of a model. When Cfg.Tied, LMHead and Embed
 // are the same slice (for gradients too, so both uses accumulate into it).
@@ -64,12 +57,7 @@ type Tensor[F nn.Float] struct {
 // in place.
 func FromModel(m *model.Model) *Weights[float32] {
 	w := &Weights[float32]{Cfg: m.Cfg, Embed: m.Embed, Norm: m.Norm, LMHead: m.LMHead, Rope: m.Rope}
-	for i := range m.Layers {
-		l := &m.Layers[i]
-		w.Layers = append(w.Layers, LayerW[float32]{Heads: l.Heads, KVHeads: l.KVHeads, Inter: l.Inter,
-			AttnNorm: l.AttnNorm, Wq: l.Wq, Wk: l.Wk, Wv: l.Wv, Bq: l.Bq, Bk: l.Bk, Bv: l.Bv, Wo: l.Wo, Bo: l.Bo,
-			MLPNorm: l.MLPNorm, Wgate: l.Wgate, Wup: l.Wup, Wdown: l.Wdown, Bgate: l.Bgate, Bup: l.Bup, Bdown: l.Bdown})
-	}
+	w.Layers = append([]LayerW[float32](nil), m.Layers...) // the same tensors
 	if m.Cfg.Tied {
 		w.LMHead = w.Embed
 	}
@@ -108,11 +96,14 @@ func mapWeights[G, F nn.Float](w *Weights[F], f func([]F) []G) *Weights[G] {
 	} else {
 		o.LMHead = f(w.LMHead)
 	}
-	for _, l := range w.Layers {
-		o.Layers = append(o.Layers, LayerW[G]{Heads: l.Heads, KVHeads: l.KVHeads, Inter: l.Inter,
-			AttnNorm: f(l.AttnNorm), Wq: f(l.Wq), Wk: f(l.Wk), Wv: f(l.Wv), Bq: f(l.Bq), Bk: f(l.Bk), Bv: f(l.Bv),
-			Wo: f(l.Wo), Bo: f(l.Bo), MLPNorm: f(l.MLPNorm), Wgate: f(l.Wgate), Wup: f(l.Wup), Wdown: f(l.Wdown),
-			Bgate: f(l.Bgate), Bup: f(l.Bup), Bdown: f(l.Bdown)})
+	for i := range w.Layers {
+		l := &w.Layers[i]
+		ol := LayerW[G]{Heads: l.Heads, KVHeads: l.KVHeads, Inter: l.Inter, KVMap: l.KVMap}
+		dst := ol.Tensors()
+		for t, s := range l.Tensors() {
+			*dst[t] = f(*s)
+		}
+		o.Layers = append(o.Layers, ol)
 	}
 	return o
 }
@@ -126,30 +117,16 @@ func (w *Weights[F]) Tensors() []Tensor[F] {
 			out = append(out, Tensor[F]{name, s})
 		}
 	}
-	add("model.embed_tokens.weight", w.Embed)
+	add(model.EmbedName, w.Embed)
 	for i := range w.Layers {
-		l := &w.Layers[i]
-		p := fmt.Sprintf("model.layers.%d.", i)
-		add(p+"input_layernorm.weight", l.AttnNorm)
-		add(p+"self_attn.q_proj.weight", l.Wq)
-		add(p+"self_attn.q_proj.bias", l.Bq)
-		add(p+"self_attn.k_proj.weight", l.Wk)
-		add(p+"self_attn.k_proj.bias", l.Bk)
-		add(p+"self_attn.v_proj.weight", l.Wv)
-		add(p+"self_attn.v_proj.bias", l.Bv)
-		add(p+"self_attn.o_proj.weight", l.Wo)
-		add(p+"self_attn.o_proj.bias", l.Bo)
-		add(p+"post_attention_layernorm.weight", l.MLPNorm)
-		add(p+"mlp.gate_proj.weight", l.Wgate)
-		add(p+"mlp.gate_proj.bias", l.Bgate)
-		add(p+"mlp.up_proj.weight", l.Wup)
-		add(p+"mlp.up_proj.bias", l.Bup)
-		add(p+"mlp.down_proj.weight", l.Wdown)
-		add(p+"mlp.down_proj.bias", l.Bdown)
+		p := model.LayerPrefix(i)
+		for t, s := range w.Layers[i].Tensors() {
+			add(p+model.LayerTensors[t].Name, *s)
+		}
 	}
-	add("model.norm.weight", w.Norm)
+	add(model.NormName, w.Norm)
 	if !w.Cfg.Tied {
-		add("lm_head.weight", w.LMHead)
+		add(model.LMHeadName, w.LMHead)
 	}
 	return out
 }
