@@ -16,10 +16,25 @@ type LayerWidth struct {
 	Heads        int `json:"heads"`
 	KVHeads      int `json:"kv_heads"`
 	Intermediate int `json:"intermediate"`
+	// KVMap is the layer's query-head to K/V-head map (Layer.KVMap), stored
+	// under KVMapsKey; nil for the standard grouping.
+	KVMap []int `json:"-"`
+}
+
+// SameWidths reports whether w and o have the same head and MLP widths
+// (ignoring the KV maps).
+func (w LayerWidth) SameWidths(o LayerWidth) bool {
+	return w.Heads == o.Heads && w.KVHeads == o.KVHeads && w.Intermediate == o.Intermediate
 }
 
 // WidthsKey is the config.json key of the per-layer widths extension.
 const WidthsKey = "darwinlm_layer_widths"
+
+// KVMapsKey is the config.json key, beside WidthsKey, of the per-layer
+// query-head to K/V-head maps of pruned GQA layers: a list with one entry
+// per layer, null for the standard grouping or a list of K/V head indices,
+// one per query head.
+const KVMapsKey = "darwinlm_kv_maps"
 
 // hfConfig mirrors the config.json fields we read. Pointers tell absent from
 // zero.
@@ -44,6 +59,7 @@ type hfConfig struct {
 	BOS                   json.RawMessage `json:"bos_token_id"`
 	EOS                   json.RawMessage `json:"eos_token_id"`
 	LayerWidths           []LayerWidth    `json:"darwinlm_layer_widths"`
+	KVMaps                [][]int         `json:"darwinlm_kv_maps"`
 }
 
 var archs = map[string]string{
@@ -177,6 +193,9 @@ func ParseConfig(name string, data []byte) (Config, []LayerWidth, error) {
 		return Config{}, nil, err
 	}
 	var widths []LayerWidth
+	if h.KVMaps != nil && len(h.KVMaps) != c.Layers {
+		return fail("%s has %d entries, num_hidden_layers is %d", KVMapsKey, len(h.KVMaps), c.Layers)
+	}
 	if h.LayerWidths != nil {
 		if len(h.LayerWidths) != c.Layers {
 			return fail("%s has %d entries, num_hidden_layers is %d", WidthsKey, len(h.LayerWidths), c.Layers)
@@ -185,14 +204,34 @@ func ParseConfig(name string, data []byte) (Config, []LayerWidth, error) {
 			if w.Heads < 0 || w.KVHeads < 0 || w.Intermediate < 0 || w.Heads > 1<<20 || w.KVHeads > 1<<20 || w.Intermediate > 1<<30 {
 				return fail("%s[%d] has a width out of range: %+v", WidthsKey, i, w)
 			}
-			if w.Heads > 0 && (w.KVHeads == 0 || w.Heads%w.KVHeads != 0) {
-				return fail("%s[%d]: heads %d is not a multiple of kv_heads %d", WidthsKey, i, w.Heads, w.KVHeads)
+			if w.Heads > 0 && w.KVHeads == 0 {
+				return fail("%s[%d]: heads %d with no kv_heads", WidthsKey, i, w.Heads)
+			}
+			if w.Heads > 0 && w.Heads%w.KVHeads != 0 && (h.KVMaps == nil || h.KVMaps[i] == nil) {
+				return fail("%s[%d]: heads %d is not a multiple of kv_heads %d and %s gives no map", WidthsKey, i, w.Heads, w.KVHeads, KVMapsKey)
 			}
 			if w.Heads == 0 && w.KVHeads != 0 {
 				return fail("%s[%d]: kv_heads %d with no heads", WidthsKey, i, w.KVHeads)
 			}
 		}
 		widths = h.LayerWidths
+	}
+	if h.KVMaps != nil {
+		if widths == nil {
+			widths = make([]LayerWidth, c.Layers)
+			for i := range widths {
+				widths[i] = c.DenseWidths()
+			}
+		}
+		for i, km := range h.KVMaps {
+			if km == nil {
+				continue
+			}
+			if err := checkKVMap(widths[i].Heads, widths[i].KVHeads, km); err != nil {
+				return fail("%s[%d] (layer with %d heads, %d KV heads): %v", KVMapsKey, i, widths[i].Heads, widths[i].KVHeads, err)
+			}
+			widths[i].KVMap = km
+		}
 	}
 	return c, widths, nil
 }
@@ -270,7 +309,8 @@ func (c Config) DenseWidths() LayerWidth {
 }
 
 // ConfigJSON renders a config.json for cfg. widths (one per layer) are
-// written as darwinlm_layer_widths when any differs from the dense widths.
+// written as darwinlm_layer_widths when any differs from the dense widths or
+// has a KV map, and the maps as darwinlm_kv_maps when any is set.
 // extra keys are added as given (used to record conversions).
 func ConfigJSON(c Config, widths []LayerWidth, extra map[string]any) ([]byte, error) {
 	arch, modelType := "LlamaForCausalLM", "llama"
@@ -316,8 +356,19 @@ func ConfigJSON(c Config, widths []LayerWidth, extra map[string]any) ([]byte, er
 		m["rope_scaling"] = nil
 	}
 	dense := c.DenseWidths()
+	var maps [][]int
 	for _, w := range widths {
-		if w != dense {
+		if w.KVMap != nil {
+			maps = make([][]int, len(widths))
+			for i, w := range widths {
+				maps[i] = w.KVMap
+			}
+			m[KVMapsKey] = maps
+			break
+		}
+	}
+	for _, w := range widths {
+		if !w.SameWidths(dense) || maps != nil {
 			m[WidthsKey] = widths
 			break
 		}

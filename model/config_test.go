@@ -80,6 +80,14 @@ func TestConfigErrors(t *testing.T) {
 		{`,"darwinlm_layer_widths":[{"heads":4,"kv_heads":3,"intermediate":96},{"heads":4,"kv_heads":4,"intermediate":96}]}`, WidthsKey + "[0]"},
 		{`,"darwinlm_layer_widths":[{"heads":4,"kv_heads":4,"intermediate":-1},{"heads":4,"kv_heads":4,"intermediate":96}]}`, WidthsKey + "[0]"},
 		{`,"head_dim":7}`, "head_dim"},
+		// KV maps: wrong count, wrong length, out of range, an unread K/V head,
+		// a map on a layer without attention, ragged heads without a map.
+		{`,"num_key_value_heads":2,"darwinlm_kv_maps":[null]}`, KVMapsKey},
+		{`,"num_key_value_heads":2,"darwinlm_kv_maps":[[0,1],null]}`, KVMapsKey + "[0]"},
+		{`,"num_key_value_heads":2,"darwinlm_kv_maps":[null,[0,1,2,1]]}`, KVMapsKey + "[1]"},
+		{`,"num_key_value_heads":2,"darwinlm_kv_maps":[[0,0,0,0],null]}`, "read by no attention head"},
+		{`,"num_key_value_heads":2,"darwinlm_layer_widths":[{"heads":0,"kv_heads":0,"intermediate":96},{"heads":4,"kv_heads":2,"intermediate":96}],"darwinlm_kv_maps":[[0],null]}`, KVMapsKey + "[0]"},
+		{`,"num_key_value_heads":2,"darwinlm_layer_widths":[{"heads":3,"kv_heads":2,"intermediate":96},{"heads":4,"kv_heads":2,"intermediate":96}]}`, WidthsKey + "[0]"},
 		{`,"rope_theta":0}`, "rope_theta"},
 	}
 	for _, c := range cases {
@@ -107,8 +115,13 @@ func TestConfigVariants(t *testing.T) {
 	if c.HeadDim != 32 || c.KVHeads != 2 || c.EOS != 7 || c.BOS != -1 || c.RopeScaling != nil || !c.MLPBias || !c.AttnBias || c.Tied || c.RopeTheta != 10000 || c.RMSEps != 1e-6 || c.MaxSeq != 2048 {
 		t.Errorf("config %+v", c)
 	}
-	if !reflect.DeepEqual(w, []LayerWidth{{2, 1, 10}, {0, 0, 0}}) {
+	if !reflect.DeepEqual(w, []LayerWidth{{2, 1, 10, nil}, {0, 0, 0, nil}}) {
 		t.Errorf("widths %v", w)
+	}
+	// A KV map without widths applies to the dense widths.
+	_, w, err = ParseConfig("m", []byte(baseCfg+`,"num_key_value_heads":2,"darwinlm_kv_maps":[null,[1,1,0,0]]}`))
+	if err != nil || !reflect.DeepEqual(w, []LayerWidth{{4, 2, 96, nil}, {4, 2, 96, []int{1, 1, 0, 0}}}) {
+		t.Errorf("kv maps without widths: %v %v", w, err)
 	}
 	// Qwen2 always has q/k/v biases, even when attention_bias is absent.
 	q, _, err := ParseConfig("q", []byte(strings.Replace(baseCfg, "LlamaForCausalLM", "Qwen2ForCausalLM", 1)+"}"))
@@ -126,7 +139,8 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 	c := Config{Arch: "llama", Hidden: 64, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 16, Intermediate: 96, Vocab: 100, MaxSeq: 512,
 		RopeTheta: 500000, RMSEps: 1e-5, Tied: true, BOS: 1, EOS: -1,
 		RopeScaling: &RopeScaling{Type: "llama3", Factor: 8, LowFreqFactor: 1, HighFreqFactor: 4, OriginalMaxPositionEmbeddings: 8192}}
-	for _, widths := range [][]LayerWidth{nil, {{4, 2, 96}, {4, 2, 96}}, {{2, 1, 50}, {0, 0, 96}}} {
+	for _, widths := range [][]LayerWidth{nil, {{4, 2, 96, nil}, {4, 2, 96, nil}}, {{2, 1, 50, nil}, {0, 0, 96, nil}},
+		{{3, 2, 96, []int{0, 1, 1}}, {4, 2, 96, nil}}, {{4, 2, 96, []int{1, 0, 0, 1}}, {4, 2, 96, nil}}} {
 		b, err := ConfigJSON(c, widths, map[string]any{"darwinlm_note": "x"})
 		if err != nil {
 			t.Fatal(err)
@@ -138,7 +152,7 @@ func TestConfigJSONRoundTrip(t *testing.T) {
 		if !reflect.DeepEqual(got, c) {
 			t.Errorf("round trip:\n got %+v\nwant %+v", got, c)
 		}
-		dense := widths == nil || widths[0] == c.DenseWidths()
+		dense := widths == nil || (widths[0].SameWidths(c.DenseWidths()) && widths[0].KVMap == nil)
 		if dense && gw != nil {
 			t.Errorf("dense widths written: %v", gw)
 		}

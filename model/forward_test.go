@@ -7,14 +7,14 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 )
 
-type randCfg = testmodel.Cfg
+type randCfg = modeltest.Cfg
 
 func randomModel(rc randCfg, pruned bool, seed uint64) *model.Model {
-	return testmodel.Random(rc, pruned, seed)
+	return modeltest.Random(rc, pruned, seed)
 }
 
 // refForward is an independent float64 Llama forward pass for one sequence,
@@ -99,7 +99,10 @@ func refForward(m *model.Model, toks []int) [][]float64 {
 			for t := range xs {
 				att := make([]float64, l.Heads*d)
 				for h := 0; h < l.Heads; h++ {
-					kh := h / (l.Heads / l.KVHeads)
+					kh := h / (l.Heads / max(l.KVHeads, 1))
+					if l.KVMap != nil {
+						kh = l.KVMap[h]
+					}
 					sc := make([]float64, t+1)
 					mx := math.Inf(-1)
 					for j := 0; j <= t; j++ {
@@ -158,6 +161,12 @@ func TestForwardMatchesFloat64Reference(t *testing.T) {
 		{Heads: 6, KV: 2, HD: 4, Hidden: 20, Inter: 30, Vocab: 40, Layers: 3, Bias: true},                    // GQA + Qwen2 biases
 		{Heads: 8, KV: 4, HD: 16, Hidden: 64, Inter: 40, Vocab: 33, Layers: 2, Llama3: true, Tied: true},     // llama3 rope scaling
 		{Heads: 2, KV: 1, HD: 8, Hidden: 16, Inter: 24, Vocab: 30, Layers: 2, Interleaved: true, Bias: true}, // one KV head: pruned layer loses attention
+		// Pruned GQA with ragged groups: 8 query heads over 4 KV heads keeping
+		// {0,1,2,5,7} (KV heads read by 2,1,1,1 heads), keeping {2,3,6} (KV
+		// heads 0 and 2 dropped, groups 2+1), and MHA keeping {1,3}.
+		{Heads: 8, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 37, Layers: 3, Bias: true, MLPBias: true, KeepHeads: []int{0, 1, 2, 5, 7}},
+		{Heads: 8, KV: 4, HD: 4, Hidden: 24, Inter: 20, Vocab: 29, Layers: 2, Interleaved: true, Tied: true, KeepHeads: []int{2, 3, 6}},
+		{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 30, Vocab: 31, Layers: 2, Llama3: true, KeepHeads: []int{1, 3}},
 	}
 	for ci, rc := range cases {
 		for _, pruned := range []bool{false, true} {
@@ -189,8 +198,16 @@ func TestForwardMatchesFloat64Reference(t *testing.T) {
 
 // Incremental decoding with the KV cache must give the logits of the full pass.
 func TestKVCacheMatchesFullForward(t *testing.T) {
+	for _, rc := range []randCfg{
+		{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Bias: true},
+		{Heads: 8, KV: 4, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Bias: true, KeepHeads: []int{0, 1, 2, 5, 7}},
+	} {
+		testKVCache(t, randomModel(rc, true, 3))
+	}
+}
+
+func testKVCache(t *testing.T, m *model.Model) {
 	be, _ := backend.Get("")
-	m := randomModel(randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Bias: true}, true, 3)
 	toks := []int{4, 8, 15, 16, 23, 42, 1, 2, 3}
 	full := m.Forward(be, [][]int{toks})
 	cache := m.NewCache()
@@ -212,8 +229,16 @@ func TestKVCacheMatchesFullForward(t *testing.T) {
 // A continuation segment must get the logits it gets when its whole sequence
 // (ancestors + itself) runs unshared.
 func TestSegmentsMatchUnsharedForward(t *testing.T) {
+	for _, rc := range []randCfg{
+		{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Bias: true},
+		{Heads: 8, KV: 4, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Bias: true, KeepHeads: []int{0, 1, 2, 5, 7}},
+	} {
+		testSegments(t, randomModel(rc, true, 5))
+	}
+}
+
+func testSegments(t *testing.T, m *model.Model) {
 	be, _ := backend.Get("")
-	m := randomModel(randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2, Bias: true}, true, 5)
 	segs := []model.Segment{
 		{Tokens: []int{1, 2, 3, 4, 5}, Parent: -1},
 		{Tokens: []int{6, 7}, Parent: 0},

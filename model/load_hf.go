@@ -27,13 +27,13 @@ func LoadHF(dir string) (*Model, error) {
 	H, D := cfg.Hidden, cfg.HeadDim
 
 	// Embeddings: the tensor itself, or the tensor __metadata__ aliases it to.
-	embName := "model.embed_tokens.weight"
+	embName := EmbedName
 	if _, _, ok := set.Lookup(embName); !ok {
 		if alias, ok := set.Metadata(embName); ok {
 			embName = alias
 		} else if cfg.Tied {
-			if _, _, ok := set.Lookup("lm_head.weight"); ok {
-				embName = "lm_head.weight"
+			if _, _, ok := set.Lookup(LMHeadName); ok {
+				embName = LMHeadName
 			}
 		}
 	}
@@ -42,10 +42,10 @@ func LoadHF(dir string) (*Model, error) {
 	}
 	if cfg.Tied {
 		m.LMHead = m.Embed
-	} else if m.LMHead, err = l.get("lm_head.weight", false, int64(cfg.Vocab), int64(H)); err != nil {
+	} else if m.LMHead, err = l.get(LMHeadName, false, int64(cfg.Vocab), int64(H)); err != nil {
 		return nil, fmt.Errorf("%w (config.json has tie_word_embeddings false)", err)
 	}
-	if m.Norm, err = l.get("model.norm.weight", false, int64(H)); err != nil {
+	if m.Norm, err = l.get(NormName, false, int64(H)); err != nil {
 		return nil, err
 	}
 	m.Layers = make([]Layer, cfg.Layers)
@@ -55,7 +55,7 @@ func LoadHF(dir string) (*Model, error) {
 			want = widths[i]
 		}
 		ly := &m.Layers[i]
-		p := fmt.Sprintf("model.layers.%d.", i)
+		p := LayerPrefix(i)
 		// Widths from the tensor shapes.
 		rows := func(name string, optional bool) (int, bool, error) {
 			t, f, ok := set.Lookup(p + name)
@@ -72,11 +72,11 @@ func LoadHF(dir string) (*Model, error) {
 		}
 		// Attention may be pruned away entirely (then its tensors may be absent).
 		attnOpt := want.Heads == 0
-		qr, hasQ, err := rows("self_attn.q_proj.weight", attnOpt)
+		qr, hasQ, err := rows(LayerTensors[TWq].Name, attnOpt)
 		if err != nil {
 			return nil, err
 		}
-		kr, _, err := rows("self_attn.k_proj.weight", attnOpt || !hasQ)
+		kr, _, err := rows(LayerTensors[TWk].Name, attnOpt || !hasQ)
 		if err != nil {
 			return nil, err
 		}
@@ -85,13 +85,14 @@ func LoadHF(dir string) (*Model, error) {
 		}
 		ly.Heads, ly.KVHeads = qr/D, kr/D
 		mlpOpt := want.Intermediate == 0
-		ir, _, err := rows("mlp.gate_proj.weight", mlpOpt)
+		ir, _, err := rows(LayerTensors[TWgate].Name, mlpOpt)
 		if err != nil {
 			return nil, err
 		}
 		ly.Inter = ir
 		got := LayerWidth{Heads: ly.Heads, KVHeads: ly.KVHeads, Intermediate: ly.Inter}
-		if got != want {
+		ly.KVMap = want.KVMap
+		if !got.SameWidths(want) {
 			src := "the dense config"
 			if widths != nil {
 				src = WidthsKey
@@ -99,47 +100,26 @@ func LoadHF(dir string) (*Model, error) {
 			return nil, fmt.Errorf("%s: layer %d: tensor shapes give %d heads, %d KV heads, intermediate %d, but %s says %d, %d, %d",
 				l.where(), i, got.Heads, got.KVHeads, got.Intermediate, src, want.Heads, want.KVHeads, want.Intermediate)
 		}
-		q, kv, I := int64(ly.Heads*D), int64(ly.KVHeads*D), int64(ly.Inter)
-		h := int64(H)
-		type spec struct {
-			dst   *[]float32
-			name  string
-			opt   bool
-			shape []int64
-		}
-		attnReq := ly.Heads > 0
-		mlpReq := ly.Inter > 0
-		specs := []spec{
-			{&ly.AttnNorm, "input_layernorm.weight", false, []int64{h}},
-			{&ly.MLPNorm, "post_attention_layernorm.weight", false, []int64{h}},
-			{&ly.Wq, "self_attn.q_proj.weight", !attnReq, []int64{q, h}},
-			{&ly.Wk, "self_attn.k_proj.weight", !attnReq, []int64{kv, h}},
-			{&ly.Wv, "self_attn.v_proj.weight", !attnReq, []int64{kv, h}},
-			{&ly.Wo, "self_attn.o_proj.weight", !attnReq, []int64{h, q}},
-			{&ly.Bq, "self_attn.q_proj.bias", !(attnReq && cfg.AttnBias), []int64{q}},
-			{&ly.Bk, "self_attn.k_proj.bias", !(attnReq && cfg.AttnBias), []int64{kv}},
-			{&ly.Bv, "self_attn.v_proj.bias", !(attnReq && cfg.AttnBias), []int64{kv}},
-			{&ly.Bo, "self_attn.o_proj.bias", true, []int64{h}},
-			{&ly.Wgate, "mlp.gate_proj.weight", !mlpReq, []int64{I, h}},
-			{&ly.Wup, "mlp.up_proj.weight", !mlpReq, []int64{I, h}},
-			{&ly.Wdown, "mlp.down_proj.weight", !mlpReq, []int64{h, I}},
-			{&ly.Bgate, "mlp.gate_proj.bias", !(mlpReq && cfg.MLPBias), []int64{I}},
-			{&ly.Bup, "mlp.up_proj.bias", !(mlpReq && cfg.MLPBias), []int64{I}},
-			{&ly.Bdown, "mlp.down_proj.bias", !(mlpReq && cfg.MLPBias), []int64{h}},
-		}
-		for _, s := range specs {
-			v, err := l.get(p+s.name, s.opt, s.shape...)
+		present := map[Module]bool{ModNorm: true, ModAttn: ly.Heads > 0, ModMLP: ly.Inter > 0}
+		biased := map[Module]bool{ModAttn: cfg.AttnBias, ModMLP: cfg.MLPBias}
+		dst := ly.Tensors()
+		for t, spec := range LayerTensors {
+			// Weights of a present sublayer are required; q/k/v biases with
+			// attention_bias and MLP biases with mlp_bias; o_proj's bias never.
+			required := present[spec.Module]
+			if spec.Bias {
+				required = required && biased[spec.Module] && LayerTensor(t) != TBo
+			}
+			v, err := l.get(p+spec.Name, !required, spec.Shape(cfg, ly.Heads, ly.KVHeads, ly.Inter)...)
 			if err != nil {
 				return nil, err
 			}
-			*s.dst = v
-		}
-		// Empty tensors of a pruned-away block are kept as nil.
-		if ly.Heads == 0 {
-			ly.Wq, ly.Wk, ly.Wv, ly.Wo, ly.Bq, ly.Bk, ly.Bv = nil, nil, nil, nil, nil, nil, nil
-		}
-		if ly.Inter == 0 {
-			ly.Wgate, ly.Wup, ly.Wdown, ly.Bgate, ly.Bup = nil, nil, nil, nil, nil
+			// Empty tensors of a pruned-away sublayer are kept as nil (its
+			// output bias is kept as found).
+			if !present[spec.Module] && LayerTensor(t) != TBo && LayerTensor(t) != TBdown {
+				v = nil
+			}
+			*dst[t] = v
 		}
 	}
 	if err := m.Validate(dir); err != nil {

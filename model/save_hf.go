@@ -55,7 +55,7 @@ func SaveHF(m *Model, dir, tokenizerSrc string) (err error) {
 	}
 	widths := make([]LayerWidth, len(m.Layers))
 	for i, l := range m.Layers {
-		widths[i] = LayerWidth{Heads: l.Heads, KVHeads: l.KVHeads, Intermediate: l.Inter}
+		widths[i] = LayerWidth{Heads: l.Heads, KVHeads: l.KVHeads, Intermediate: l.Inter, KVMap: l.KVMap}
 	}
 	cfgJSON, err := ConfigJSON(cfg, widths, extra)
 	if err != nil {
@@ -69,46 +69,36 @@ func SaveHF(m *Model, dir, tokenizerSrc string) (err error) {
 		}
 		ts = append(ts, safetensors.Tensor{Name: name, DType: safetensors.F32, Shape: shape, Data: data})
 	}
-	add("model.embed_tokens.weight", m.Embed, V, H)
+	add(EmbedName, m.Embed, V, H)
 	for i := range m.Layers {
 		l := &m.Layers[i]
-		p := fmt.Sprintf("model.layers.%d.", i)
-		q, kv, I := int64(l.Heads*D), int64(l.KVHeads*D), int64(l.Inter)
-		add(p+"input_layernorm.weight", l.AttnNorm, H)
-		if l.Heads > 0 {
-			wq, wk, bq, bk := l.Wq, l.Wk, l.Bq, l.Bk
-			if permute {
-				wq = PermuteInterleavedToHalf(wq, l.Heads, D, int(H))
-				wk = PermuteInterleavedToHalf(wk, l.KVHeads, D, int(H))
-				if bq != nil {
-					bq = PermuteInterleavedToHalf(bq, l.Heads, D, 1)
-				}
-				if bk != nil {
-					bk = PermuteInterleavedToHalf(bk, l.KVHeads, D, 1)
+		p := LayerPrefix(i)
+		present := map[Module]bool{ModNorm: true, ModAttn: l.Heads > 0, ModMLP: l.Inter > 0}
+		for t, s := range l.Tensors() {
+			spec, data := LayerTensors[t], *s
+			// A removed sublayer's tensors are not written, but an output
+			// bias (o_proj, down_proj) found on one is.
+			if !present[spec.Module] && LayerTensor(t) != TBo && LayerTensor(t) != TBdown {
+				continue
+			}
+			if permute && data != nil {
+				switch LayerTensor(t) {
+				case TWq:
+					data = PermuteInterleavedToHalf(data, l.Heads, D, int(H))
+				case TWk:
+					data = PermuteInterleavedToHalf(data, l.KVHeads, D, int(H))
+				case TBq:
+					data = PermuteInterleavedToHalf(data, l.Heads, D, 1)
+				case TBk:
+					data = PermuteInterleavedToHalf(data, l.KVHeads, D, 1)
 				}
 			}
-			add(p+"self_attn.q_proj.weight", wq, q, H)
-			add(p+"self_attn.k_proj.weight", wk, kv, H)
-			add(p+"self_attn.v_proj.weight", l.Wv, kv, H)
-			add(p+"self_attn.o_proj.weight", l.Wo, H, q)
-			add(p+"self_attn.q_proj.bias", bq, q)
-			add(p+"self_attn.k_proj.bias", bk, kv)
-			add(p+"self_attn.v_proj.bias", l.Bv, kv)
+			add(p+spec.Name, data, spec.Shape(cfg, l.Heads, l.KVHeads, l.Inter)...)
 		}
-		add(p+"self_attn.o_proj.bias", l.Bo, H)
-		add(p+"post_attention_layernorm.weight", l.MLPNorm, H)
-		if l.Inter > 0 {
-			add(p+"mlp.gate_proj.weight", l.Wgate, I, H)
-			add(p+"mlp.up_proj.weight", l.Wup, I, H)
-			add(p+"mlp.down_proj.weight", l.Wdown, H, I)
-			add(p+"mlp.gate_proj.bias", l.Bgate, I)
-			add(p+"mlp.up_proj.bias", l.Bup, I)
-		}
-		add(p+"mlp.down_proj.bias", l.Bdown, H)
 	}
-	add("model.norm.weight", m.Norm, H)
+	add(NormName, m.Norm, H)
 	if !cfg.Tied {
-		add("lm_head.weight", m.LMHead, V, H)
+		add(LMHeadName, m.LMHead, V, H)
 	}
 
 	dir = filepath.Clean(dir)

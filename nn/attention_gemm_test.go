@@ -22,7 +22,7 @@ func TestAttentionGEMMMatchesLoop(t *testing.T) {
 		}
 		for _, c := range []struct {
 			T, past, nH, nKV, d int
-			kvMap              []int
+			kvMap               []int
 		}{
 			{1, 0, 1, 1, 4, nil}, {7, 0, 4, 4, 8, nil}, {13, 0, 8, 2, 16, nil}, {5, 9, 6, 3, 4, nil}, {33, 0, 2, 1, 64, nil}, {1, 20, 4, 2, 8, nil},
 			// Ragged groups (pruned GQA), an unsorted map and an unread K/V head.

@@ -15,6 +15,10 @@ var gradCases = []randCfg{
 	{Heads: 6, KV: 2, HD: 4, Hidden: 12, Inter: 10, Vocab: 19, Layers: 3, Bias: true, MLPBias: true},               // GQA + all biases, MLP-less layer
 	{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 10, Vocab: 17, Layers: 2, Llama3: true, Tied: true},                // llama3 rope scaling
 	{Heads: 2, KV: 1, HD: 4, Hidden: 8, Inter: 9, Vocab: 13, Layers: 3, Interleaved: true, Bias: true, Tied: true}, // pruned layer without attention
+	// Pruned GQA, ragged groups: 8 query heads over 4 KV heads keeping {0,1,2,5,7}.
+	{Heads: 8, KV: 4, HD: 4, Hidden: 16, Inter: 10, Vocab: 17, Layers: 2, Bias: true, MLPBias: true, KeepHeads: []int{0, 1, 2, 5, 7}},
+	// Keeping {2,3,6}: KV heads 0 and 2 are dropped, groups of 2 and 1.
+	{Heads: 8, KV: 4, HD: 4, Hidden: 16, Inter: 10, Vocab: 17, Layers: 2, Interleaved: true, KeepHeads: []int{2, 3, 6}},
 }
 
 var gradSeqs = [][]int{{1, 5, 7, 3, 9, 2, 11, 4, 8}, {3, 2, 3}, {0, 12, 7, 1, 3}}

@@ -7,14 +7,14 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 )
 
-type randCfg = testmodel.Cfg
+type randCfg = modeltest.Cfg
 
 func randomModel(rc randCfg, pruned bool, seed uint64) *model.Model {
-	return testmodel.Random(rc, pruned, seed)
+	return modeltest.Random(rc, pruned, seed)
 }
 
 func cpu(t testing.TB) backend.Backend {
