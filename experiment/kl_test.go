@@ -5,7 +5,7 @@ import (
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 )
 
 // KLRow against the closed form of two-outcome distributions and a naive
@@ -60,9 +60,9 @@ func TestKLToDense(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := testmodel.Cfg{Heads: 4, KV: 2, HD: 4, Hidden: 16, Inter: 24, Vocab: 11, Layers: 2}
-	a := testmodel.Random(rc, false, 1)
-	b := testmodel.Random(rc, true, 2)
+	rc := modeltest.Cfg{Heads: 4, KV: 2, HD: 4, Hidden: 16, Inter: 24, Vocab: 11, Layers: 2}
+	a := modeltest.Random(rc, false, 1)
+	b := modeltest.Random(rc, true, 2)
 	ids := make([]int, 23)
 	for i := range ids {
 		ids[i] = (i * 7) % rc.Vocab
