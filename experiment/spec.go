@@ -118,6 +118,8 @@ type EvalParams struct {
 	Limit          int      `yaml:"limit"`           // documents per task (0 = all)
 	HeldoutWindows int      `yaml:"heldout_windows"` // windows of seq_len for ppl and KL (0 = all)
 	Tasks          []string `yaml:"tasks"`           // optional subset of the suite
+	// TaskLimits overrides Limit per task (for mmlu: documents per subject).
+	TaskLimits map[string]int `yaml:"task_limits"`
 }
 
 // Stage is one node of the DAG.

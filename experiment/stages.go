@@ -48,13 +48,20 @@ func checkData(s *Spec, name string, p *Profile) error {
 		if !ok {
 			return fmt.Errorf("%s: profiles.%s.eval.suite: unknown suite %q", s.path, name, p.Eval.Suite)
 		}
-		for _, t := range p.Eval.Tasks {
+		names := append([]string(nil), p.Eval.Tasks...)
+		for t, l := range p.Eval.TaskLimits {
+			if l < 0 {
+				return fmt.Errorf("%s: profiles.%s.eval.task_limits.%s: must be >= 0", s.path, name, t)
+			}
+			names = append(names, t)
+		}
+		for _, t := range names {
 			found := false
 			for _, x := range su.Tasks {
 				found = found || x.Task == t
 			}
 			if !found {
-				return fmt.Errorf("%s: profiles.%s.eval.tasks: %q is not in suite %s", s.path, name, t, p.Eval.Suite)
+				return fmt.Errorf("%s: profiles.%s.eval: task %q is not in suite %s", s.path, name, t, p.Eval.Suite)
 			}
 		}
 	}
@@ -119,12 +126,20 @@ func runEval(e *Env) error {
 			return err
 		}
 		lm := eval.NewModelLM(m, e.Be, e.Tok)
-		rep, err := eval.Evaluate(lm, reg, specs, eval.Options{Limit: p.Eval.Limit,
-			Progress: func(t string) { e.Log("task %s", t) }})
-		if err != nil {
-			return err
+		var results []*eval.TaskResult
+		for _, sp := range specs { // one call per task: limits differ per task
+			limit := p.Eval.Limit
+			if l, ok := p.Eval.TaskLimits[sp.Task]; ok {
+				limit = l
+			}
+			rep, err := eval.Evaluate(lm, reg, []eval.TaskSpec{sp}, eval.Options{Limit: limit,
+				Progress: func(t string) { e.Log("task %s (limit %d)", t, limit) }})
+			if err != nil {
+				return err
+			}
+			results = append(results, rep.Results...)
 		}
-		for _, r := range rep.Results {
+		for _, r := range results {
 			if r.Subtask {
 				continue
 			}
