@@ -74,3 +74,14 @@ tables: build ## every table and figure from the committed Parquet files only (s
 
 paper: tables ## the tables and figures embedded in docs/readme/paper-md.md (paper.md)
 	$(GO) run ./report/cmd/embed docs/readme/paper-md.md $(foreach e,$(EXPERIMENTS),results/$(e)/local/$(e)-local.md)
+
+# --- shear (Sheared-LLaMA baseline) ---
+.PHONY: shear
+shear: build ## Sheared-LLaMA baseline: prune the default model to half its size, post-train, held-out perplexities
+	rm -rf results/runs/shear results/runs/shear-post
+	$(BIN) shear --quiet --model $(DEMO_MODEL) --data '$(DEMO_TEXT)[:3000]' --target-params 328000 --tokens 204800 \
+	    --seq-len 128 --batch 2 --lr 1e-3 --lag-lr 1.0 --out results/runs/shear
+	$(BIN) ppl --quiet --model results/runs/shear/model --text-file '$(DEMO_TEXT)[3300:]' --seq-len 256
+	$(BIN) train --quiet --model results/runs/shear/model --data '$(DEMO_TEXT)[:3000]' --tokens 204800 --seq-len 256 \
+	    --batch 8 --lr 2e-3 --schedule cosine --warmup 5 --clip 1 --seed 1 --out results/runs/shear-post
+	$(BIN) ppl --quiet --model results/runs/shear-post/final --text-file '$(DEMO_TEXT)[3300:]' --seq-len 256

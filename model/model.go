@@ -109,6 +109,15 @@ func (l *LayerOf[F]) Tensors() [NumLayerTensors]*[]F {
 	}
 }
 
+// NumParams counts the layer's parameters.
+func (l *LayerOf[F]) NumParams() int64 {
+	var n int64
+	for _, s := range l.Tensors() {
+		n += int64(len(*s))
+	}
+	return n
+}
+
 // checkKVMap checks a layer's head layout: without a map, heads must be a
 // multiple of KV heads; with one, it has one entry per head, in range, and
 // reads every K/V head.
@@ -235,9 +244,7 @@ func (m *Model) NumParams() int64 {
 		n += int64(len(m.LMHead))
 	}
 	for i := range m.Layers {
-		for _, s := range m.Layers[i].Tensors() {
-			n += int64(len(*s))
-		}
+		n += m.Layers[i].NumParams()
 	}
 	return n
 }

@@ -48,21 +48,7 @@ func SliceLayer(c Config, l *Layer, keepHeads []int, wo []float32, keepNeurons [
 			o.Wo = wo
 		}
 	default:
-		// K/V heads read by a kept head, in their original order.
-		newKV := make([]int, l.KVHeads)
-		for i := range newKV {
-			newKV[i] = -1
-		}
-		for _, h := range keepHeads {
-			newKV[l.KVHead(h)] = 0
-		}
-		var keepKV []int
-		for g, used := range newKV {
-			if used == 0 {
-				newKV[g] = len(keepKV)
-				keepKV = append(keepKV, g)
-			}
-		}
+		keepKV, newKV := keptKV(l, keepHeads)
 		o.Heads, o.KVHeads = len(keepHeads), len(keepKV)
 		o.KVMap = make([]int, len(keepHeads))
 		for i, h := range keepHeads {
@@ -98,6 +84,64 @@ func SliceLayer(c Config, l *Layer, keepHeads []int, wo []float32, keepNeurons [
 		}
 	}
 	return o, nil
+}
+
+// keptKV returns the K/V heads that the query heads keep read, in their
+// original order, and for each of l's K/V heads its index among them (−1
+// when dropped).
+func keptKV(l *Layer, keep []int) (keepKV, newKV []int) {
+	newKV = make([]int, l.KVHeads)
+	for i := range newKV {
+		newKV[i] = -1
+	}
+	for _, h := range keep {
+		newKV[l.KVHead(h)] = 0
+	}
+	for g, used := range newKV {
+		if used == 0 {
+			newKV[g] = len(keepKV)
+			keepKV = append(keepKV, g)
+		}
+	}
+	return keepKV, newKV
+}
+
+// SlicedParams is the number of parameters of SliceLayer(c, l, keepHeads,
+// nil, keepNeurons, nil) (a replacement o_proj/down_proj has the same size),
+// computed without building the layer.
+func SlicedParams(c Config, l *Layer, keepHeads, keepNeurons []int) (int64, error) {
+	if err := checkKeep("head", keepHeads, l.Heads); err != nil {
+		return 0, err
+	}
+	if err := checkKeep("neuron", keepNeurons, l.Inter); err != nil {
+		return 0, err
+	}
+	n := int64(len(l.AttnNorm) + len(l.MLPNorm))
+	if nh := len(keepHeads); nh > 0 {
+		keepKV, _ := keptKV(l, keepHeads)
+		nkv := len(keepKV)
+		hd := int64(c.Hidden) * int64(c.HeadDim)
+		n += 2*int64(nh)*hd + 2*int64(nkv)*hd + int64(len(l.Bo))
+		if l.Bq != nil {
+			n += int64(nh * c.HeadDim)
+		}
+		if l.Bk != nil {
+			n += int64(nkv * c.HeadDim)
+		}
+		if l.Bv != nil {
+			n += int64(nkv * c.HeadDim)
+		}
+	}
+	if ni := int64(len(keepNeurons)); ni > 0 {
+		n += 3*ni*int64(c.Hidden) + int64(len(l.Bdown))
+		if l.Bgate != nil {
+			n += ni
+		}
+		if l.Bup != nil {
+			n += ni
+		}
+	}
+	return n, nil
 }
 
 // checkKeep checks that keep is strictly ascending within [0, n).

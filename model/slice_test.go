@@ -42,6 +42,9 @@ func TestSliceLayerLayout(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if n, err := model.SlicedParams(cfg, l, c.keep, []int{0, 3, 11}); err != nil || n != s.NumParams() {
+			t.Fatalf("keep %v: SlicedParams %d (%v), sliced layer has %d", c.keep, n, err, s.NumParams())
+		}
 		// The independent derivation of the test models agrees.
 		if kv, km := modeltest.RaggedKVMap(l.Heads, l.KVHeads, c.keep); kv != c.kv || !slices.Equal(km, c.kvMap) {
 			t.Fatalf("keep %v: RaggedKVMap gives %d %v, want %d %v", c.keep, kv, km, c.kv, c.kvMap)
@@ -161,6 +164,9 @@ func sliceCase(t *testing.T, m *model.Model, r *rand.Rand, allowEmpty, newW bool
 		s, err := model.SliceLayer(c, l, keepH, wo, keepN, wdown)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if n, err := model.SlicedParams(c, l, keepH, keepN); err != nil || n != s.NumParams() {
+			t.Fatalf("layer %d: SlicedParams %d (%v), sliced layer has %d", li, n, err, s.NumParams())
 		}
 		sliced.Layers[li] = s
 		z := &zeroed.Layers[li]

@@ -67,16 +67,25 @@ func KVHead(h, nH, nKV int, kvMap []int) int {
 }
 
 // kvGroups lists, for each K/V head, the query heads that read it in
-// ascending order, and the size of the largest group.
+// ascending order (one backing array), and the size of the largest group.
 func kvGroups(nH, nKV int, kvMap []int) ([][]int, int) {
+	count := make([]int, nKV+1)
+	for h := 0; h < nH; h++ {
+		count[KVHead(h, nH, nKV, kvMap)+1]++
+	}
+	mx := 0
+	for g := 1; g <= nKV; g++ {
+		mx = max(mx, count[g])
+		count[g] += count[g-1]
+	}
+	all := make([]int, nH)
 	groups := make([][]int, nKV)
+	for g := range groups {
+		groups[g] = all[count[g]:count[g]:count[g+1]]
+	}
 	for h := 0; h < nH; h++ {
 		g := KVHead(h, nH, nKV, kvMap)
 		groups[g] = append(groups[g], h)
-	}
-	mx := 0
-	for _, g := range groups {
-		mx = max(mx, len(g))
 	}
 	return groups, mx
 }
