@@ -118,34 +118,8 @@ func SparseKL[F nn.Float](dlogits, logits []F, teacher []float32, seqs [][]int, 
 	if n == 0 {
 		return 0
 	}
-	k = min(max(k, 1), vocab)
-	row := make([]float64, len(tg))
-	scale := weight / float64(n)
-	nn.ParallelFor(len(tg), func(r int) {
-		if tg[r] < 0 {
-			return
-		}
-		z := logits[r*vocab : (r+1)*vocab]
-		zt := teacher[r*vocab : (r+1)*vocab]
-		idx := TopK(zt, k)
-		a, b := make([]float32, k), make([]F, k)
-		for i, v := range idx {
-			a[i], b[i] = zt[v], z[v]
-		}
-		lseT, lse := nn.LogSumExp(a), nn.LogSumExp(b)
-		var kl float64
-		for i, v := range idx {
-			lp := float64(a[i]) - lseT
-			lq := float64(z[v]) - lse
-			p := math.Exp(lp)
-			kl += p * (lp - lq)
-			if dlogits != nil {
-				dlogits[r*vocab+v] += F((math.Exp(lq) - p) * scale)
-			}
-		}
-		row[r] = kl
-	})
-	return sumRows(row) / float64(n)
+	rows := len(tg)
+	return SparseKLCached(dlogits, logits, NewTopKLogits(teacher[:rows*vocab], rows, vocab, k), seqs, vocab, weight)
 }
 
 // TopK returns the indices of the k largest values of z, largest first (ties

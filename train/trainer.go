@@ -8,33 +8,6 @@ import (
 	"github.com/darwinlm/darwinlm-go/model"
 )
 
-// Options configures a Trainer.
-type Options struct {
-	Optimizer   string  // "adamw" (default) or "sgd"
-	LR          float64 // peak learning rate
-	Schedule    string  // "constant" (default), "cosine" or "linear"
-	Warmup      int     // warm-up steps
-	MinLR       float64 // end value of cosine / linear decay
-	Steps       int     // total steps (for the schedule)
-	Beta1       float64 // AdamW β1 (default 0.9)
-	Beta2       float64 // AdamW β2 (default 0.95)
-	Eps         float64 // AdamW eps (default 1e-8)
-	WeightDecay float64 // decoupled for AdamW, coupled for SGD
-	Clip        float64 // global-norm clipping; ≤ 0 disables
-	// Knowledge distillation: loss = (1−KDWeight)·CE + KDWeight·KL(teacher ‖
-	// student), KL over the full vocabulary, or over the teacher's top-k
-	// logits when KDTopK > 0 (the reference's sparse_kl).
-	KDWeight float64
-	KDTopK   int
-	// SaveProbs stores attention probabilities instead of recomputing them.
-	SaveProbs bool
-}
-
-// DefaultOptions are AdamW(0.9, 0.95, 1e-8), constant lr 1e-4, no clipping.
-func DefaultOptions() Options {
-	return Options{Optimizer: "adamw", LR: 1e-4, Schedule: "constant", Beta1: 0.9, Beta2: 0.95, Eps: 1e-8}
-}
-
 // Trainer trains a model in place.
 type Trainer struct {
 	Be      backend.Backend
@@ -62,28 +35,14 @@ type StepStats struct {
 
 // NewTrainer prepares training of m (updated in place). teacher may be nil.
 func NewTrainer(be backend.Backend, m, teacher *model.Model, o Options) (*Trainer, error) {
-	if o.Optimizer == "" {
-		o.Optimizer = "adamw"
-	}
 	if o.Schedule == "" {
 		o.Schedule = "constant"
 	}
-	sch := Schedule{Kind: o.Schedule, LR: o.LR, Warmup: o.Warmup, MinLR: o.MinLR, Total: o.Steps}
-	if err := sch.Validate(); err != nil {
+	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	var opt Optimizer
-	switch o.Optimizer {
-	case "adamw":
-		opt = NewAdamW(o.Beta1, o.Beta2, o.Eps, o.WeightDecay)
-	case "sgd":
-		opt = &SGD{WeightDecay: o.WeightDecay}
-	default:
-		return nil, fmt.Errorf("unknown optimizer %q (want adamw or sgd)", o.Optimizer)
-	}
-	if o.KDWeight < 0 || o.KDWeight > 1 {
-		return nil, fmt.Errorf("kd weight must be in [0, 1], got %g", o.KDWeight)
-	}
+	sch := o.schedule(o.Steps)
+	opt := o.optimizer()
 	if teacher != nil && teacher.Cfg.Vocab != m.Cfg.Vocab {
 		return nil, fmt.Errorf("teacher vocabulary %d differs from the student's %d", teacher.Cfg.Vocab, m.Cfg.Vocab)
 	}
@@ -154,25 +113,10 @@ func (t *Trainer) TrainStep(seqs [][]int) (StepStats, error) {
 	return st, nil
 }
 
-// FineTune trains m in place with one optimizer step per sequence (batch 1),
-// in order, as the reference's training-aware selection does (there:
-// AdamW, lr 1e-5, β = (0.9, 0.999), weight decay 0.01, no schedule, no
-// clipping). It returns the mean training loss.
+// FineTune trains m in place with one optimizer step per sequence (batch 1)
+// and returns the mean training loss; see FineTuner, which reuses its
+// buffers across calls.
 func FineTune(be backend.Backend, m *model.Model, seqs [][]int, o Options) (float64, error) {
-	if o.Steps == 0 {
-		o.Steps = len(seqs)
-	}
-	t, err := NewTrainer(be, m, nil, o)
-	if err != nil {
-		return 0, err
-	}
-	var sum float64
-	for _, s := range seqs {
-		st, err := t.TrainStep([][]int{s})
-		if err != nil {
-			return 0, err
-		}
-		sum += st.Loss
-	}
-	return sum / float64(max(len(seqs), 1)), nil
+	st, err := NewFineTuner(be, o).Train(m, seqs)
+	return st.MeanLoss, err
 }

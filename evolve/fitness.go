@@ -1,0 +1,105 @@
+package evolve
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/train"
+)
+
+// Fitness functions (the reference's src/metrics.py), lower is better:
+//
+//	kl         token-mean KL(p_dense ‖ p_candidate) over the full vocabulary,
+//	           against the dense logits cached once for the fitness pool; the
+//	           last position of each sequence (also of a cut one) is dropped
+//	sparse_kl  the same over the dense model's top-k logits (k = 10), both
+//	           sides renormalised over those k
+//	ppl        perplexity: exp of the token-mean next-token cross-entropy
+//
+// All accumulate in float64 (the reference runs in bfloat16).
+const (
+	FitnessKL       = "kl"
+	FitnessSparseKL = "sparse_kl"
+	FitnessPPL      = "ppl"
+)
+
+// CheckFitness validates a fitness name.
+func CheckFitness(f string) error {
+	switch f {
+	case FitnessKL, FitnessSparseKL, FitnessPPL:
+		return nil
+	}
+	return fmt.Errorf("--fitness %q: want kl, sparse_kl or ppl", f)
+}
+
+// chunkTokens bounds the rows of one forward pass during scoring (memory:
+// rows × vocab logits).
+const chunkTokens = 4096
+
+// chunks groups consecutive sequences into forward passes of at most
+// chunkTokens rows (a longer sequence gets a pass of its own).
+func chunks(seqs [][]int) [][2]int {
+	var out [][2]int
+	for i := 0; i < len(seqs); {
+		j, n := i, 0
+		for j < len(seqs) && (j == i || n+len(seqs[j]) <= chunkTokens) {
+			n += len(seqs[j])
+			j++
+		}
+		out = append(out, [2]int{i, j})
+		i = j
+	}
+	return out
+}
+
+// scorer computes a fitness of a model on sequences whose dense outputs are
+// known (cache), or computed on the fly from dense (cache nil; kl and ppl).
+type scorer struct {
+	kind  string
+	dense *model.Model
+	cache *DenseCache // nil: run dense on the fly (held-out pool)
+}
+
+// score returns the fitness of m on seqs[i][:lens[i]] where seqs[i] is
+// sequence ids[i] of the cached pool (ids may be nil without a cache).
+func (s *scorer) score(be backend.Backend, m *model.Model, seqs [][]int, ids []int) float64 {
+	V := m.Cfg.Vocab
+	var total float64
+	pos := 0
+	for _, c := range chunks(seqs) {
+		part := seqs[c[0]:c[1]]
+		n := train.Positions(part)
+		if n == 0 {
+			continue
+		}
+		logits := m.Forward(be, part)
+		var mean float64
+		switch s.kind {
+		case FitnessPPL:
+			mean = train.CrossEntropy(nil, logits, part, V, 1)
+		case FitnessKL:
+			var t []float32
+			if s.cache != nil {
+				t = s.cache.full(ids[c[0]:c[1]], part)
+			} else {
+				t = s.dense.Forward(be, part)
+			}
+			mean = train.KL(nil, logits, t, part, V, 1)
+		case FitnessSparseKL:
+			// Only against the cache: held-out figures use kl and ppl.
+			mean = train.SparseKLCached(nil, logits, s.cache.topK(ids[c[0]:c[1]], part), part, V, 1)
+		}
+		total += mean * float64(n)
+		pos += n
+	}
+	if pos == 0 {
+		return math.NaN()
+	}
+	f := total / float64(pos)
+	if s.kind == FitnessPPL {
+		return math.Exp(f)
+	}
+	return f
+}

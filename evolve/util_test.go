@@ -1,0 +1,5 @@
+package evolve
+
+import "reflect"
+
+func deepEqual(a, b any) bool { return reflect.DeepEqual(a, b) }
