@@ -9,7 +9,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/train"
 )
@@ -37,7 +37,7 @@ func (s scaleStitcher) Stitch(lv []int) (*model.Model, error) {
 func (s scaleStitcher) Params(lv []int) (int64, error) { return s.dense.NumParams(), nil }
 
 func tinyModel() *model.Model {
-	return testmodel.Random(testmodel.Cfg{Heads: 4, KV: 2, HD: 4, Hidden: 16, Inter: 24, Vocab: 37, Layers: 2}, false, 5)
+	return modeltest.Random(modeltest.Cfg{Heads: 4, KV: 2, HD: 4, Hidden: 16, Inter: 24, Vocab: 37, Layers: 2}, false, 5)
 }
 
 func randomPool(n, vocab, maxLen int, seed uint64) [][]int {

@@ -28,11 +28,14 @@ const StageVersion = 1
 type Options struct {
 	Profile string
 	Backend backend.Backend
-	Results string // the results folder (default "results")
-	Commit  string // recorded in the Parquet metadata
-	Machine string // recorded in the Parquet metadata
-	Now     func() time.Time
-	Log     io.Writer // stage lines (stderr)
+	// BackendName is the name Backend was got by (backend.Get), for stages
+	// that open their own (the search); "" = "auto".
+	BackendName string
+	Results     string // the results folder (default "results")
+	Commit      string // recorded in the Parquet metadata
+	Machine     string // recorded in the Parquet metadata
+	Now         func() time.Time
+	Log         io.Writer // stage lines (stderr)
 }
 
 // ErrNotAvailable marks a stage whose implementation is not in this build
@@ -73,6 +76,7 @@ type Env struct {
 	Profile  *Profile
 	Stage    *Stage
 	Be       backend.Backend
+	BeName   string             // the name backend.Get gives Be by
 	Dir      string             // write outputs here (a temp folder renamed when the stage succeeds)
 	Inputs   map[string]*Output // by stage id
 	Dense    *model.Model       // the dense model (shared, read-only)
@@ -286,6 +290,9 @@ func Run(ctx context.Context, s *Spec, o Options) (*Outcome, error) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
+	if o.BackendName == "" {
+		o.BackendName = "auto"
+	}
 	start := o.Now()
 	pl, err := NewPlan(s, o.Profile)
 	if err != nil {
@@ -356,12 +363,14 @@ func Run(ctx context.Context, s *Spec, o Options) (*Outcome, error) {
 		}
 		fmt.Fprintf(o.Log, "%s: running\n", pos)
 		tmp := sdir + ".partial"
-		_ = os.RemoveAll(tmp) // an interrupted attempt restarts the stage
+		if !resumable[st.Kind] {
+			_ = os.RemoveAll(tmp) // an interrupted attempt restarts the stage
+		}
 		if err := os.MkdirAll(tmp, 0o755); err != nil {
 			return nil, err
 		}
 		f := stageFuncs[st.Kind]
-		env := &Env{Ctx: ctx, Spec: s, Profile: p, Stage: st, Be: o.Backend, Dir: tmp, Inputs: in,
+		env := &Env{Ctx: ctx, Spec: s, Profile: p, Stage: st, Be: o.Backend, BeName: o.BackendName, Dir: tmp, Inputs: in,
 			Dense: dense, Tok: tok, TokSrc: tokSrc, Settings: n.Settings,
 			Log: func(format string, a ...any) { fmt.Fprintf(o.Log, "  "+st.ID+": "+format+"\n", a...) }}
 		t0 := time.Now()

@@ -88,6 +88,12 @@ type SearchParams struct {
 	LR            float64 `yaml:"lr"`             // selection fine-tuning learning rate
 	MaxFlips      int     `yaml:"max_flips"`      // mutation flips drawn in [1, max_flips]
 	Sampler       string  `yaml:"sampler"`        // first or random
+	// Pools sampled once from data.calib (fitness and fine-tuning pools
+	// from its first half, as the reference) and data.heldout.
+	FitnessPool int `yaml:"fitness_pool_tokens"`
+	TrainPool   int `yaml:"train_pool_tokens"`
+	EvalPool    int `yaml:"eval_pool_tokens"`
+	EvalEvery   int `yaml:"eval_every"` // held-out figures of the parent every N generations
 }
 
 // ShearParams are ShearedLlama's pruning-stage settings.

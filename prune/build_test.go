@@ -11,7 +11,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/internal/testmodel"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/model"
 )
 
@@ -66,19 +66,19 @@ func maxAbsDiff(a, b []float32) float64 {
 func TestBuildStitchRandom(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		cfg  testmodel.Cfg
+		cfg  modeltest.Cfg
 	}{
-		{"mha-mlpbias", testmodel.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, MLPBias: true}},
-		{"gqa-qkvbias", testmodel.Cfg{Heads: 8, KV: 4, HD: 4, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, Bias: true}},
-		{"gqa-1kv", testmodel.Cfg{Heads: 4, KV: 1, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, Interleaved: true}},
+		{"mha-mlpbias", modeltest.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, MLPBias: true}},
+		{"gqa-qkvbias", modeltest.Cfg{Heads: 8, KV: 4, HD: 4, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, Bias: true}},
+		{"gqa-1kv", modeltest.Cfg{Heads: 4, KV: 1, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2, Interleaved: true}},
 	} {
 		t.Run(tc.name, func(t *testing.T) { testBuildStitch(t, tc.cfg) })
 	}
 }
 
-func testBuildStitch(t *testing.T, rc testmodel.Cfg) {
+func testBuildStitch(t *testing.T, rc modeltest.Cfg) {
 	be := cpu(t)
-	m := testmodel.Random(rc, false, 7)
+	m := modeltest.Random(rc, false, 7)
 	db, _ := buildRandomDB(t, m, BuildOptions{Levels: 4})
 	if err := db.CheckModel(m); err != nil {
 		t.Fatal(err)
@@ -144,14 +144,14 @@ func testBuildStitch(t *testing.T, rc testmodel.Cfg) {
 		}
 	}
 	// Another model is refused.
-	m2 := testmodel.Random(rc, false, 8)
+	m2 := modeltest.Random(rc, false, 8)
 	if err := db.CheckModel(m2); err == nil || !strings.Contains(err.Error(), "another model") {
 		t.Errorf("hash mismatch not detected: %v", err)
 	}
 }
 
 func TestDatabaseBadInput(t *testing.T) {
-	m := testmodel.Random(testmodel.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2}, false, 7)
+	m := modeltest.Random(modeltest.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2}, false, 7)
 	db, dir := buildRandomDB(t, m, BuildOptions{Levels: 4})
 	be := cpu(t)
 	calib := randomSeqs(11, 4, 16, 60)
@@ -238,7 +238,7 @@ func TestDatabaseBadInput(t *testing.T) {
 
 // DP against brute force over every configuration of a small database.
 func TestDPBruteForce(t *testing.T) {
-	m := testmodel.Random(testmodel.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2}, false, 9)
+	m := modeltest.Random(modeltest.Cfg{Heads: 4, KV: 4, HD: 8, Hidden: 32, Inter: 40, Vocab: 60, Layers: 2}, false, 9)
 	db, _ := buildRandomDB(t, m, BuildOptions{Levels: 4})
 	M, L := db.NumModules(), db.NumLevels(0)
 	norm := func(ci, l int) float64 {

@@ -54,7 +54,7 @@ the model and the data are all checked before any compute.`,
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()
-			out, err := experiment.Run(ctx, s, experiment.Options{Profile: profile, Backend: be, Results: results,
+			out, err := experiment.Run(ctx, s, experiment.Options{Profile: profile, Backend: be, BackendName: backendName, Results: results,
 				Commit: gitCommit(), Machine: machine(), Log: os.Stderr})
 			if out == nil {
 				return err
