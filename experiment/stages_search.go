@@ -17,6 +17,9 @@ func init() { stageFuncs["search"] = runSearch }
 // uninterrupted run exactly).
 var resumable = map[string]bool{"search": true}
 
+// afterGeneration is a test hook (interrupting a search mid-way).
+var afterGeneration func(evolve.GenerationRow)
+
 // runSearch is DarwinLM's evolutionary search from the uniform
 // configuration at the target level, then the searched model stitched
 // from the database.
@@ -52,6 +55,7 @@ func runSearch(e *Env) error {
 	c.Offspring, c.Survivors, c.FitnessTokens, c.TrainTokens = sp.Offspring, sp.Survivors, sp.FitnessTokens, sp.TrainTokens
 	c.Generations, c.Fitness, c.LR, c.Seed, c.EvalEvery = sp.Generations, sp.Fitness, sp.LR, p.Seed, sp.EvalEvery
 	c.Log, c.Resume, c.Label = logDir, resume, e.Stage.ID
+	c.AfterGeneration = afterGeneration
 	if c.Sampler == "" {
 		c.Sampler = "first"
 	}
