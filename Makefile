@@ -72,8 +72,9 @@ tables: build ## every table and figure from the committed Parquet files only (s
 	    $(BIN) report experiments/$$e.yaml --profile local --out results/$$e/local > /dev/null || exit 1; \
 	    echo "results/$$e/local/$$e-local.md"; fi; done
 
-paper: tables ## the tables and figures embedded in docs/readme/paper-md.md (paper.md)
-	$(GO) run ./report/cmd/embed docs/readme/paper-md.md $(foreach e,$(EXPERIMENTS),results/$(e)/local/$(e)-local.md)
+PAPER_MD ?= docs/readme/paper-md.md
+paper: tables ## embed the rendered tables and figures in $(PAPER_MD) (between BEGIN/END markers)
+	$(GO) run ./report/cmd/embed $(PAPER_MD) $(foreach e,$(EXPERIMENTS),results/$(e)/local/$(e)-local.md)
 
 # --- shear (Sheared-LLaMA baseline) ---
 .PHONY: shear
