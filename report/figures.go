@@ -81,7 +81,7 @@ func Figures(base string, res *experiment.Results) error {
 			stages[r.Stage] = append(stages[r.Stage], r)
 		}
 		sort.Strings(names)
-		w := vg.Points(40 / float64(len(names)+1))
+		w := vg.Points(60 / float64(len(names)+1))
 		var labels []string
 		for i, n := range names {
 			rows := stages[n]
@@ -112,6 +112,11 @@ func Figures(base string, res *experiment.Results) error {
 			p.Legend.Add(n, b)
 		}
 		p.NominalX(labels...)
+		top := int32(0)
+		for _, r := range res.Levels {
+			top = max(top, r.Level)
+		}
+		p.Y.Min, p.Y.Max = 0, float64(top)+2 // room for the legend above the bars
 		p.Legend.Top = true
 		if err := save(p, base+"-levels"); err != nil {
 			return err
