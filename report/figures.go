@@ -117,6 +117,7 @@ func Figures(base string, res *experiment.Results) error {
 			top = max(top, r.Level)
 		}
 		p.Y.Min, p.Y.Max = 0, float64(top)+2 // room for the legend above the bars
+		p.X.Min, p.X.Max = -0.6, float64(len(labels))-0.4
 		p.Legend.Top = true
 		if err := save(p, base+"-levels"); err != nil {
 			return err
