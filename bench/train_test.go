@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
-	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
+	"github.com/darwinlm/darwinlm-go/backend/cpu"
 	"github.com/darwinlm/darwinlm-go/hub"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/nn"
@@ -103,6 +103,9 @@ func reportTokens(b *testing.B, perIter int, cpu0 float64) {
 	b.ReportMetric(float64(perIter*b.N)/s, "tokens/s")
 	if c := processCPU() - cpu0; c > 0 {
 		b.ReportMetric(c/s, "cpu-util")
+		// Per CPU-second of this process: comparable across runs when other
+		// processes take a varying share of the cores.
+		b.ReportMetric(float64(perIter*b.N)/c, "tokens/cpu-s")
 	}
 }
 
@@ -134,4 +137,84 @@ func fill(n int, s float32, seed uint64) []float32 {
 	}
 	_ = math.Pi
 	return out
+}
+
+// BenchmarkFineTune is the training-aware selection's inner loop: the
+// SelectionPreset FineTuner (AdamW, batch = one sequence of 128 tokens, one
+// step per sequence) on TinyStories-656K, reporting tokens/s. Compare with
+// PyTorch eager on the same machine in the same minute:
+//
+//	go test -run x -bench FineTune -benchtime 300x ./bench/
+//	/usr/bin/python3 bench/torch_finetune.py --model $DARWINLM_HUB_MIRROR/models/raincandy-u/TinyStories-656K
+//
+// "Serial1Worker" is the same on a single-worker backend; "Pairs"
+// fine-tunes two candidates at once, one per core (train.Pool), and counts
+// the tokens of both.
+func BenchmarkFineTune(b *testing.B) {
+	if hub.Mirror() == "" {
+		b.Skip("DARWINLM_HUB_MIRROR not set")
+	}
+	be, err := backend.Get("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	const T, perCall = 128, 16
+	m, _, err := model.Open("hf:raincandy-u/TinyStories-656K", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	seqs := make([][]int, perCall)
+	for i := range seqs {
+		seqs[i] = pseudoSeqs(i+1, T, m.Cfg.Vocab)[i]
+	}
+	b.Run("Serial", func(b *testing.B) {
+		ft := train.NewFineTuner(be, train.SelectionPreset())
+		st, err := ft.Train(m, seqs[:1])
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("first loss %.6f", st.FirstLoss)
+		b.ResetTimer()
+		cpu0 := processCPU()
+		for i := 0; i < b.N; i++ {
+			if _, err := ft.Train(m, seqs[i%perCall:i%perCall+1]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportTokens(b, T, cpu0)
+	})
+	b.Run("Serial1Worker", func(b *testing.B) {
+		ft := train.NewFineTuner(cpu.New().WithWorkers(1), train.SelectionPreset())
+		b.ResetTimer()
+		cpu0 := processCPU()
+		for i := 0; i < b.N; i++ {
+			if _, err := ft.Train(m, seqs[i%perCall:i%perCall+1]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportTokens(b, T, cpu0)
+	})
+	b.Run("Pairs", func(b *testing.B) {
+		// Two candidates at once (train.Pool: one FineTuner and one
+		// single-worker backend per core), 16 steps each per call as in a
+		// selection stage; b.N counts pairs of steps.
+		ms := make([]*model.Model, 2)
+		for k := range ms {
+			if ms[k], _, err = model.Open("hf:raincandy-u/TinyStories-656K", ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+		pool := train.NewPool(be, train.SelectionPreset(), 2)
+		b.ResetTimer()
+		cpu0 := processCPU()
+		for i := 0; i < b.N; i += perCall {
+			_, errs := pool.Train(ms, seqs[:min(perCall, b.N-i)])
+			for _, err := range errs {
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+		reportTokens(b, 2*T, cpu0)
+	})
 }

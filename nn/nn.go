@@ -11,13 +11,34 @@ import (
 	"math"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
-// ParallelFor runs f(i) for i in [0,n) on up to GOMAXPROCS goroutines. Each
-// index is processed by exactly one goroutine, so results are independent of
-// the worker count as long as f(i) only writes its own outputs.
+// serialScopes counts the callers that asked for serial element-wise ops
+// (SerialScope).
+var serialScopes atomic.Int32
+
+// SerialScope makes ParallelFor run on the calling goroutine until the
+// returned function is called (scopes nest and may overlap). It is for
+// callers that already keep every core busy with independent work, e.g.
+// one fine-tuning per core (train.Pool): fanning each small op out again
+// only adds barriers, and on a loaded machine every barrier waits for a
+// thread the OS has parked. Results never depend on it.
+func SerialScope() (end func()) {
+	serialScopes.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { serialScopes.Add(-1) }) }
+}
+
+// ParallelFor runs f(i) for i in [0,n) on up to GOMAXPROCS goroutines (one
+// inside a SerialScope). Each index is processed by exactly one goroutine,
+// so results are independent of the worker count as long as f(i) only
+// writes its own outputs.
 func ParallelFor(n int, f func(i int)) {
 	w := runtime.GOMAXPROCS(0)
+	if serialScopes.Load() > 0 {
+		w = 1
+	}
 	if w > n {
 		w = n
 	}

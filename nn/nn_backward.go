@@ -148,12 +148,14 @@ func SwiGLUForwardBE[F Float](be backend.Backend, out, gate, up []F) {
 // dgate = dout·up·σ·(1 + g·(1−σ)), dup = dout·g·σ.
 func SwiGLUBackward[F Float](dgate, dup, dout, gate, up []F) {
 	parallelChunks(len(gate), 1<<14, func(i0, i1 int) {
+		// In the element type with expT: float32 training uses the fast
+		// float32 exp (the float64 one was a tenth of a training step).
 		for i := i0; i < i1; i++ {
-			g := float64(gate[i])
-			sig := 1 / (1 + math.Exp(-g))
-			dy := float64(dout[i])
-			dgate[i] = F(dy * float64(up[i]) * sig * (1 + g*(1-sig)))
-			dup[i] = F(dy * g * sig)
+			g := gate[i]
+			sig := 1 / (1 + expT(-g))
+			dy := dout[i]
+			dgate[i] = dy * up[i] * sig * (1 + g*(1-sig))
+			dup[i] = dy * g * sig
 		}
 	})
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 )
 
 // FineTuner fine-tunes models in memory with one optimizer step per
@@ -18,13 +19,16 @@ import (
 // a call does not depend on what the FineTuner did before.
 //
 // A FineTuner is not safe for concurrent use; to fine-tune candidates in
-// parallel, give each goroutine its own (with a single-worker backend, see
-// cpu.(*CPU).WithWorkers).
+// parallel, use a Pool, or give each goroutine its own FineTuner with a
+// single-worker backend (cpu.(*CPU).WithWorkers(1)). With a single-worker
+// backend, Train also keeps package nn's element-wise ops on the calling
+// goroutine (nn.SerialScope, process-wide while it runs).
 type FineTuner struct {
 	be   backend.Backend
 	opts Options
 	err  error
 
+	workers          int       // goroutines for the element-wise work (the backend's)
 	gbuf, mbuf, vbuf []float32 // arenas: gradients, AdamW moments
 	dlogits          []float32
 	graph            Graph[float32]
@@ -52,7 +56,7 @@ func NewFineTuner(be backend.Backend, opts Options) *FineTuner {
 	if opts.Schedule == "" {
 		opts.Schedule = "constant"
 	}
-	f := &FineTuner{be: be, opts: opts, err: opts.Validate()}
+	f := &FineTuner{be: be, opts: opts, err: opts.Validate(), workers: backendWorkers(be)}
 	f.graph.Be = be
 	f.graph.SaveProbs = opts.SaveProbs
 	return f
@@ -114,6 +118,11 @@ func (f *FineTuner) train(m *model.Model, seqs [][]int, teacher []TeacherLogits)
 	if err := checkSeqs(m, seqs); err != nil {
 		return st, err
 	}
+	if f.workers == 1 {
+		// One worker asked for (e.g. one candidate per core): no per-op
+		// fan-out in nn either (see nn.SerialScope).
+		defer nn.SerialScope()()
+	}
 	w := FromModel(m)
 	n := w.NumParams()
 	g := carve(w, grow(&f.gbuf, n))
@@ -146,8 +155,7 @@ func (f *FineTuner) train(m *model.Model, seqs [][]int, teacher []TeacherLogits)
 		batch := [][]int{s}
 		logits := f.graph.Forward(batch)
 		dl := grow(&f.dlogits, len(logits))
-		clear(dl)
-		loss := CrossEntropy(dl, logits, batch, V, 1-a)
+		loss := crossEntropyInto(f.be, f.workers, dl, logits, batch, V, 1-a)
 		if teacher != nil {
 			var kd float64
 			if tk := teacher[i].TopK; tk != nil {
@@ -162,14 +170,24 @@ func (f *FineTuner) train(m *model.Model, seqs [][]int, teacher []TeacherLogits)
 		}
 		clear(f.gbuf[:n])
 		f.graph.Backward(dl, g)
-		gn := ClipGrads(grads, f.opts.Clip)
-		if math.IsNaN(gn) || math.IsInf(gn, 0) {
-			return st, fmt.Errorf("fine-tuning step %d: gradient norm is %v", i+1, gn)
+		// Without clipping the norm is not needed: AdamW's fused pass
+		// flags non-finite gradients itself.
+		fused := opt == &f.adam && f.opts.Clip <= 0
+		if !fused {
+			if gn := ClipGrads(grads, f.opts.Clip); math.IsNaN(gn) || math.IsInf(gn, 0) {
+				return st, fmt.Errorf("fine-tuning step %d: gradient norm is %v", i+1, gn)
+			}
 		}
 		if f.onStep != nil {
 			f.onStep(i+1, params, grads)
 		}
-		opt.Step(params, grads, sched.At(i))
+		if fused {
+			if !f.adam.step(params, grads, sched.At(i)) {
+				return st, fmt.Errorf("fine-tuning step %d: a gradient is not finite", i+1)
+			}
+		} else {
+			opt.Step(params, grads, sched.At(i))
+		}
 		if i == 0 {
 			st.FirstLoss = loss
 		}

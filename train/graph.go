@@ -29,6 +29,18 @@ type Graph[F nn.Float] struct {
 	xFinal  []F // residual stream before the final norm
 	rstdF   []F
 	xnF     []F // final-normed hidden states
+
+	// Buffers reused from step to step (they only grow).
+	bufX, bufRstd, bufXn, bufLogits, bufDx, bufDxn []F
+}
+
+// growT returns (*buf)[:n], reallocating only when the capacity is short.
+// The contents are not cleared.
+func growT[F nn.Float](buf *[]F, n int) []F {
+	if cap(*buf) < n {
+		*buf = make([]F, n)
+	}
+	return (*buf)[:n]
 }
 
 // NewGraph returns a graph for the weights w.
@@ -38,7 +50,8 @@ func NewGraph[F nn.Float](be backend.Backend, w *Weights[F]) *Graph[F] {
 
 // Forward runs the model on seqs (each from position 0, attending causally to
 // itself) and returns the logits [Σlen × Vocab]. For float32 the logits are
-// bitwise those of model.Forward.
+// bitwise those of model.Forward. The logits are valid until the next
+// Forward (the buffer is reused).
 func (g *Graph[F]) Forward(seqs [][]int) []F {
 	c := g.W.Cfg
 	H := c.Hidden
@@ -51,17 +64,20 @@ func (g *Graph[F]) Forward(seqs [][]int) []F {
 	}
 	g.rows = len(g.ids)
 	rope := g.W.Rope(maxLen)
-	x := make([]F, g.rows*H)
+	x := growT(&g.bufX, g.rows*H)
 	nn.EmbeddingForwardT(x, g.W.Embed, g.ids, H)
-	g.acts = make([]LayerActs[F], len(g.W.Layers))
+	if cap(g.acts) < len(g.W.Layers) {
+		g.acts = make([]LayerActs[F], len(g.W.Layers))
+	}
+	g.acts = g.acts[:len(g.W.Layers)]
 	for li := range g.W.Layers {
 		model.LayerForward(g.Be, rope, c, li, &g.W.Layers[li], x, g.seqLens, &g.acts[li], g.SaveProbs, g.Sink)
 	}
 	g.xFinal = x
-	g.rstdF = make([]F, g.rows)
-	g.xnF = make([]F, g.rows*H)
+	g.rstdF = growT(&g.bufRstd, g.rows)
+	g.xnF = growT(&g.bufXn, g.rows*H)
 	nn.RMSNormForwardT(g.xnF, g.rstdF, x, g.W.Norm, g.rows, H, c.RMSEps)
-	logits := make([]F, g.rows*c.Vocab)
+	logits := growT(&g.bufLogits, g.rows*c.Vocab)
 	nn.MatNT(g.Be, logits, g.xnF, g.W.LMHead, g.rows, c.Vocab, H, false)
 	return logits
 }
@@ -77,9 +93,10 @@ func (g *Graph[F]) Backward(dlogits []F, grads *Weights[F]) {
 	c := g.W.Cfg
 	H, rows := c.Hidden, g.rows
 	nn.MatTN(g.Be, grads.LMHead, dlogits, g.xnF, c.Vocab, H, rows, true)
-	dxn := make([]F, rows*H)
+	dxn := growT(&g.bufDxn, rows*H)
 	nn.MatNN(g.Be, dxn, dlogits, g.W.LMHead, rows, H, c.Vocab, false)
-	dx := make([]F, rows*H)
+	dx := growT(&g.bufDx, rows*H)
+	clear(dx)
 	nn.RMSNormBackward(dx, grads.Norm, dxn, g.xFinal, g.W.Norm, g.rstdF, rows, H)
 	maxLen := 0
 	for _, T := range g.seqLens {
@@ -91,7 +108,8 @@ func (g *Graph[F]) Backward(dlogits []F, grads *Weights[F]) {
 		g.acts[li] = LayerActs[F]{}
 	}
 	nn.EmbeddingBackward(grads.Embed, dx, g.ids, H)
-	g.acts, g.xFinal, g.xnF, g.rstdF = nil, nil, nil, nil
+	clear(g.acts)
+	g.xFinal, g.xnF, g.rstdF = nil, nil, nil
 }
 
 // LayerForward applies decoder layer l to the residual stream x [rows ×

@@ -66,15 +66,12 @@ func (t *Trainer) Grads() []Tensor[float32]  { return t.grads }
 func (t *Trainer) Loss(seqs [][]int, backward bool) (loss, ce, kd float64) {
 	V := t.Model.Cfg.Vocab
 	logits := t.graph.Forward(seqs)
-	var dl []float32
-	if backward {
-		dl = make([]float32, len(logits))
-	}
+	dl := make([]float32, len(logits))
 	a := 0.0
 	if t.Teacher != nil {
 		a = t.Opts.KDWeight
 	}
-	ce = CrossEntropy(dl, logits, seqs, V, 1-a)
+	ce = crossEntropyInto(t.Be, backendWorkers(t.Be), dl, logits, seqs, V, 1-a)
 	loss = ce
 	if a > 0 {
 		tl := t.Teacher.Forward(t.Be, seqs)

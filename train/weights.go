@@ -5,6 +5,15 @@
 // (AdamW, SGD), gradient clipping, learning-rate schedules, data packing,
 // and checkpoint / resume with bitwise-reproducible results.
 //
+// Entry points: Run is the whole training loop (data, budget, schedule,
+// checkpoints, resume, Parquet log) behind `darwinlm train` and the
+// experiments' post-training; FineTuner fine-tunes candidate after
+// candidate in memory with one step per sequence (SelectionPreset: the
+// reference's training-aware selection), reusing its buffers across widths,
+// and Pool runs several FineTuners at once, one per core; TrainDistill,
+// CacheTeacher, KL and SparseKLCached take cached teacher logits (full or
+// top-k) instead of running the teacher every step.
+//
 // The graph is generic over the element type: Graph[float32] calls the
 // float32 forward ops of package nn and the backend's matrix products, so its
 // logits are bitwise those of model.Forward; Graph[float64] runs the same
