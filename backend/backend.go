@@ -10,6 +10,8 @@ package backend
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"sort"
 	"sync"
 )
@@ -38,8 +40,14 @@ type Backend interface {
 var (
 	mu       sync.Mutex
 	registry = map[string]func() (Backend, error){}
+	devices  = map[string]func(device int) (Backend, error){}
+	autoTry  []string // device backends "auto" tries before the default
 	def      string
 )
+
+// Notes receives the note printed when "auto" falls back to the default
+// backend (stderr; tests may redirect it).
+var Notes io.Writer = os.Stderr
 
 // Register makes a backend constructor available under name. The first
 // registration with isDefault wins the default slot.
@@ -52,6 +60,19 @@ func Register(name string, ctor func() (Backend, error), isDefault bool) {
 	}
 }
 
+// RegisterDevice registers a backend with several devices (Vulkan): ctor
+// gets the device index, or −1 to let the backend choose (a GPU). With auto,
+// "auto" tries it first and falls back to the default backend, with a note on
+// Notes, when it fails (no loader, no GPU, ...).
+func RegisterDevice(name string, ctor func(device int) (Backend, error), auto bool) {
+	mu.Lock()
+	defer mu.Unlock()
+	devices[name] = ctor
+	if auto {
+		autoTry = append(autoTry, name)
+	}
+}
+
 // Names lists the registered backends.
 func Names() []string {
 	mu.Lock()
@@ -60,20 +81,52 @@ func Names() []string {
 	for n := range registry {
 		out = append(out, n)
 	}
+	for n := range devices {
+		out = append(out, n)
+	}
 	sort.Strings(out)
 	return out
 }
 
-// Get returns the backend with the given name; "" or "auto" gives the default.
-func Get(name string) (Backend, error) {
+// Get returns the backend with the given name; "" or "auto" gives the default
+// (after trying the GPU backends registered for auto).
+func Get(name string) (Backend, error) { return Open(name, -1) }
+
+// Open is Get with a device index for backends with several devices
+// (--device); device < 0 lets the backend choose. A device index given to a
+// backend without devices, or to "auto", is an error.
+func Open(name string, device int) (Backend, error) {
 	mu.Lock()
-	if name == "" || name == "auto" {
+	auto := name == "" || name == "auto"
+	tries := append([]string(nil), autoTry...)
+	if auto {
 		name = def
 	}
 	ctor, ok := registry[name]
+	dctor, dok := devices[name]
 	mu.Unlock()
-	if !ok {
+	if auto {
+		if device >= 0 {
+			return nil, fmt.Errorf("--device %d needs an explicit --backend (e.g. vulkan)", device)
+		}
+		for _, n := range tries {
+			mu.Lock()
+			c := devices[n]
+			mu.Unlock()
+			be, err := c(-1)
+			if err == nil {
+				return be, nil
+			}
+			fmt.Fprintf(Notes, "note: backend auto: %v; using %s\n", err, name)
+		}
+	}
+	switch {
+	case dok:
+		return dctor(device)
+	case !ok:
 		return nil, fmt.Errorf("unknown backend %q (available: %v)", name, Names())
+	case device >= 0:
+		return nil, fmt.Errorf("backend %q has no devices to choose with --device", name)
 	}
 	return ctor()
 }

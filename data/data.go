@@ -6,6 +6,7 @@ package data
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/format"
@@ -135,6 +137,9 @@ func readTexts(spec string) ([]string, error) {
 				if !ok && r["text"] != nil {
 					return nil, fmt.Errorf("data: %s: row %d: column text is %T, not a string", f, i, r["text"])
 				}
+				if at := invalidUTF8(s); at >= 0 {
+					return nil, fmt.Errorf("data: %s: row %d: column text is not valid UTF-8 (at byte %d of the value)", f, i, at)
+				}
 				out = append(out, s)
 			}
 		case kindJSONL:
@@ -157,6 +162,9 @@ func readTexts(spec string) ([]string, error) {
 			b, err := os.ReadFile(f)
 			if err != nil {
 				return nil, fmt.Errorf("data: %w", err)
+			}
+			if err := checkText(f, b); err != nil {
+				return nil, err
 			}
 			out = append(out, string(b))
 		}
@@ -233,6 +241,9 @@ func readParquet(path, need string) (cols []string, rows []map[string]any, err e
 			err = fmt.Errorf("data: %s: reading parquet failed: %v", path, r)
 		}
 	}()
+	if err := checkParquetFrame(f, st.Size()); err != nil {
+		return nil, nil, fmt.Errorf("data: %s: not a readable parquet file: %w", path, err)
+	}
 	pf, err := parquet.OpenFile(f, st.Size())
 	if err != nil {
 		return nil, nil, fmt.Errorf("data: %s: not a readable parquet file: %w", path, err)
@@ -461,10 +472,15 @@ func readJSONL(path string) (cols []string, rows []map[string]any, err error) {
 	seen := map[string]bool{}
 	br := bufio.NewReaderSize(f, 1<<20)
 	line := 0
+	var offset int64
 	for {
 		b, rerr := br.ReadBytes('\n')
 		if len(b) > 0 {
 			line++
+			if at := invalidUTF8(string(b)); at >= 0 {
+				return nil, nil, fmt.Errorf("data: %s: line %d is not valid UTF-8 (at byte %d of the file)", path, line, offset+int64(at))
+			}
+			offset += int64(len(b))
 			b = bytes.TrimSpace(b)
 			if len(b) > 0 {
 				keys, m, err := decodeObject(b)
@@ -558,4 +574,57 @@ func jsonNormalize(v any) any {
 		return x
 	}
 	return v
+}
+
+// checkText rejects a plain-text file that is not text: invalid UTF-8 or a
+// NUL byte (a binary file would otherwise be scored as text).
+func checkText(path string, b []byte) error {
+	if at := invalidUTF8(string(b)); at >= 0 {
+		return fmt.Errorf("data: %s is not valid UTF-8 text (at byte %d); give a text, .jsonl or .parquet file", path, at)
+	}
+	if at := bytes.IndexByte(b, 0); at >= 0 {
+		return fmt.Errorf("data: %s is not a text file (NUL byte at byte %d); give a text, .jsonl or .parquet file", path, at)
+	}
+	return nil
+}
+
+// invalidUTF8 is the byte offset of the first invalid UTF-8 sequence in s,
+// or -1 when s is valid.
+func invalidUTF8(s string) int {
+	if utf8.ValidString(s) {
+		return -1
+	}
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n <= 1 {
+			return i
+		}
+		i += n
+	}
+	return -1
+}
+
+// checkParquetFrame checks the magic numbers and that the footer length fits
+// in the file, before the parquet library allocates a buffer of the length
+// the file claims (a corrupt length made it allocate gigabytes).
+func checkParquetFrame(r io.ReaderAt, size int64) error {
+	const magic = "PAR1"
+	if size < 12 {
+		return fmt.Errorf("%d bytes, shorter than a parquet file's framing", size)
+	}
+	var head [4]byte
+	var tail [8]byte
+	if _, err := r.ReadAt(head[:], 0); err != nil {
+		return err
+	}
+	if _, err := r.ReadAt(tail[:], size-8); err != nil {
+		return err
+	}
+	if string(head[:]) != magic || string(tail[4:]) != magic {
+		return errors.New("no PAR1 magic number at the start and end")
+	}
+	if n := int64(binary.LittleEndian.Uint32(tail[:4])); n > size-12 {
+		return fmt.Errorf("footer length %d exceeds the file's %d bytes", n, size)
+	}
+	return nil
 }

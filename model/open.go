@@ -3,6 +3,8 @@ package model
 import (
 	"errors"
 	"fmt"
+	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -33,10 +35,20 @@ func Open(spec, tokenizerPath string) (*Model, tokenizer.Tokenizer, error) {
 	}
 	if st.IsDir() {
 		if _, err := os.Stat(filepath.Join(path, "config.json")); err != nil {
-			return nil, nil, fmt.Errorf("model %s: folder %s has no config.json (not a Hugging Face checkpoint)", spec, path)
+			run, note, rerr := ResolveRunDir(path)
+			if rerr != nil {
+				return nil, nil, fmt.Errorf("model %s: %w", spec, rerr)
+			}
+			if note != "" {
+				fmt.Fprintln(Notes, note)
+			}
+			path = run
 		}
 		m, err := LoadHF(path)
 		if err != nil {
+			return nil, nil, err
+		}
+		if err := checkFinite(m, path); err != nil {
 			return nil, nil, err
 		}
 		src := tokenizerPath
@@ -60,6 +72,9 @@ func Open(spec, tokenizerPath string) (*Model, tokenizer.Tokenizer, error) {
 	}
 	m, err := LoadLlama2C(path)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := checkFinite(m, path); err != nil {
 		return nil, nil, err
 	}
 	var tok tokenizer.Tokenizer
@@ -115,4 +130,73 @@ func siblingTokenizer(ckpt string, vocab int) (tokenizer.Tokenizer, error) {
 		return nil, errors.New("no tokenizer.bin or tok*.bin in " + dir)
 	}
 	return nil, errors.New(strings.Join(why, "; "))
+}
+
+// Notes receives the notes Open writes for a human (e.g. that a training run
+// without a final model was opened at its latest checkpoint).
+var Notes io.Writer = os.Stderr
+
+// ResolveRunDir maps the output folder of a training run (darwinlm train
+// --out DIR) to a model folder: DIR/final when the run finished, else the
+// checkpoint DIR/latest names, with a note saying so. A folder that is
+// neither a model nor a run gives an error that says what was looked for.
+func ResolveRunDir(dir string) (path, note string, err error) {
+	has := func(p string) bool { _, err := os.Stat(filepath.Join(p, "config.json")); return err == nil }
+	if has(dir) {
+		return dir, "", nil
+	}
+	if final := filepath.Join(dir, "final"); has(final) {
+		return final, "", nil
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "latest")); err == nil {
+		name := strings.TrimSpace(string(b))
+		ck := filepath.Join(dir, name)
+		if name != "" && !strings.ContainsAny(name, "/\\") && has(ck) {
+			return ck, fmt.Sprintf("note: %s is a training run without a final model; using its latest checkpoint %s", dir, ck), nil
+		}
+		return "", "", fmt.Errorf("folder %s is a training run whose latest checkpoint %q holds no model (config.json)", dir, name)
+	}
+	return "", "", fmt.Errorf("folder %s has no config.json: neither a Hugging Face checkpoint nor a training run folder (with final/ or latest)", dir)
+}
+
+// checkFinite names the first tensor holding a NaN or an infinity: such
+// weights make every output NaN, far from where the cause is.
+func checkFinite(m *Model, where string) error {
+	bad := func(name string, t []float32) error {
+		for i, v := range t {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				return fmt.Errorf("model %s: tensor %s holds %v at element %d; the weights are corrupt", where, name, v, i)
+			}
+		}
+		return nil
+	}
+	if err := bad("model.embed_tokens.weight", m.Embed); err != nil {
+		return err
+	}
+	for i := range m.Layers {
+		l := &m.Layers[i]
+		p := fmt.Sprintf("model.layers.%d.", i)
+		for _, t := range []struct {
+			n string
+			s []float32
+		}{
+			{"input_layernorm.weight", l.AttnNorm}, {"self_attn.q_proj.weight", l.Wq}, {"self_attn.k_proj.weight", l.Wk},
+			{"self_attn.v_proj.weight", l.Wv}, {"self_attn.o_proj.weight", l.Wo}, {"self_attn.q_proj.bias", l.Bq},
+			{"self_attn.k_proj.bias", l.Bk}, {"self_attn.v_proj.bias", l.Bv}, {"self_attn.o_proj.bias", l.Bo},
+			{"post_attention_layernorm.weight", l.MLPNorm}, {"mlp.gate_proj.weight", l.Wgate}, {"mlp.up_proj.weight", l.Wup},
+			{"mlp.down_proj.weight", l.Wdown}, {"mlp.gate_proj.bias", l.Bgate}, {"mlp.up_proj.bias", l.Bup},
+			{"mlp.down_proj.bias", l.Bdown},
+		} {
+			if err := bad(p+t.n, t.s); err != nil {
+				return err
+			}
+		}
+	}
+	if err := bad("model.norm.weight", m.Norm); err != nil {
+		return err
+	}
+	if !m.Cfg.Tied {
+		return bad("lm_head.weight", m.LMHead)
+	}
+	return nil
 }

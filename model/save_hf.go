@@ -126,6 +126,9 @@ func SaveHF(m *Model, dir, tokenizerSrc string) (err error) {
 			os.RemoveAll(tmp)
 		}
 	}()
+	if err = os.Chmod(tmp, atomicfile.DirMode()); err != nil { // MkdirTemp makes it 0700
+		return fmt.Errorf("save %s: %w", dir, err)
+	}
 	if err = atomicfile.WriteSync(filepath.Join(tmp, "config.json"), cfgJSON); err != nil {
 		return fmt.Errorf("save %s: %w", dir, err)
 	}

@@ -6,13 +6,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 )
 
 func cpu(t testing.TB) backend.Backend {
@@ -288,5 +289,24 @@ func TestDPBruteForce(t *testing.T) {
 	}
 	if _, err := DP(db, 10); err == nil {
 		t.Errorf("impossible target accepted")
+	}
+}
+
+// Spilling layer inputs to a file gives bitwise the database built in
+// memory (and two builds are identical: determinism).
+func TestBuildSpillIdentical(t *testing.T) {
+	m := modeltest.Random(modeltest.Cfg{Heads: 8, KV: 4, HD: 4, Hidden: 32, Inter: 40, Vocab: 60, Layers: 3}, false, 4)
+	a, _ := buildRandomDB(t, m, BuildOptions{Levels: 4, BatchTokens: 40})
+	b, _ := buildRandomDB(t, m, BuildOptions{Levels: 4, BatchTokens: 40, MemLimit: 1})
+	for i := range a.Man.Modules {
+		ma, mb := a.Man.Modules[i], b.Man.Modules[i]
+		if !slices.Equal(ma.RemovalOrder, mb.RemovalOrder) {
+			t.Errorf("%s: orders differ", ma.Name)
+		}
+		for l := range ma.Levels {
+			if ma.Levels[l] != mb.Levels[l] {
+				t.Errorf("%s level %d: %+v vs %+v", ma.Name, l, ma.Levels[l], mb.Levels[l])
+			}
+		}
 	}
 }

@@ -142,6 +142,13 @@ func GreedyOBS(w []float32, rows, cols int, h []float64, opts OBSOptions) (*OBSR
 		st.idx[i] = i
 	}
 	st.removed = make([]bool, cols)
+	if d == 1 {
+		st.norm = make([]float64, cols)
+		for c := range st.norm {
+			row := wt[c*rows : (c+1)*rows]
+			st.norm[c] = dot(row, row)
+		}
+	}
 	removedUnits := make([]bool, units)
 	errSum := 0.0
 	level := 1
@@ -210,7 +217,10 @@ type obsState struct {
 	rows, d int
 	n       int       // current (compacted) number of columns
 	wt      []float64 // [n × rows], W transposed
-	hinv    []float64 // [n × n]
+	// hinv is H⁻¹ [n × n]; only its upper triangle (column ≥ row) is kept
+	// up to date, read through hinvAt / hinvRow.
+	hinv    []float64
+	norm    []float64 // d == 1: ‖Wᵀ[k,:]‖² of every position, kept by remove
 	idx     []int
 	removed []bool
 	live    int
@@ -249,8 +259,7 @@ func (s *obsState) best() (int, float64) {
 func (s *obsState) unitError(p int, gram, blk []float64) float64 {
 	d, rows := s.d, s.rows
 	if d == 1 {
-		row := s.wt[p*rows : (p+1)*rows]
-		return dot(row, row) / s.hinv[p*s.n+p]
+		return s.norm[p] / s.hinv[p*s.n+p]
 	}
 	for i := 0; i < d; i++ {
 		ri := s.wt[(p+i)*rows : (p+i+1)*rows]
@@ -258,8 +267,8 @@ func (s *obsState) unitError(p int, gram, blk []float64) float64 {
 			v := dot(ri, s.wt[(p+j)*rows:(p+j+1)*rows])
 			gram[i*d+j], gram[j*d+i] = v, v
 		}
-		copy(blk[i*d:(i+1)*d], s.hinv[(p+i)*s.n+p:(p+i)*s.n+p+d])
 	}
+	s.block(p, blk)
 	binv, err := symInverse(blk, d)
 	if err != nil {
 		return math.Inf(1)
@@ -276,15 +285,15 @@ func (s *obsState) unitError(p int, gram, blk []float64) float64 {
 func (s *obsState) remove(p int) {
 	d, n, rows := s.d, s.n, s.rows
 	blk := make([]float64, d*d)
-	for i := 0; i < d; i++ {
-		copy(blk[i*d:(i+1)*d], s.hinv[(p+i)*n+p:(p+i)*n+p+d])
-	}
+	s.block(p, blk)
 	binv, err := symInverse(blk, d)
 	if err != nil {
 		binv = pseudoInverse(blk, d)
 	}
 	hg := make([]float64, d*n) // H⁻¹[g, :]
-	copy(hg, s.hinv[p*n:(p+d)*n])
+	for i := 0; i < d; i++ {
+		s.hinvRow(p+i, hg[i*n:(i+1)*n])
+	}
 	wg := make([]float64, d*rows) // Wᵀ[g, :]
 	copy(wg, s.wt[p*rows:(p+d)*rows])
 	for i := 0; i < d; i++ {
@@ -293,6 +302,10 @@ func (s *obsState) remove(p int) {
 	s.live -= d
 	parallelRange(n, 16, func(lo, hi int) {
 		coef := make([]float64, d)
+		var sub []float64
+		if d > 1 {
+			sub = make([]float64, n)
+		}
 		for k := lo; k < hi; k++ {
 			if s.removed[k] {
 				continue
@@ -305,10 +318,22 @@ func (s *obsState) remove(p int) {
 				}
 				coef[i] = c
 			}
-			hrow := s.hinv[k*n : (k+1)*n]
+			// Upper triangle of row k only (H⁻¹ is symmetric).
+			hrow := s.hinv[k*n+k : (k+1)*n]
 			wrow := s.wt[k*rows : (k+1)*rows]
+			if d == 1 {
+				axpy(-coef[0], hg[k:n], hrow)
+				s.norm[k] = axpyNorm(-coef[0], wg, wrow)
+				continue
+			}
+			// Σ_i coef[i]·H⁻¹[g_i, k:] first, then one pass over the row.
+			acc := sub[:n-k]
+			clear(acc)
 			for i := 0; i < d; i++ {
-				axpy(-coef[i], hg[i*n:(i+1)*n], hrow)
+				axpy(coef[i], hg[i*n+k:(i+1)*n], acc)
+			}
+			axpy(-1, acc, hrow)
+			for i := 0; i < d; i++ {
 				axpy(-coef[i], wg[i*rows:(i+1)*rows], wrow)
 			}
 		}
@@ -327,11 +352,14 @@ func (s *obsState) compact() {
 	for a, k := range keep { // rows move down only, so in-place copies are safe
 		src := s.hinv[k*s.n : (k+1)*s.n]
 		dst := s.hinv[a*m : (a+1)*m]
-		for b, j := range keep {
-			dst[b] = src[j]
+		for b := a; b < m; b++ { // upper triangle: keep is ascending
+			dst[b] = src[keep[b]]
 		}
 		copy(s.wt[a*rows:(a+1)*rows], s.wt[k*rows:(k+1)*rows])
 		s.idx[a] = s.idx[k]
+		if s.norm != nil {
+			s.norm[a] = s.norm[k]
+		}
 	}
 	s.n = m
 	s.hinv = s.hinv[:m*m]
@@ -339,6 +367,35 @@ func (s *obsState) compact() {
 	s.idx = s.idx[:m]
 	s.removed = s.removed[:m]
 	clear(s.removed)
+	if s.norm != nil {
+		s.norm = s.norm[:m]
+	}
+}
+
+// hinvAt reads H⁻¹[i, j] from the upper triangle.
+func (s *obsState) hinvAt(i, j int) float64 {
+	if j < i {
+		i, j = j, i
+	}
+	return s.hinv[i*s.n+j]
+}
+
+// hinvRow writes the full row r of H⁻¹ into dst [n].
+func (s *obsState) hinvRow(r int, dst []float64) {
+	for c := 0; c < r; c++ {
+		dst[c] = s.hinv[c*s.n+r]
+	}
+	copy(dst[r:s.n], s.hinv[r*s.n+r:(r+1)*s.n])
+}
+
+// block writes the d × d diagonal block of H⁻¹ at position p into blk.
+func (s *obsState) block(p int, blk []float64) {
+	d := s.d
+	for i := 0; i < d; i++ {
+		for j := 0; j < d; j++ {
+			blk[i*d+j] = s.hinvAt(p+i, p+j)
+		}
+	}
 }
 
 // snapshot returns the current weight [rows × live columns] in float32,
@@ -367,9 +424,13 @@ func (s *obsState) removeAllError() (float64, error) {
 	if n == 0 {
 		return 0, nil
 	}
-	binv, err := symInverse(append([]float64(nil), s.hinv...), n)
+	full := make([]float64, n*n)
+	for i := 0; i < n; i++ {
+		s.hinvRow(i, full[i*n:(i+1)*n])
+	}
+	binv, err := symInverse(full, n)
 	if err != nil {
-		binv = pseudoInverse(s.hinv, n)
+		binv = pseudoInverse(full, n)
 	}
 	e := 0.0
 	for i := 0; i < n; i++ {
@@ -481,6 +542,26 @@ func axpy(a float64, x, y []float64) {
 	}
 }
 
+// axpyNorm computes y += a·x and returns ‖y‖² (one pass).
+func axpyNorm(a float64, x, y []float64) float64 {
+	x = x[:len(y)]
+	s0, s1 := 0.0, 0.0
+	i := 0
+	for ; i+2 <= len(y); i += 2 {
+		v0 := y[i] + a*x[i]
+		v1 := y[i+1] + a*x[i+1]
+		y[i], y[i+1] = v0, v1
+		s0 += v0 * v0
+		s1 += v1 * v1
+	}
+	for ; i < len(y); i++ {
+		v := y[i] + a*x[i]
+		y[i] = v
+		s0 += v * v
+	}
+	return s0 + s1
+}
+
 // parallelRange splits [0,n) into contiguous chunks of at least minChunk
 // and runs f on them on up to GOMAXPROCS goroutines. f must only write the
 // outputs of its own indices, so results do not depend on the split.
@@ -494,8 +575,9 @@ func parallelRange(n, minChunk int, f func(lo, hi int)) {
 		f(0, n)
 		return
 	}
-	// More chunks than workers balance the uneven cost of skipped rows.
-	chunks := min(n, w*4)
+	// More chunks than workers balance the uneven cost of rows (skipped
+	// rows, the shrinking upper triangle).
+	chunks := min(n, w*16)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	next := 0

@@ -26,6 +26,11 @@ const dpMaxStates = 1 << 18
 // so the result never exceeds the target.
 func DP(db *Database, targetParams int64) (LevelConfig, error) {
 	M := db.NumModules()
+	for ci := 0; ci < M; ci++ {
+		if db.NumLevels(ci) > 127 {
+			return LevelConfig{}, fmt.Errorf("dp: module %s has %d levels; at most 127 are supported", db.Module(ci).Name, db.NumLevels(ci))
+		}
+	}
 	fixed := db.Man.TotalParams
 	for ci := 0; ci < M; ci++ {
 		fixed -= db.Module(ci).Levels[0].Params

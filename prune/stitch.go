@@ -67,13 +67,9 @@ func (db *Database) stitch(dense *model.Model, cfg LevelConfig, zeroed bool) (*m
 				}
 			}
 		} else {
-			if la == 0 {
-				heads, wo = nil, nil
-			}
-			if lm == 0 {
-				neurons, wd = nil, nil
-			}
-			ly, err = sliceLayer(dense.Cfg, src, heads, wo, neurons, wd)
+			// At level 0 the kept lists are complete and the weights nil, so
+			// SliceLayer aliases the dense sublayer.
+			ly, err = model.SliceLayer(dense.Cfg, src, heads, wo, neurons, wd)
 			if err != nil {
 				return nil, fmt.Errorf("stitch layer %d: %w", i, err)
 			}
@@ -118,40 +114,6 @@ func scatterColumns(w []float32, rows, width int, cols []int) []float32 {
 		for a, c := range cols {
 			out[r*width+c] = w[r*k+a]
 		}
-	}
-	return out
-}
-
-// gatherRows returns the rows of m [.. × cols] listed in rows.
-func gatherRows(m []float32, cols int, rows []int) []float32 {
-	if m == nil {
-		return nil
-	}
-	out := make([]float32, 0, len(rows)*cols)
-	for _, r := range rows {
-		out = append(out, m[r*cols:(r+1)*cols]...)
-	}
-	return out
-}
-
-// gatherCols returns the columns of m [rows × width] listed in cols.
-func gatherCols(m []float32, rows, width int, cols []int) []float32 {
-	out := make([]float32, rows*len(cols))
-	for r := 0; r < rows; r++ {
-		for a, c := range cols {
-			out[r*len(cols)+a] = m[r*width+c]
-		}
-	}
-	return out
-}
-
-func gatherVec(v []float32, idx []int) []float32 {
-	if v == nil {
-		return nil
-	}
-	out := make([]float32, len(idx))
-	for a, i := range idx {
-		out[a] = v[i]
 	}
 	return out
 }

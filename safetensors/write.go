@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 )
 
 // Tensor is a tensor to write. Data is stored as DType (F32 or BF16).
@@ -96,6 +98,9 @@ func WriteFile(path string, tensors []Tensor, metadata map[string]string) (err e
 			os.Remove(tmp.Name())
 		}
 	}()
+	if err = tmp.Chmod(atomicfile.FileMode()); err != nil {
+		return fmt.Errorf("safetensors: %w", err)
+	}
 	w := newBufWriter(tmp)
 	var lenb [8]byte
 	binary.LittleEndian.PutUint64(lenb[:], uint64(hdr.Len()))

@@ -102,7 +102,7 @@ func (g *graph[F]) forward(seqs [][]int) []F {
 	g.rstdF, g.xnF = make([]F, g.rows), make([]F, g.rows*H)
 	maskedNorm(g.xnF, g.rstdF, x, g.w.Norm, g.z.Hidden, g.rows, g.kept, c.RMSEps)
 	logits := make([]F, g.rows*c.Vocab)
-	matNT(g.be, logits, g.xnF, g.w.LMHead, g.rows, c.Vocab, H, false)
+	nn.MatNT(g.be, logits, g.xnF, g.w.LMHead, g.rows, c.Vocab, H, false)
 	return logits
 }
 
@@ -133,9 +133,9 @@ func (g *graph[F]) layerForward(rope *nn.Rope, li int, x []F) {
 		a.Rstd1, a.Xn1 = make([]F, rows), make([]F, rows*H)
 		maskedNorm(a.Xn1, a.Rstd1, x, l.AttnNorm, zh, rows, g.kept, eps)
 		a.Q, a.K, a.V = make([]F, rows*qd), make([]F, rows*kvd), make([]F, rows*kvd)
-		matNT(g.be, a.Q, a.Xn1, l.Wq, rows, qd, H, false)
-		matNT(g.be, a.K, a.Xn1, l.Wk, rows, kvd, H, false)
-		matNT(g.be, a.V, a.Xn1, l.Wv, rows, kvd, H, false)
+		nn.MatNT(g.be, a.Q, a.Xn1, l.Wq, rows, qd, H, false)
+		nn.MatNT(g.be, a.K, a.Xn1, l.Wk, rows, kvd, H, false)
+		nn.MatNT(g.be, a.V, a.Xn1, l.Wv, rows, kvd, H, false)
 		nn.AddBiasT(a.Q, l.Bq, rows)
 		nn.AddBiasT(a.K, l.Bk, rows)
 		nn.AddBiasT(a.V, l.Bv, rows)
@@ -150,7 +150,7 @@ func (g *graph[F]) layerForward(rope *nn.Rope, li int, x []F) {
 		})
 		attm := scaleCols(a.Att, g.z.Head[li*l.Heads:(li+1)*l.Heads], d)
 		a.Y1 = make([]F, rows*H)
-		matNT(g.be, a.Y1, attm, l.Wo, rows, H, qd, false)
+		nn.MatNT(g.be, a.Y1, attm, l.Wo, rows, H, qd, false)
 		nn.AddBiasT(a.Y1, l.Bo, rows)
 		addGated(a.Y1)
 	}
@@ -160,14 +160,14 @@ func (g *graph[F]) layerForward(rope *nn.Rope, li int, x []F) {
 		a.Rstd2, a.Xn2 = make([]F, rows), make([]F, rows*H)
 		maskedNorm(a.Xn2, a.Rstd2, x, l.MLPNorm, zh, rows, g.kept, eps)
 		a.G, a.U, a.H = make([]F, rows*I), make([]F, rows*I), make([]F, rows*I)
-		matNT(g.be, a.G, a.Xn2, l.Wgate, rows, I, H, false)
-		matNT(g.be, a.U, a.Xn2, l.Wup, rows, I, H, false)
+		nn.MatNT(g.be, a.G, a.Xn2, l.Wgate, rows, I, H, false)
+		nn.MatNT(g.be, a.U, a.Xn2, l.Wup, rows, I, H, false)
 		nn.AddBiasT(a.G, l.Bgate, rows)
 		nn.AddBiasT(a.U, l.Bup, rows)
 		nn.SwiGLUForwardBE(g.be, a.H, a.G, a.U)
 		hm := scaleCols(a.H, g.z.Neuron[li*I:(li+1)*I], 1)
 		a.Y2 = make([]F, rows*H)
-		matNT(g.be, a.Y2, hm, l.Wdown, rows, H, I, false)
+		nn.MatNT(g.be, a.Y2, hm, l.Wdown, rows, H, I, false)
 		nn.AddBiasT(a.Y2, l.Bdown, rows)
 		addGated(a.Y2)
 	}
@@ -178,9 +178,9 @@ func (g *graph[F]) layerForward(rope *nn.Rope, li int, x []F) {
 func (g *graph[F]) backward(dlogits []F, gw *train.Weights[F], gz *Gates[F]) {
 	c := g.w.Cfg
 	H, rows := c.Hidden, g.rows
-	matTN(g.be, gw.LMHead, dlogits, g.xnF, c.Vocab, H, rows, true)
+	nn.MatTN(g.be, gw.LMHead, dlogits, g.xnF, c.Vocab, H, rows, true)
 	dxn := make([]F, rows*H)
-	matNN(g.be, dxn, dlogits, g.w.LMHead, rows, H, c.Vocab, false)
+	nn.MatNN(g.be, dxn, dlogits, g.w.LMHead, rows, H, c.Vocab, false)
 	dx := make([]F, rows*H)
 	maskedNormBackward(dx, gw.Norm, gz.Hidden, dxn, g.xFinal, g.w.Norm, g.z.Hidden, g.rstdF, rows, g.kept)
 	maxLen := 0
@@ -246,19 +246,19 @@ func (g *graph[F]) layerBackward(rope *nn.Rope, li int, dx []F, gl *train.LayerW
 		zn, gzn := g.z.Neuron[li*I:(li+1)*I], gz.Neuron[li*I:(li+1)*I]
 		dy := g.gatedOutBackward(li, dx, a.Y2, gz)
 		nn.AddBiasBackward(gl.Bdown, dy, rows)
-		matTN(g.be, gl.Wdown, dy, scaleCols(a.H, zn, 1), H, I, rows, true)
+		nn.MatTN(g.be, gl.Wdown, dy, scaleCols(a.H, zn, 1), H, I, rows, true)
 		dhm := make([]F, rows*I)
-		matNN(g.be, dhm, dy, l.Wdown, rows, I, H, false)
+		nn.MatNN(g.be, dhm, dy, l.Wdown, rows, I, H, false)
 		dh := unitMaskBackward(dhm, a.H, zn, gzn, 1)
 		dg, du := make([]F, rows*I), make([]F, rows*I)
 		nn.SwiGLUBackward(dg, du, dh, a.G, a.U)
 		nn.AddBiasBackward(gl.Bgate, dg, rows)
 		nn.AddBiasBackward(gl.Bup, du, rows)
-		matTN(g.be, gl.Wgate, dg, a.Xn2, I, H, rows, true)
-		matTN(g.be, gl.Wup, du, a.Xn2, I, H, rows, true)
+		nn.MatTN(g.be, gl.Wgate, dg, a.Xn2, I, H, rows, true)
+		nn.MatTN(g.be, gl.Wup, du, a.Xn2, I, H, rows, true)
 		dxn := make([]F, rows*H)
-		matNN(g.be, dxn, dg, l.Wgate, rows, H, I, false)
-		matNN(g.be, dxn, du, l.Wup, rows, H, I, true)
+		nn.MatNN(g.be, dxn, dg, l.Wgate, rows, H, I, false)
+		nn.MatNN(g.be, dxn, du, l.Wup, rows, H, I, true)
 		maskedNormBackward(dx, gl.MLPNorm, gz.Hidden, dxn, a.X1, l.MLPNorm, zh, a.Rstd2, rows, g.kept)
 	}
 	if l.Heads > 0 {
@@ -266,9 +266,9 @@ func (g *graph[F]) layerBackward(rope *nn.Rope, li int, dx []F, gl *train.LayerW
 		zq, gzq := g.z.Head[li*l.Heads:(li+1)*l.Heads], gz.Head[li*l.Heads:(li+1)*l.Heads]
 		dy := g.gatedOutBackward(li, dx, a.Y1, gz)
 		nn.AddBiasBackward(gl.Bo, dy, rows)
-		matTN(g.be, gl.Wo, dy, scaleCols(a.Att, zq, d), H, qd, rows, true)
+		nn.MatTN(g.be, gl.Wo, dy, scaleCols(a.Att, zq, d), H, qd, rows, true)
 		dattm := make([]F, rows*qd)
-		matNN(g.be, dattm, dy, l.Wo, rows, qd, H, false)
+		nn.MatNN(g.be, dattm, dy, l.Wo, rows, qd, H, false)
 		datt := unitMaskBackward(dattm, a.Att, zq, gzq, d)
 		dq, dk, dv := make([]F, rows*qd), make([]F, rows*kvd), make([]F, rows*kvd)
 		starts := seqStarts(g.lens)
@@ -283,13 +283,13 @@ func (g *graph[F]) layerBackward(rope *nn.Rope, li int, dx []F, gl *train.LayerW
 		nn.AddBiasBackward(gl.Bq, dq, rows)
 		nn.AddBiasBackward(gl.Bk, dk, rows)
 		nn.AddBiasBackward(gl.Bv, dv, rows)
-		matTN(g.be, gl.Wq, dq, a.Xn1, qd, H, rows, true)
-		matTN(g.be, gl.Wk, dk, a.Xn1, kvd, H, rows, true)
-		matTN(g.be, gl.Wv, dv, a.Xn1, kvd, H, rows, true)
+		nn.MatTN(g.be, gl.Wq, dq, a.Xn1, qd, H, rows, true)
+		nn.MatTN(g.be, gl.Wk, dk, a.Xn1, kvd, H, rows, true)
+		nn.MatTN(g.be, gl.Wv, dv, a.Xn1, kvd, H, rows, true)
 		dxn := make([]F, rows*H)
-		matNN(g.be, dxn, dq, l.Wq, rows, H, qd, false)
-		matNN(g.be, dxn, dk, l.Wk, rows, H, kvd, true)
-		matNN(g.be, dxn, dv, l.Wv, rows, H, kvd, true)
+		nn.MatNN(g.be, dxn, dq, l.Wq, rows, H, qd, false)
+		nn.MatNN(g.be, dxn, dk, l.Wk, rows, H, kvd, true)
+		nn.MatNN(g.be, dxn, dv, l.Wv, rows, H, kvd, true)
 		maskedNormBackward(dx, gl.AttnNorm, gz.Hidden, dxn, a.X0, l.AttnNorm, zh, a.Rstd1, rows, g.kept)
 	}
 }

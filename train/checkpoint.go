@@ -1,12 +1,14 @@
 package train
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/parquet-go/parquet-go"
@@ -268,4 +270,72 @@ func syncTree(dir string) error {
 		}
 		return nil
 	})
+}
+
+// CompareSettings returns nil when a checkpoint at step `step` written with
+// settings `was` may be resumed by a run with settings `now`: they are equal,
+// or equal but for a larger step budget under a constant schedule (the
+// learning rate of a step does not depend on the total then, so the extended
+// run is bitwise the run that asked for the larger budget from the start).
+// Otherwise the error names every setting that differs, checkpoint's value
+// first ("lr 0.0001 vs 0.005"), and says what to do instead.
+func CompareSettings(was, now json.RawMessage, step int) error {
+	decode := func(b json.RawMessage) (map[string]any, error) {
+		d := json.NewDecoder(bytes.NewReader(b))
+		d.UseNumber()
+		m := map[string]any{}
+		return m, d.Decode(&m)
+	}
+	a, err := decode(was)
+	if err != nil {
+		return fmt.Errorf("settings of the checkpoint are unreadable: %w", err)
+	}
+	b, err := decode(now)
+	if err != nil {
+		return err
+	}
+	keys := map[string]bool{}
+	for k := range a {
+		keys[k] = true
+	}
+	for k := range b {
+		keys[k] = true
+	}
+	var diff []string
+	for k := range keys {
+		if fmt.Sprint(a[k]) != fmt.Sprint(b[k]) {
+			diff = append(diff, k)
+		}
+	}
+	if len(diff) == 0 {
+		return nil
+	}
+	sort.Strings(diff)
+	show := func(v any) string {
+		if v == nil {
+			return "(unset)"
+		}
+		if s, ok := v.(string); ok {
+			return strconv.Quote(s)
+		}
+		return fmt.Sprint(v)
+	}
+	var parts []string
+	for _, k := range diff {
+		parts = append(parts, fmt.Sprintf("%s %s vs %s", k, show(a[k]), show(b[k])))
+	}
+	if len(diff) == 1 && diff[0] == "steps" {
+		newSteps, err1 := strconv.Atoi(fmt.Sprint(b["steps"]))
+		schedule := fmt.Sprint(b["schedule"])
+		switch {
+		case err1 == nil && newSteps >= step && schedule == "constant":
+			return nil // extending (or shortening ahead of) a constant-schedule run
+		case err1 == nil && newSteps < step:
+			return fmt.Errorf("written at step %d, past this run's %d steps (checkpoint vs this run: %s)", step, newSteps, parts[0])
+		default:
+			return fmt.Errorf("the step budget differs (checkpoint vs this run: %s) and the %s schedule depends on it, "+
+				"so the run cannot be extended bitwise; start a new run from its model instead (--model OUT --out NEW_OUT)", parts[0], schedule)
+		}
+	}
+	return fmt.Errorf("written with other settings (checkpoint vs this run): %s", strings.Join(parts, ", "))
 }

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -191,10 +190,8 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 			if err != nil {
 				return nil, err
 			}
-			var was bytes.Buffer
-			_ = json.Compact(&was, st.Settings)
-			if was.String() != string(settings) {
-				return nil, fmt.Errorf("resume: checkpoint %s was written with other settings:\n  checkpoint: %s\n  this run:   %s", dir, was.String(), settings)
+			if err := CompareSettings(st.Settings, settings, tr.Step); err != nil {
+				return nil, fmt.Errorf("resume: checkpoint %s: %w", dir, err)
 			}
 			log, done = l, st.Tokens
 			logf("resuming from %s (step %d of %d)\n", dir, tr.Step, steps)

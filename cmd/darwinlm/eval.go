@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"os"
 	"runtime"
 	"sort"
@@ -42,12 +41,23 @@ adds or overrides definitions from a folder. Suites:
 The Average row is the unweighted mean of the metric the paper reports per task
 (marked *). Results go to stdout (--format table|json) and, as JSON in
 lm-eval's layout, to --out.`,
-		Example: `  darwinlm eval --model hf:raincandy-u/TinyStories-656K --tasks piqa,hellaswag --limit 100
-  darwinlm eval --model M --suite paper --format json --out results.json
-  darwinlm eval --model M --tasks mmlu --num-fewshot 5 --log-samples mmlu.jsonl`,
-		RunE: func(cmd *cobra.Command, args []string) error {
+		Example: `  bin/darwinlm eval --model hf:raincandy-u/TinyStories-656K --tasks piqa,hellaswag --limit 100
+  bin/darwinlm eval --model M --suite paper --format json --out results/eval.json
+  bin/darwinlm eval --model M --tasks mmlu --num-fewshot 5 --log-samples results/mmlu.jsonl`,
+		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) > 0 {
-				return fmt.Errorf("unexpected arguments %q (use --tasks)", args)
+				return usagef(cmd, "unexpected arguments %q (name tasks with --tasks)", args)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, o := range []struct{ flag, path string }{{"--out", out}, {"--log-samples", logSamples}} {
+				if err := checkWritable(o.flag, o.path); err != nil {
+					return err
+				}
+			}
+			if err := checkDistinct("--out", out, "--log-samples", logSamples); err != nil {
+				return err
 			}
 			reg, err := eval.LoadRegistry(taskDir)
 			if err != nil {
@@ -68,18 +78,27 @@ lm-eval's layout, to --out.`,
 				return nil
 			}
 			if cmd.Flags().Changed("limit") && limit <= 0 {
-				return fmt.Errorf("--limit must be a positive number of documents, got %d", limit)
+				return usagef(cmd, "--limit must be a positive number of documents, got %d", limit)
 			}
 			if limit < 0 {
 				limit = 0
 			}
 			if format != "table" && format != "json" {
-				return fmt.Errorf("--format must be table or json, got %q", format)
+				return usagef(cmd, "--format must be table or json, got %q", format)
+			}
+			if numFewshot < 0 {
+				return usagef(cmd, "--num-fewshot must be ≥ 0, got %d", numFewshot)
+			}
+			if batchSize < 1 {
+				return usagef(cmd, "--batch-size must be at least 1, got %d", batchSize)
+			}
+			if cmd.Flags().Changed("seq-len") && seqLen < 2 {
+				return usagef(cmd, "--seq-len must be at least 2, got %d", seqLen)
 			}
 			var specs []eval.TaskSpec
 			switch {
 			case suite != "" && tasks != "":
-				return fmt.Errorf("give --tasks or --suite, not both")
+				return usagef(cmd, "give --tasks or --suite, not both")
 			case suite != "":
 				s, ok := suites[suite]
 				if !ok {
@@ -101,7 +120,7 @@ lm-eval's layout, to --out.`,
 					}
 				}
 			default:
-				return fmt.Errorf("--tasks or --suite is required (known tasks: %s)", strings.Join(reg.Names(), ", "))
+				return usagef(cmd, "--tasks or --suite is required (known tasks: %s)", strings.Join(reg.Names(), ", "))
 			}
 			for _, s := range specs { // fail on unknown names before loading the model
 				if _, _, err := reg.Get(s.Task); err != nil {
@@ -113,7 +132,7 @@ lm-eval's layout, to --out.`,
 				return err
 			}
 			if seqLen > 0 && m.Cfg.MaxSeq > 0 && seqLen > m.Cfg.MaxSeq {
-				return fmt.Errorf("--seq-len %d exceeds the model's maximum length %d", seqLen, m.Cfg.MaxSeq)
+				return usagef(cmd, "--seq-len %d exceeds the model's context of %d tokens", seqLen, m.Cfg.MaxSeq)
 			}
 			lm := eval.NewModelLM(m, be, tok)
 			lm.AddBOS, lm.NoShare, lm.BatchGroups = addBOS, noShare, batchSize
@@ -137,7 +156,7 @@ lm-eval's layout, to --out.`,
 			}}
 			if cmd.Flags().Changed("num-fewshot") {
 				if numFewshot < 0 {
-					return fmt.Errorf("--num-fewshot must be >= 0")
+					return usagef(cmd, "--num-fewshot must be ≥ 0, got %d", numFewshot)
 				}
 				opt.NumFewshot = &numFewshot
 			}
@@ -167,24 +186,30 @@ lm-eval's layout, to --out.`,
 			if err != nil {
 				return err
 			}
-			if out != "" {
-				if err := atomicfile.WriteFile(out, append(b, '\n')); err != nil {
-					return err
-				}
-			}
-			if logSamples != "" {
-				if err := atomicfile.WriteFile(logSamples, samples.Bytes()); err != nil {
-					return err
-				}
-			}
 			if lm.Truncations > 0 {
 				fmt.Fprintf(os.Stderr, "eval: %d requests were longer than the model's %d tokens and were left-truncated\n", lm.Truncations, m.Cfg.MaxSeq)
 			}
+			// Results go to stdout first, so a failure to write the files
+			// below (a full disk, a folder removed meanwhile) loses nothing.
 			if format == "json" {
 				_, err = os.Stdout.Write(append(b, '\n'))
+			} else {
+				err = rep.WriteTable(os.Stdout, subtasks)
+			}
+			if err != nil {
 				return err
 			}
-			return rep.WriteTable(os.Stdout, subtasks)
+			if out != "" {
+				if err := writeOutput(out, append(b, '\n')); err != nil {
+					return fmt.Errorf("--out: %w (the results are on stdout)", err)
+				}
+			}
+			if logSamples != "" {
+				if err := writeOutput(logSamples, samples.Bytes()); err != nil {
+					return fmt.Errorf("--log-samples: %w (the results are on stdout)", err)
+				}
+			}
+			return nil
 		},
 	}
 	mf.register(c)
@@ -198,7 +223,7 @@ lm-eval's layout, to --out.`,
 	f.BoolVar(&addBOS, "add-bos", false, "prepend BOS to contexts (lm-eval >= 0.4.9.2 behaviour; DarwinLM's harness added none)")
 	f.IntVar(&batchSize, "batch-size", 16, "questions per forward pass")
 	f.IntVar(&seqLen, "seq-len", 0, "perplexity window in tokens (default min(model max, 2048))")
-	f.StringVar(&out, "out", "", "write the JSON results to this file")
+	f.StringVar(&out, "out", "", "also write the JSON results to this file (its folder must exist; checked before evaluating)")
 	f.StringVar(&taskDir, "task-dir", "", "folder of extra task YAML files (override embedded ones of the same name)")
 	f.BoolVar(&noShare, "no-prefix-sharing", false, "score every choice with its own forward pass")
 	f.BoolVar(&subtasks, "subtasks", false, "list MMLU subjects in the table")

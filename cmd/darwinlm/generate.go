@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -19,16 +21,38 @@ func init() {
 	var temperature, topP float64
 	var seed uint64
 	c := &cobra.Command{
-		Use:   "generate",
+		Use:   "generate [PROMPT]",
 		Short: "Generate text from a prompt (greedy unless --temperature is given)",
-		Example: `  darwinlm generate --model hf:karpathy/tinyllamas/stories260K/stories260K.bin --max-tokens 200
-  darwinlm generate --prompt "Once upon a time" --temperature 0.8 --seed 7`,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if maxTokens < 0 {
-				return fmt.Errorf("--max-tokens must be ≥ 0, got %d", maxTokens)
+		Long: `generate continues PROMPT (the argument, or --prompt; BOS is added as the
+tokenizer config says; no prompt starts from BOS alone) and prints the text to
+stdout. Generation stops at EOS, after --max-tokens tokens, or at the model's
+context length (a note on stderr says so).`,
+		Example: `  bin/darwinlm generate --model hf:karpathy/tinyllamas/stories260K/stories260K.bin --max-tokens 200
+  bin/darwinlm generate --temperature 0.8 --seed 7 "Once upon a time"`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case len(args) > 1:
+				return usagef(cmd, "give one PROMPT argument (quote it), got %d: %q", len(args), args)
+			case len(args) == 1 && cmd.Flags().Changed("prompt"):
+				return usagef(cmd, "give the prompt as an argument or with --prompt, not both")
 			}
-			if temperature < 0 || topP <= 0 || topP > 1 {
-				return fmt.Errorf("--temperature must be ≥ 0 and --top-p in (0,1]")
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				prompt = args[0]
+			}
+			if maxTokens < 0 {
+				return usagef(cmd, "--max-tokens must be ≥ 0, got %d", maxTokens)
+			}
+			if err := checkNonNegative(cmd, "--temperature", temperature); err != nil {
+				return err
+			}
+			if !(topP > 0 && topP <= 1) {
+				return usagef(cmd, "--top-p must be in (0, 1], got %v", topP)
+			}
+			if !utf8.ValidString(prompt) {
+				return usagef(cmd, "the prompt is not valid UTF-8 (at byte %d)", invalidUTF8At(prompt))
 			}
 			m, tok, be, err := mf.load()
 			if err != nil {
@@ -42,8 +66,13 @@ func init() {
 				ids = []int{tok.BOS()}
 			}
 			limit := len(ids) + maxTokens
-			if m.Cfg.MaxSeq > 0 && limit > m.Cfg.MaxSeq {
-				limit = m.Cfg.MaxSeq
+			if ctx := m.Cfg.MaxSeq; ctx > 0 && limit > ctx {
+				if len(ids) >= ctx {
+					return fmt.Errorf("the prompt is %d tokens, the model's whole context of %d; nothing can be generated", len(ids), ctx)
+				}
+				limit = ctx
+				fmt.Fprintf(os.Stderr, "generate: note: the model's context is %d tokens, so at most %d of the --max-tokens %d can follow the %d-token prompt\n",
+					ctx, ctx-len(ids), maxTokens, len(ids))
 			}
 			rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 			cache := m.NewCache()
@@ -70,7 +99,7 @@ func init() {
 		},
 	}
 	mf.register(c)
-	c.Flags().StringVar(&prompt, "prompt", "", "prompt text (BOS is added as the tokenizer config says)")
+	c.Flags().StringVar(&prompt, "prompt", "", "prompt text, or give it as the argument (BOS is added as the tokenizer config says)")
 	c.Flags().IntVar(&maxTokens, "max-tokens", 256, "number of tokens to generate")
 	c.Flags().Float64Var(&temperature, "temperature", 0, "sampling temperature; 0 means greedy")
 	c.Flags().Float64Var(&topP, "top-p", 1, "nucleus sampling threshold (with --temperature)")

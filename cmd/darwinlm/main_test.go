@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -37,7 +38,7 @@ func run(t *testing.T, args ...string) (string, error) {
 			f.Changed = false
 		})
 	}
-	err = rootCmd.Execute()
+	err = execute()
 	w.Close()
 	<-done
 	os.Stdout = old
@@ -66,7 +67,7 @@ func TestGenerateStories260KMatchesLlama2c(t *testing.T) {
 
 func TestTokenizeJSON(t *testing.T) {
 	needMirror(t)
-	out, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--text", "Hello world")
+	out, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--no-special", "--text", "Hello world")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,7 +94,7 @@ func TestPPLWindowCounts(t *testing.T) {
 	text := strings.Repeat("Once upon a time there was a cat. The cat liked milk. ", 40)
 	p := filepath.Join(dir, "t.txt")
 	os.WriteFile(p, []byte(text), 0o644)
-	tokOut, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--text", text)
+	tokOut, err := run(t, "tokenize", "--model", "hf:raincandy-u/TinyStories-656K", "--no-special", "--text", text)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,5 +227,34 @@ func TestGenerateSamplingSeeded(t *testing.T) {
 	}
 	if !strings.HasPrefix(a, "Once upon a time") {
 		t.Fatalf("output does not start with the prompt: %q", a)
+	}
+}
+
+// A failure to write an output file after the compute (a full disk, a folder
+// removed meanwhile) still leaves the results on stdout, and the error names
+// the flag.
+func TestResultsOnStdoutWhenWritingFails(t *testing.T) {
+	needMirror(t)
+	dir := t.TempDir()
+	text := filepath.Join(dir, "t.txt")
+	os.WriteFile(text, []byte(strings.Repeat("Once upon a time there was a cat. ", 30)), 0o644)
+	old := writeOutput
+	defer func() { writeOutput = old }()
+	writeOutput = func(path string, b []byte) error { return errors.New("disk full (simulated)") }
+	for _, c := range []struct {
+		args       []string
+		flag, want string
+	}{
+		{[]string{"eval", "--tasks", "piqa", "--limit", "2", "--format", "json", "--out", filepath.Join(dir, "r.json"), "--quiet"}, "--out", `"piqa"`},
+		{[]string{"eval", "--tasks", "piqa", "--limit", "2", "--log-samples", filepath.Join(dir, "s.jsonl"), "--quiet"}, "--log-samples", "piqa"},
+		{[]string{"ppl", "--text-file", text, "--seq-len", "32", "--out", filepath.Join(dir, "p.json"), "--quiet"}, "--out", `"ppl":`},
+	} {
+		out, err := run(t, c.args...)
+		if err == nil || !strings.Contains(err.Error(), c.flag) || !strings.Contains(err.Error(), "disk full") {
+			t.Errorf("%v: error %v, want one naming %s", c.args, err, c.flag)
+		}
+		if !strings.Contains(out, c.want) {
+			t.Errorf("%v: stdout %q lacks the results (%s)", c.args, out, c.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -13,7 +14,7 @@ import (
 
 func init() {
 	var mf modelFlags
-	var textFile string
+	var textFile, out string
 	var seqLen int
 	c := &cobra.Command{
 		Use:   "ppl",
@@ -27,25 +28,36 @@ ppl = exp(total negative log-likelihood / S) and S counts predicted tokens.
 --text-file takes a text file, a .jsonl/.parquet file with a "text" column, a
 folder of parquet shards, or a dataset id hf-dataset:ORG/NAME/CONFIG/SPLIT.
 Documents of a dataset are joined with "\n\n".`,
-		Example: `  darwinlm ppl --model hf:raincandy-u/TinyStories-656K \
+		Args: noArgs,
+		Example: `  bin/darwinlm ppl --model hf:raincandy-u/TinyStories-656K \
       --text-file hf-dataset:roneneldan/TinyStories/default/validation_prefix --seq-len 512`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if textFile == "" {
-				return fmt.Errorf("--text-file is required")
+			if err := requireFlags(cmd, "text-file"); err != nil {
+				return err
 			}
-			if seqLen < 2 {
-				return fmt.Errorf("--seq-len must be at least 2, got %d", seqLen)
+			if cmd.Flags().Changed("seq-len") && seqLen < 2 {
+				return usagef(cmd, "--seq-len must be at least 2, got %d", seqLen)
+			}
+			if err := checkWritable("--out", out); err != nil {
+				return err
 			}
 			m, tok, be, err := mf.load()
 			if err != nil {
 				return err
 			}
+			if !cmd.Flags().Changed("seq-len") {
+				// Default: 2048, or the model's context when shorter (as eval).
+				seqLen = 2048
+				if m.Cfg.MaxSeq > 0 && m.Cfg.MaxSeq < seqLen {
+					seqLen = m.Cfg.MaxSeq
+				}
+			}
 			if m.Cfg.MaxSeq > 0 && seqLen > m.Cfg.MaxSeq {
-				return fmt.Errorf("--seq-len %d exceeds the model's maximum length %d", seqLen, m.Cfg.MaxSeq)
+				return usagef(cmd, "--seq-len %d exceeds the model's context of %d tokens", seqLen, m.Cfg.MaxSeq)
 			}
 			docs, err := data.ReadTexts(textFile)
 			if err != nil {
-				return err
+				return fmt.Errorf("--text-file: %w", err)
 			}
 			var bar *progress.Bar
 			res, err := eval.Perplexity(m, be, tok, strings.Join(docs, "\n\n"), seqLen, func(done, total int) {
@@ -58,12 +70,23 @@ Documents of a dataset are joined with "\n\n".`,
 			if err != nil {
 				return err
 			}
-			return printJSON(map[string]any{"ppl": res.PPL, "tokens": res.Tokens, "scored_tokens": res.Scored,
-				"windows": res.Windows, "seq_len": seqLen, "model": mf.model, "backend": be.Name()})
+			result := map[string]any{"ppl": res.PPL, "tokens": res.Tokens, "scored_tokens": res.Scored,
+				"windows": res.Windows, "seq_len": seqLen, "model": mf.model, "text_file": textFile, "backend": be.Name()}
+			if err := printJSON(result); err != nil {
+				return err
+			}
+			if out != "" {
+				b, _ := json.MarshalIndent(result, "", "  ")
+				if err := writeOutput(out, append(b, '\n')); err != nil {
+					return fmt.Errorf("--out: %w (the result is on stdout)", err)
+				}
+			}
+			return nil
 		},
 	}
 	mf.register(c)
 	c.Flags().StringVar(&textFile, "text-file", "", "text to score (file, parquet/jsonl, folder or hf-dataset: id)")
-	c.Flags().IntVar(&seqLen, "seq-len", 2048, "window length in tokens")
+	c.Flags().IntVar(&seqLen, "seq-len", 0, "window length in tokens (default: 2048, or the model's context when shorter)")
+	c.Flags().StringVar(&out, "out", "", "also write the JSON result to this file (its folder must exist)")
 	addCommand(c)
 }

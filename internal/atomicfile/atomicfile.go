@@ -4,9 +4,35 @@
 package atomicfile
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 )
+
+var umask = sync.OnceValue(func() os.FileMode {
+	// Linux reports the umask in /proc/self/status; reading it, unlike
+	// syscall.Umask, does not change it under other goroutines' feet.
+	if b, err := os.ReadFile("/proc/self/status"); err == nil {
+		for _, l := range bytes.Split(b, []byte("\n")) {
+			if v, ok := bytes.CutPrefix(l, []byte("Umask:")); ok {
+				if u, err := strconv.ParseUint(string(bytes.TrimSpace(v)), 8, 32); err == nil {
+					return os.FileMode(u) & 0o777
+				}
+			}
+		}
+	}
+	return 0o022
+})
+
+// FileMode is the mode os.Create would give a new file (0666 less the
+// umask). os.CreateTemp makes 0600 files; outputs are chmodded to this so
+// that they look like every other tool's files.
+func FileMode() os.FileMode { return 0o666 &^ umask() }
+
+// DirMode is the mode os.Mkdir(dir, 0777) would give (os.MkdirTemp makes 0700).
+func DirMode() os.FileMode { return 0o777 &^ umask() }
 
 // WriteFile atomically replaces path with data.
 func WriteFile(path string, data []byte) error {
@@ -16,6 +42,10 @@ func WriteFile(path string, data []byte) error {
 		return err
 	}
 	defer os.Remove(tmp.Name()) // a no-op after the rename
+	if err := tmp.Chmod(FileMode()); err != nil {
+		tmp.Close()
+		return err
+	}
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return err

@@ -1,0 +1,130 @@
+//go:build vulkan && cgo
+
+package vulkan
+
+import (
+	"fmt"
+	"sync"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+)
+
+func init() {
+	backend.RegisterDevice("vulkan", func(dev int) (backend.Backend, error) {
+		return New(Options{Device: dev})
+	}, true)
+}
+
+// Backend implements backend.Backend on host slices: each call uploads its
+// operands into scratch buffers, runs one GEMM and downloads C. It is
+// correct but bus-bound; the buffer-level API is the fast path.
+type Backend struct {
+	d  *Device
+	mu sync.Mutex
+	sc [3]*Buffer // scratch A, B, C
+}
+
+// New opens a device and wraps it as a backend.Backend.
+func New(o Options) (*Backend, error) {
+	d, err := Open(o)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{d: d}, nil
+}
+
+// Device is the underlying device (buffer-level API).
+func (b *Backend) Device() *Device { return b.d }
+
+// Name is "vulkan".
+func (b *Backend) Name() string { return "vulkan" }
+
+// Close frees the scratch buffers and the device.
+func (b *Backend) Close() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for i, s := range b.sc {
+		s.Free()
+		b.sc[i] = nil
+	}
+	b.d.Close()
+}
+
+func (b *Backend) scratch(i, n int) *Buffer {
+	if s := b.sc[i]; s != nil && s.n >= n {
+		return s
+	}
+	b.sc[i].Free()
+	b.sc[i] = nil
+	s, err := b.d.Alloc(F32, max(n, 1024))
+	if err != nil {
+		// backend.Backend has no error results; the device-resident
+		// interface will return this instead.
+		panic(fmt.Sprintf("vulkan backend: %v", err))
+	}
+	b.sc[i] = s
+	return s
+}
+
+func must(err error) {
+	if err != nil {
+		panic(fmt.Sprintf("vulkan backend: %v", err))
+	}
+}
+
+func (b *Backend) gemm(tA, tB bool, c, a, bb []float32, m, n, k int, acc bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	backend.CheckDims("vulkan gemm", c, a, bb, m*n, m*k, k*n)
+	if k == 0 {
+		if !acc {
+			clear(c[:m*n])
+		}
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sa, sb, scc := b.scratch(0, m*k), b.scratch(1, k*n), b.scratch(2, m*n)
+	must(sa.Upload(0, a[:m*k]))
+	must(sb.Upload(0, bb[:k*n]))
+	if acc {
+		must(scc.Upload(0, c[:m*n]))
+	}
+	must(b.d.Gemm(tA, tB, scc.Slice(0, m*n), sa.Slice(0, m*k), sb.Slice(0, k*n), m, n, k, acc))
+	must(scc.Download(0, c[:m*n]))
+}
+
+// MatMulNT computes C[m×n] (+)= A[m×k]·B[n×k]ᵀ.
+func (b *Backend) MatMulNT(c, a, bb []float32, m, n, k int, acc bool) {
+	b.gemm(false, true, c, a, bb, m, n, k, acc)
+}
+
+// MatMulNN computes C[m×n] (+)= A[m×k]·B[k×n].
+func (b *Backend) MatMulNN(c, a, bb []float32, m, n, k int, acc bool) {
+	b.gemm(false, false, c, a, bb, m, n, k, acc)
+}
+
+// MatMulTN computes C[m×n] (+)= A[k×m]ᵀ·B[k×n].
+func (b *Backend) MatMulTN(c, a, bb []float32, m, n, k int, acc bool) {
+	b.gemm(true, false, c, a, bb, m, n, k, acc)
+}
+
+// SyrkTN computes H[n×n] += X[k×n]ᵀ·X[k×n] (the TN GEMM with X bound twice;
+// the full matrix is computed, so H is exactly symmetric as each element
+// and its mirror sum the same products in the same order).
+func (b *Backend) SyrkTN(h, x []float32, n, k int) {
+	if n == 0 || k == 0 {
+		return
+	}
+	backend.CheckDims("vulkan syrk", h, x, x, n*n, k*n, k*n)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	sx, sh := b.scratch(0, k*n), b.scratch(2, n*n)
+	must(sx.Upload(0, x[:k*n]))
+	must(sh.Upload(0, h[:n*n]))
+	must(b.d.Gemm(true, false, sh.Slice(0, n*n), sx.Slice(0, k*n), sx.Slice(0, k*n), n, n, k, true))
+	must(sh.Download(0, h[:n*n]))
+}
+
+var _ backend.Backend = (*Backend)(nil)

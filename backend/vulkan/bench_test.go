@@ -1,0 +1,174 @@
+//go:build vulkan && cgo
+
+package vulkan
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/backend/cpu"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/train"
+)
+
+// Benchmarks (bench/gpu.sh runs them on a GPU; lavapipe figures say nothing
+// about GPU speed). DARWINLM_VK_BENCH_SIZES lists the square GEMM sizes
+// (default 256,512: lavapipe-sized). Validation is off here.
+//
+//	go test -tags vulkan -run x -bench Vulkan -benchtime 3x ./backend/vulkan/
+
+func benchDevice(b *testing.B) *Device {
+	b.Helper()
+	d, err := Open(Options{Device: testDevice()})
+	if err != nil {
+		b.Skipf("no usable Vulkan device: %v", err)
+	}
+	b.Cleanup(d.Close)
+	return d
+}
+
+func benchSizes() []int {
+	s := os.Getenv("DARWINLM_VK_BENCH_SIZES")
+	if s == "" {
+		s = "256,512"
+	}
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n > 0 {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// BenchmarkVulkanGemm: device-resident GEMM (operands stay on the device,
+// 1 submit per iteration) against the CPU backend on the same machine.
+func BenchmarkVulkanGemm(b *testing.B) {
+	d := benchDevice(b)
+	c := cpu.New()
+	r := rand.New(rand.NewPCG(1, 1))
+	for _, n := range benchSizes() {
+		a, w := randVec(r, n*n), randVec(r, n*n)
+		ba, _ := d.Alloc(F32, n*n)
+		bw, _ := d.Alloc(F32, n*n)
+		bc, err := d.Alloc(F32, n*n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		ba.Upload(0, a)
+		bw.Upload(0, w)
+		flop := 2 * float64(n) * float64(n) * float64(n)
+		for _, op := range []struct {
+			name   string
+			tA, tB bool
+		}{{"NT", false, true}, {"NN", false, false}, {"TN", true, false}} {
+			b.Run(fmt.Sprintf("%s/%s/%d", d.Name(), op.name, n), func(b *testing.B) {
+				for b.Loop() {
+					if err := d.Gemm(op.tA, op.tB, bc.All(), ba.All(), bw.All(), n, n, n, false); err != nil {
+						b.Fatal(err)
+					}
+					if err := d.Flush(); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+		cc := make([]float32, n*n)
+		b.Run(fmt.Sprintf("cpu-backend/NT/%d", n), func(b *testing.B) {
+			for b.Loop() {
+				c.MatMulNT(cc, a, w, n, n, n, false)
+			}
+			b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		vk := &Backend{d: d}
+		b.Run(fmt.Sprintf("%s/host-slices/NT/%d", d.Name(), n), func(b *testing.B) {
+			for b.Loop() {
+				vk.MatMulNT(cc, a, w, n, n, n, false)
+			}
+			b.ReportMetric(flop*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+		for _, s := range vk.sc {
+			s.Free()
+		}
+		ba.Free()
+		bw.Free()
+		bc.Free()
+	}
+}
+
+func pseudoSeqs(n, T, vocab int) [][]int {
+	s := make([][]int, n)
+	for i := range s {
+		s[i] = make([]int, T)
+		for j := range s[i] {
+			s[i][j] = (i*131 + j*17) % vocab
+		}
+	}
+	return s
+}
+
+var tinyModels = []struct{ name, spec string }{
+	{"TinyStories-656K", "hf:raincandy-u/TinyStories-656K"},
+	{"stories260K", "hf:karpathy/tinyllamas/stories260K/stories260K.bin"},
+}
+
+// BenchmarkVulkanForward: forward tokens/s of the tiny models through the
+// host-slice interface (every GEMM uploads its operands), CPU alongside.
+func BenchmarkVulkanForward(b *testing.B) {
+	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
+		b.Skip("DARWINLM_HUB_MIRROR not set")
+	}
+	d := benchDevice(b)
+	for _, tm := range tinyModels {
+		m, _, err := model.Open(tm.spec, "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		seqs := pseudoSeqs(8, 256, m.Cfg.Vocab)
+		for _, be := range []backend.Backend{&Backend{d: d}, cpu.New()} {
+			b.Run(tm.name+"/"+be.Name(), func(b *testing.B) {
+				for b.Loop() {
+					m.Forward(be, seqs)
+				}
+				b.ReportMetric(float64(b.N*8*256)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
+	}
+}
+
+// BenchmarkVulkanTrain: training tokens/s (forward, loss, backward, AdamW)
+// of the tiny models, batch 8 × 256, through the host-slice interface.
+func BenchmarkVulkanTrain(b *testing.B) {
+	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
+		b.Skip("DARWINLM_HUB_MIRROR not set")
+	}
+	d := benchDevice(b)
+	for _, tm := range tinyModels {
+		for _, be := range []backend.Backend{&Backend{d: d}, cpu.New()} {
+			m, _, err := model.Open(tm.spec, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(tm.name+"/"+be.Name(), func(b *testing.B) {
+				tr, err := train.NewTrainer(be, m, nil, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Steps: b.N})
+				if err != nil {
+					b.Fatal(err)
+				}
+				seqs := pseudoSeqs(8, 256, m.Cfg.Vocab)
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if _, err := tr.TrainStep(seqs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*8*256)/b.Elapsed().Seconds(), "tokens/s")
+			})
+		}
+	}
+}

@@ -1,0 +1,108 @@
+//go:build vulkan && cgo
+
+package vulkan
+
+import (
+	"math"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/backend/cpu"
+	"github.com/darwinlm/darwinlm-go/eval"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/train"
+)
+
+// TestTinyModelsPerplexity runs the whole forward pass of both tiny models
+// through the Vulkan backend (host-slice interface) and compares the
+// perplexity with the CPU backend's.
+func TestTinyModelsPerplexity(t *testing.T) {
+	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
+		t.Skip("DARWINLM_HUB_MIRROR not set")
+	}
+	t.Setenv("DARWINLM_OFFLINE", "1")
+	d := open(t, Options{})
+	vk := &Backend{d: d}
+	defer func() {
+		for _, s := range vk.sc {
+			s.Free()
+		}
+	}()
+	_, rows, _, err := eval.ReadRows("hf-dataset:roneneldan/TinyStories/default/validation_prefix")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parts []string
+	for _, r := range rows[:5] {
+		parts = append(parts, r["text"].(string))
+	}
+	text := strings.Join(parts, "\n\n")
+	for _, spec := range []string{"hf:raincandy-u/TinyStories-656K", "hf:karpathy/tinyllamas/stories260K/stories260K.bin"} {
+		m, tok, err := model.Open(spec, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := eval.Perplexity(m, cpu.New(), tok, text, 128, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := eval.Perplexity(m, vk, tok, text, 128, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel := math.Abs(got.PPL-want.PPL) / want.PPL
+		t.Logf("%s: %d tokens, ppl cpu %.6f vulkan %.6f (rel %.1e)", spec, want.Tokens, want.PPL, got.PPL, rel)
+		if rel > 1e-5 || got.Scored != want.Scored {
+			t.Errorf("%s: ppl %v vs CPU %v", spec, got.PPL, want.PPL)
+		}
+	}
+}
+
+// TestTinyModelGradients runs the loss and backward pass of stories260K
+// through the Vulkan backend and compares loss and every gradient with the
+// CPU backend's: |Δg| ≤ 1e-4·max|g| per tensor (the GEMM tolerance, grown
+// through the layers of the backward pass).
+func TestTinyModelGradients(t *testing.T) {
+	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
+		t.Skip("DARWINLM_HUB_MIRROR not set")
+	}
+	t.Setenv("DARWINLM_OFFLINE", "1")
+	d := open(t, Options{})
+	vk := &Backend{d: d}
+	defer func() {
+		for _, s := range vk.sc {
+			s.Free()
+		}
+	}()
+	spec := "hf:karpathy/tinyllamas/stories260K/stories260K.bin"
+	var grads [2][]train.Tensor[float32]
+	var loss [2]float64
+	for i, be := range []backend.Backend{cpu.New(), vk} {
+		m, _, err := model.Open(spec, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr, err := train.NewTrainer(be, m, nil, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Steps: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loss[i], _, _ = tr.Loss(pseudoSeqs(2, 64, m.Cfg.Vocab), true)
+		grads[i] = tr.Grads()
+	}
+	if math.Abs(loss[1]-loss[0]) > 1e-5*loss[0] {
+		t.Errorf("loss %v vs CPU %v", loss[1], loss[0])
+	}
+	for k, g := range grads[0] {
+		var mx, diff float64
+		for j, v := range g.Data {
+			mx = math.Max(mx, math.Abs(float64(v)))
+			diff = math.Max(diff, math.Abs(float64(v)-float64(grads[1][k].Data[j])))
+		}
+		if diff > 1e-4*mx {
+			t.Errorf("%s: max |Δgrad| %.2e, max |grad| %.2e", g.Name, diff, mx)
+		}
+	}
+	t.Logf("loss cpu %.7f vulkan %.7f, %d gradient tensors compared", loss[0], loss[1], len(grads[0]))
+}
