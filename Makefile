@@ -126,3 +126,8 @@ prune-figures: build ## pruning databases of both tiny models; held-out ppl per 
 	      ppl=$$($(BIN) ppl --quiet --model $(PRUNE_OUT)/m --text-file '$(PRUNE_CALIB)[3000:]' --seq-len 256 | sed 's/.*"ppl":\([0-9.e+]*\).*/\1/'); \
 	      printf '%s\tlevel %s\t%s\tparams %s\tppl %s\t%s\n' $$name $$lv $$strat $$p $$ppl "$$(tr '\n' ' ' < $$cfg | sed 's/model.layers.//g')"; \
 	    done; done; done; rm -rf $(PRUNE_OUT)/m
+
+# --- evolve (search) ---
+.PHONY: search-acceptance
+search-acceptance: ## evolutionary-search acceptance run on stories260K (~15 min; results/runs/evolve-acceptance)
+	$(GO) run ./evolve/acceptance -out results/runs/evolve-acceptance -generations 30

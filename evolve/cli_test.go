@@ -22,7 +22,8 @@ func buildCLI(t *testing.T) string {
 
 // TestCLIKillAndResume: `darwinlm search` killed with SIGKILL in the middle
 // of a run and continued with --resume writes the same configuration and the
-// same Parquet rows (wall times apart) as an uninterrupted run.
+// same Parquet rows (wall times apart) as an uninterrupted run, also when
+// the resumed part runs two candidates at once.
 func TestCLIKillAndResume(t *testing.T) {
 	db := storiesDB(t)
 	bin := buildCLI(t)
@@ -79,7 +80,9 @@ func TestCLIKillAndResume(t *testing.T) {
 		t.Fatal("a killed run wrote --out")
 	}
 	t.Logf("killed after %d logged generations", len(gens)-1)
-	run(append(args(b), "--resume")...)
+	// The resumed part evaluates two candidates at once: results must not
+	// depend on it.
+	run(append(args(b), "--resume", "--workers", "2")...)
 
 	for _, f := range []string{"config.txt"} {
 		x, _ := os.ReadFile(filepath.Join(a, f))
@@ -87,6 +90,12 @@ func TestCLIKillAndResume(t *testing.T) {
 		if string(x) != string(y) || len(x) == 0 {
 			t.Fatalf("%s differs:\n%s\n---\n%s", f, x, y)
 		}
+	}
+	// The result stitches with `darwinlm stitch`.
+	out := run("stitch", "--model", stories260K, "--database", db, "--levels", filepath.Join(b, "config.txt"),
+		"--out", filepath.Join(b, "pruned"))
+	if !strings.Contains(out, `"params"`) {
+		t.Fatalf("stitch: %s", out)
 	}
 	ca, _ := ReadCandidates(filepath.Join(a, "log", CandidatesFile))
 	cb, _ := ReadCandidates(filepath.Join(b, "log", CandidatesFile))

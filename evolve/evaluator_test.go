@@ -9,8 +9,8 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/model/modeltest"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 

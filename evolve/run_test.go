@@ -200,3 +200,41 @@ func TestRunBadInput(t *testing.T) {
 		t.Errorf("changed data: %v", err)
 	}
 }
+
+// TestRunFitnessKindsAndNonIntegerTarget: sparse_kl and ppl run end to end,
+// and a non-integer target starts from the best random configuration with
+// the target's level sums (5.2 × 5 modules = 26 per group).
+func TestRunFitnessKindsAndNonIntegerTarget(t *testing.T) {
+	db := storiesDB(t)
+	for _, fit := range []string{FitnessSparseKL, FitnessPPL} {
+		dir := t.TempDir()
+		c := smallConfig(db, dir)
+		c.Fitness, c.Generations, c.TrainTokens = fit, 1, []int{0, 0, 0}
+		c.TargetLevel, c.InitiallyGenerated, c.InitialTokens = 5.2, 4, 100
+		res, err := Run(context.Background(), c)
+		if err != nil {
+			t.Fatalf("%s: %v", fit, err)
+		}
+		d, _ := prune.OpenDatabase(db)
+		space, _ := DatabaseSpace(d)
+		if got := space.GroupSums(res.Levels); !slices.Equal(got, []int{26, 26}) {
+			t.Fatalf("%s: group sums %v", fit, got)
+		}
+		cands, _ := ReadCandidates(filepath.Join(c.Log, CandidatesFile))
+		init := 0
+		for _, r := range cands {
+			if r.Generation == -1 {
+				init++
+				if r.FitnessTokens != 100 || r.TrainTokens != 0 {
+					t.Fatalf("%s: initial row %+v", fit, r)
+				}
+			}
+			if fit == FitnessPPL && !(r.Fitness > 1) || fit == FitnessSparseKL && !(r.Fitness > 0) {
+				t.Fatalf("%s: fitness %v", fit, r.Fitness)
+			}
+		}
+		if init != 4 {
+			t.Fatalf("%s: %d initial rows", fit, init)
+		}
+	}
+}

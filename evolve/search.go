@@ -417,8 +417,8 @@ func (s *searcher) stage(ctx context.Context, g, si, keep int, cands []candidate
 	if s.o.Label != "" {
 		desc = s.o.Label + ": " + desc
 	}
-	desc += s.status()
-	bar := progress.New(int64(len(cands)), desc)
+	bar := progress.New(int64(len(cands)), desc+s.status())
+	best := math.Inf(1)
 	var mu sync.Mutex
 	next := 0
 	cctx, cancel := context.WithCancel(ctx)
@@ -447,8 +447,14 @@ func (s *searcher) stage(ctx context.Context, g, si, keep int, cands []candidate
 				if !s.o.FitnessBefore {
 					sc.Before = math.NaN()
 				}
+				mu.Lock()
 				scores[i] = sc
+				if sc.Fitness < best {
+					best = sc.Fitness
+					bar.Describe(fmt.Sprintf("%s · stage best %.4g%s", desc, best, s.status()))
+				}
 				bar.Add(1)
+				mu.Unlock()
 			}
 		}()
 	}
