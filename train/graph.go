@@ -1,6 +1,8 @@
 package train
 
 import (
+	"sync"
+
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/nn"
@@ -129,31 +131,42 @@ func LayerBackward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, l, gl *
 		rows += T
 	}
 	H := len(dx) / max(rows, 1)
+	// The temporaries come from one pooled slab (no garbage per step).
+	qd, kvd := l.Heads*d, l.KVHeads*d
+	sp := getSlab[F](rows * (3*l.Inter + H + 2*qd + 2*kvd))
+	defer slabPool.Put(sp)
+	slab := *sp
+	take := func(n int) []F {
+		t := slab[:n:n]
+		slab = slab[n:]
+		return t
+	}
+	dxn := take(rows * H)
 	if l.Inter > 0 {
 		I := l.Inter
 		nn.AddBiasBackward(gl.Bdown, dx, rows)
 		nn.MatTN(be, gl.Wdown, dx, a.H, H, I, rows, true)
-		dh := make([]F, rows*I)
+		dh := take(rows * I)
 		nn.MatNN(be, dh, dx, l.Wdown, rows, I, H, false)
-		dg, du := make([]F, rows*I), make([]F, rows*I)
+		dg, du := take(rows*I), take(rows*I)
 		nn.SwiGLUBackward(dg, du, dh, a.G, a.U)
-		dh = nil
 		nn.AddBiasBackward(gl.Bgate, dg, rows)
 		nn.AddBiasBackward(gl.Bup, du, rows)
 		nn.MatTN(be, gl.Wgate, dg, a.Xn2, I, H, rows, true)
 		nn.MatTN(be, gl.Wup, du, a.Xn2, I, H, rows, true)
-		dxn := make([]F, rows*H)
 		nn.MatNN(be, dxn, dg, l.Wgate, rows, H, I, false)
 		nn.MatNN(be, dxn, du, l.Wup, rows, H, I, true)
 		nn.RMSNormBackward(dx, gl.MLPNorm, dxn, a.X1, l.MLPNorm, a.Rstd2, rows, H)
 	}
 	if l.Heads > 0 {
-		qd, kvd := l.Heads*d, l.KVHeads*d
 		nn.AddBiasBackward(gl.Bo, dx, rows)
 		nn.MatTN(be, gl.Wo, dx, a.Att, H, qd, rows, true)
-		datt := make([]F, rows*qd)
+		datt := take(rows * qd)
 		nn.MatNN(be, datt, dx, l.Wo, rows, qd, H, false)
-		dq, dk, dv := make([]F, rows*qd), make([]F, rows*kvd), make([]F, rows*kvd)
+		dq, dk, dv := take(rows*qd), take(rows*kvd), take(rows*kvd)
+		clear(dq)
+		clear(dk)
+		clear(dv)
 		starts := seqStarts(seqLens)
 		nn.ParallelFor(len(seqLens), func(si int) {
 			r0, T := starts[si], seqLens[si]
@@ -167,14 +180,12 @@ func LayerBackward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, l, gl *
 			nn.RopeBackwardT(rope, dqs, T, l.Heads, 0)
 			nn.RopeBackwardT(rope, dks, T, l.KVHeads, 0)
 		})
-		datt = nil
 		nn.AddBiasBackward(gl.Bq, dq, rows)
 		nn.AddBiasBackward(gl.Bk, dk, rows)
 		nn.AddBiasBackward(gl.Bv, dv, rows)
 		nn.MatTN(be, gl.Wq, dq, a.Xn1, qd, H, rows, true)
 		nn.MatTN(be, gl.Wk, dk, a.Xn1, kvd, H, rows, true)
 		nn.MatTN(be, gl.Wv, dv, a.Xn1, kvd, H, rows, true)
-		dxn := make([]F, rows*H)
 		nn.MatNN(be, dxn, dq, l.Wq, rows, H, qd, false)
 		nn.MatNN(be, dxn, dk, l.Wk, rows, H, kvd, true)
 		nn.MatNN(be, dxn, dv, l.Wv, rows, H, kvd, true)
@@ -189,4 +200,17 @@ func seqStarts(lens []int) []int {
 		starts[i] = starts[i-1] + lens[i-1]
 	}
 	return starts
+}
+
+// slabPool holds the backward pass's scratch slabs (*[]float32 or
+// *[]float64); a slab of the wrong type or size is replaced.
+var slabPool sync.Pool
+
+func getSlab[F nn.Float](n int) *[]F {
+	if sp, ok := slabPool.Get().(*[]F); ok && cap(*sp) >= n {
+		*sp = (*sp)[:n]
+		return sp
+	}
+	s := make([]F, n)
+	return &s
 }
