@@ -8,6 +8,7 @@ import (
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -82,6 +83,11 @@ func (e *ModelEvaluator) Evaluate(ctx context.Context, worker int, levels []int,
 		return Score{}, err
 	}
 	be := e.bes[worker]
+	if len(e.bes) > 1 {
+		// Every core runs its own candidate: no per-op fan-out (train.Pool's
+		// reasoning; results do not depend on it).
+		defer nn.SerialScope()()
+	}
 	fs, ids := e.fitSeqs(b)
 	sc := Score{Before: math.NaN(), Params: m.NumParams()}
 	var f0 float64
