@@ -326,6 +326,7 @@ func Run(ctx context.Context, s *Spec, o Options) (*Outcome, error) {
 	}
 	outs := map[string]*Output{}
 	var failed []string
+	spent := map[string][]float64{} // seconds of the stages computed in this run, by kind
 	for i, n := range pl.Nodes {
 		st := n.Stage
 		pos := fmt.Sprintf("[%d/%d] %s %s", i+1, len(pl.Nodes), st.Kind, st.ID)
@@ -419,7 +420,9 @@ func Run(ctx context.Context, s *Spec, o Options) (*Outcome, error) {
 		if err := os.Rename(tmp, sdir); err != nil {
 			return nil, err
 		}
-		fmt.Fprintf(o.Log, "%s: done in %.1f s\n", pos, out.Meta.Seconds)
+		spent[st.Kind] = append(spent[st.Kind], out.Meta.Seconds)
+		fmt.Fprintf(o.Log, "%s: done in %.1f s (elapsed %s, ETA %s)\n", pos, out.Meta.Seconds,
+			time.Since(start).Round(time.Second), eta(spent, pl.Nodes[i+1:]).Round(time.Second))
 	}
 	res := &Outcome{Plan: pl, Outputs: outs, Dir: dir, Seconds: time.Since(start).Seconds()}
 	if err := writeResults(res, o, start); err != nil {
@@ -492,4 +495,30 @@ func rootReason(outs map[string]*Output, id string) string {
 		return r
 	}
 	return "needs " + id + ", not run: " + r
+}
+
+// eta estimates the time of the stages left: each at the mean time of the
+// stages of its kind computed so far (the mean of all kinds when none was),
+// an upper bound when some of them are cached.
+func eta(spent map[string][]float64, left []*Node) time.Duration {
+	var all []float64
+	for _, v := range spent {
+		all = append(all, v...)
+	}
+	mean := func(v []float64) float64 {
+		s := 0.0
+		for _, x := range v {
+			s += x
+		}
+		return s / float64(max(len(v), 1))
+	}
+	var t float64
+	for _, n := range left {
+		if v := spent[n.Stage.Kind]; len(v) > 0 {
+			t += mean(v)
+		} else {
+			t += mean(all)
+		}
+	}
+	return time.Duration(t * float64(time.Second))
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	_ "github.com/darwinlm/darwinlm-go/backend/cpu"
 )
@@ -198,3 +199,15 @@ func TestResolveSearch(t *testing.T) {
 }
 
 func fmtInts(v []int) string { return fmt.Sprint(v) }
+
+func TestETA(t *testing.T) {
+	spent := map[string][]float64{"eval": {10, 20}, "posttrain": {60}}
+	left := []*Node{{Stage: &Stage{Kind: "eval"}}, {Stage: &Stage{Kind: "search"}}, {Stage: &Stage{Kind: "posttrain"}}}
+	// eval: mean 15; search: unseen, mean of all (30); posttrain: 60.
+	if got := eta(spent, left); got != 105*time.Second {
+		t.Fatalf("eta = %v, want 1m45s", got)
+	}
+	if got := eta(map[string][]float64{}, left); got != 0 {
+		t.Fatalf("eta with nothing timed = %v", got)
+	}
+}
