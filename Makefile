@@ -68,6 +68,32 @@ test-vulkan: ## Vulkan backend tests with the validation layer (lavapipe in CI: 
 clean: ## remove build outputs
 	rm -rf bin
 
+# --- experiments (branch experiment) ----------------------------------------
+EXPERIMENTS := table1 table2 ablation-tas ablation-fitness ablation-stages
+.PHONY: table1 table2 ablations tables paper
+table1: build ## Table 1 at local scale (stories260K -> 40%), end to end, then the table
+	$(BIN) run experiments/table1.yaml --profile local
+	$(BIN) report experiments/table1.yaml --profile local --out results/table1/local > /dev/null
+
+table2: build ## Table 2 at local scale (TinyStories-656K -> 57%), end to end, then the table (the main command)
+	$(BIN) run experiments/table2.yaml --profile local
+	$(BIN) report experiments/table2.yaml --profile local --out results/table2/local > /dev/null
+
+ablations: build ## the ablations at local scale (training-aware selection, fitness, selection stages)
+	for e in ablation-tas ablation-fitness ablation-stages; do \
+	  $(BIN) run experiments/$$e.yaml --profile local --no-report && \
+	  $(BIN) report experiments/$$e.yaml --profile local --out results/$$e/local || exit 1; done
+
+tables: build ## every table and figure from the committed Parquet files only (seconds; no model is loaded)
+	@for e in $(EXPERIMENTS); do \
+	  if [ -f results/$$e/local/rows.parquet ]; then \
+	    $(BIN) report experiments/$$e.yaml --profile local --out results/$$e/local > /dev/null || exit 1; \
+	    echo "results/$$e/local/$$e-local.md"; fi; done
+
+PAPER_MD ?= docs/readme/paper-md.md
+paper: tables ## embed the rendered tables and figures in $(PAPER_MD) (between BEGIN/END markers)
+	$(GO) run ./report/cmd/embed $(PAPER_MD) $(foreach e,$(EXPERIMENTS),results/$(e)/local/$(e)-local.md)
+
 # --- shear (Sheared-LLaMA baseline) ---
 .PHONY: shear
 shear: build ## Sheared-LLaMA baseline: prune the default model to half its size, post-train, held-out perplexities
