@@ -53,10 +53,19 @@ func Build(s *experiment.Spec, res *experiment.Results, paper []PaperRow) *Table
 	}
 	sort.Slice(order, func(i, j int) bool { return order[i] < order[j] })
 	prof := res.Meta["profile"]
+	// Our post-trained rows name their budget, as the paper's do ("post-trained 10B").
+	trained := map[string]int64{}
+	for _, tr := range res.Train {
+		trained[tr.Stage] = max(trained[tr.Stage], tr.Tokens)
+	}
 	for _, i := range order {
 		rs := byRow[i]
 		r0 := rs[0]
-		line := []string{"ours (" + prof + ")", r0.Label, r0.Group}
+		group := r0.Group
+		if n := trained[r0.Stage]; n > 0 && !strings.Contains(group, "one-shot") {
+			group += " " + FormatParams(n)
+		}
+		line := []string{"ours (" + prof + ")", r0.Label, group}
 		if r0.Status != "done" {
 			status := strings.ReplaceAll(r0.Status, "_", " ")
 			t.Notes = append(t.Notes, fmt.Sprintf("%s: %s: %s", r0.Label, status, r0.Reason))
