@@ -90,7 +90,7 @@ tables: build ## every table and figure from the committed Parquet files only (s
 	    $(BIN) report experiments/$$e.yaml --profile local --out results/$$e/local > /dev/null || exit 1; \
 	    echo "results/$$e/local/$$e-local.md"; fi; done
 
-PAPER_MD ?= docs/readme/paper-md.md
+PAPER_MD ?= paper.md
 paper: tables ## embed the rendered tables and figures in $(PAPER_MD) (between BEGIN/END markers)
 	$(GO) run ./report/cmd/embed $(PAPER_MD) $(foreach e,$(EXPERIMENTS),results/$(e)/local/$(e)-local.md)
 
@@ -105,7 +105,7 @@ shear: build ## Sheared-LLaMA baseline: prune the default model to half its size
 	    --batch 8 --lr 2e-3 --schedule cosine --warmup 5 --clip 1 --seed 1 --out results/runs/shear-post
 	$(BIN) ppl --quiet --model results/runs/shear-post/final --text-file '$(DEMO_TEXT)[3300:]' --seq-len 256
 
-# --- prune (branch prune): the figures of docs/readme/prune.md ---
+# --- prune (branch prune): the figures of docs/pruning.md ---
 PRUNE_CALIB ?= hf-dataset:roneneldan/TinyStories/default/validation_prefix
 PRUNE_OUT   ?= results/runs/prune
 .PHONY: prune-figures
