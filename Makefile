@@ -18,7 +18,7 @@ COMMIT  := $(shell git describe --always --dirty --abbrev=40 2>/dev/null)
 build: ## build bin/darwinlm
 	$(GO) build -ldflags "-X main.buildCommit=$(COMMIT)" -o $(BIN) ./cmd/darwinlm
 
-demo: build ## main job: load the default tiny model, generate a story, print its perplexity
+demo: build ## load the default tiny model, generate a story, print its perplexity
 	$(BIN) info
 	$(BIN) generate --model $(DEMO_MODEL) --prompt "Once upon a time" --max-tokens 120
 	$(BIN) ppl --model $(DEMO_MODEL) --text-file $(DEMO_TEXT) --seq-len 512
