@@ -18,7 +18,7 @@ COMMIT  := $(shell git describe --always --dirty --abbrev=40 2>/dev/null)
 build: ## build bin/darwinlm
 	$(GO) build -ldflags "-X main.buildCommit=$(COMMIT)" -o $(BIN) ./cmd/darwinlm
 
-demo: build ## main job: load the default tiny model, generate a story, print its perplexity
+demo: build ## load the default tiny model, generate a story, print its perplexity
 	$(BIN) info
 	$(BIN) generate --model $(DEMO_MODEL) --prompt "Once upon a time" --max-tokens 120
 	$(BIN) ppl --model $(DEMO_MODEL) --text-file $(DEMO_TEXT) --seq-len 512
@@ -51,7 +51,7 @@ fuzz: ## run each fuzz target for 30 s
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime 30s $$pkg || exit 1; \
 	  done; done
 
-# --- Vulkan GPU backend (backend/vulkan, shaders/; branch vulkan) ---
+# --- Vulkan GPU backend (backend/vulkan, shaders/) ---
 # True when the cgo Vulkan build can link and a driver manifest exists.
 # (ls fails on the missing candidates: `|| :` keeps pipefail from failing the test)
 VULKAN_PRESENT = command -v gcc >/dev/null 2>&1 && \
@@ -68,7 +68,7 @@ test-vulkan: ## Vulkan backend tests with the validation layer (lavapipe in CI: 
 clean: ## remove build outputs
 	rm -rf bin
 
-# --- experiments (branch experiment) ----------------------------------------
+# --- experiments ----------------------------------------
 EXPERIMENTS := table1 table2 ablation-tas ablation-fitness ablation-stages
 .PHONY: table1 table2 ablations tables paper
 table1: build ## Table 1 at local scale (stories260K -> 40%), end to end, then the table
@@ -90,7 +90,7 @@ tables: build ## every table and figure from the committed Parquet files only (s
 	    $(BIN) report experiments/$$e.yaml --profile local --out results/$$e/local > /dev/null || exit 1; \
 	    echo "results/$$e/local/$$e-local.md"; fi; done
 
-PAPER_MD ?= docs/readme/paper-md.md
+PAPER_MD ?= paper.md
 paper: tables ## embed the rendered tables and figures in $(PAPER_MD) (between BEGIN/END markers)
 	$(GO) run ./report/cmd/embed $(PAPER_MD) $(foreach e,$(EXPERIMENTS),results/$(e)/local/$(e)-local.md)
 
@@ -105,7 +105,7 @@ shear: build ## Sheared-LLaMA baseline: prune the default model to half its size
 	    --batch 8 --lr 2e-3 --schedule cosine --warmup 5 --clip 1 --seed 1 --out results/runs/shear-post
 	$(BIN) ppl --quiet --model results/runs/shear-post/final --text-file '$(DEMO_TEXT)[3300:]' --seq-len 256
 
-# --- prune (branch prune): the figures of docs/readme/prune.md ---
+# --- prune: the figures of docs/pruning.md ---
 PRUNE_CALIB ?= hf-dataset:roneneldan/TinyStories/default/validation_prefix
 PRUNE_OUT   ?= results/runs/prune
 .PHONY: prune-figures

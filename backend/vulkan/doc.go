@@ -19,7 +19,7 @@
 // Device choice: device −1 takes the first discrete, then integrated GPU; a
 // CPU implementation such as lavapipe only when its index is given.
 // Results agree with the CPU backend within a tolerance (float32 sums in a
-// different order; see docs/readme/vulkan.md), not bitwise.
+// different order; see docs/vulkan.md), not bitwise.
 package vulkan
 
 // DType is the element type of a Buffer.

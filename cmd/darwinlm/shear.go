@@ -53,7 +53,7 @@ numbers of layers/heads/neurons/hidden units, λ sums) and report.json (also
 printed on stdout). Continued pre-training is 'darwinlm train' on model/.
 Dynamic batch loading over several domains is not implemented (one --data).
 The defaults are the reference's settings for Llama-2-7B; the tiny models of
-the mirror want a larger --lr (the example's 1e-3, see docs/readme/shear.md).`,
+the mirror want a larger --lr (the example's 1e-3, see docs/shear.md).`,
 		Example: `  darwinlm shear --model hf:raincandy-u/TinyStories-656K \
       --data 'hf-dataset:roneneldan/TinyStories/default/validation_prefix[:3000]' \
       --target-params 328000 --tokens 204800 --seq-len 128 --batch 2 --lr 1e-3 --out results/runs/shear`,

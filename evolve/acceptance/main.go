@@ -1,5 +1,5 @@
 // Command acceptance runs the acceptance experiment of the evolutionary
-// search on stories260K (docs/readme/evolve.md): a pruning database, a
+// search on stories260K (docs/search.md): a pruning database, a
 // training-aware and a training-off search at level 5 (about half of the
 // prunable parameters), then held-out KL and perplexity of the searched,
 // uniform and DP configurations, one-shot and after an equal short
