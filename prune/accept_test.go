@@ -7,6 +7,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/eval"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 )
 
 func heldOutPPL(t testing.TB, r *refSetup, m *model.Model) float64 {
@@ -111,7 +112,7 @@ func reconErr(w []float32, rows, cols int, g []float64, w2 []float32, keptCols [
 			if di == 0 {
 				continue
 			}
-			e += di * dot(g[i*cols:(i+1)*cols], dr)
+			e += di * nn.DotT(g[i*cols:(i+1)*cols], dr)
 		}
 	}
 	return e

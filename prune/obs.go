@@ -14,6 +14,8 @@ import (
 	"sync"
 
 	"gonum.org/v1/gonum/mat"
+
+	"github.com/darwinlm/darwinlm-go/nn"
 )
 
 // OBSOptions configures one greedy structured OBS pass.
@@ -146,7 +148,7 @@ func GreedyOBS(w []float32, rows, cols int, h []float64, opts OBSOptions) (*OBSR
 		st.norm = make([]float64, cols)
 		for c := range st.norm {
 			row := wt[c*rows : (c+1)*rows]
-			st.norm[c] = dot(row, row)
+			st.norm[c] = nn.DotT(row, row)
 		}
 	}
 	removedUnits := make([]bool, units)
@@ -264,7 +266,7 @@ func (s *obsState) unitError(p int, gram, blk []float64) float64 {
 	for i := 0; i < d; i++ {
 		ri := s.wt[(p+i)*rows : (p+i+1)*rows]
 		for j := 0; j <= i; j++ {
-			v := dot(ri, s.wt[(p+j)*rows:(p+j+1)*rows])
+			v := nn.DotT(ri, s.wt[(p+j)*rows:(p+j+1)*rows])
 			gram[i*d+j], gram[j*d+i] = v, v
 		}
 	}
@@ -435,7 +437,7 @@ func (s *obsState) removeAllError() (float64, error) {
 	e := 0.0
 	for i := 0; i < n; i++ {
 		for j := 0; j < n; j++ {
-			e += binv[i*n+j] * dot(s.wt[i*rows:(i+1)*rows], s.wt[j*rows:(j+1)*rows])
+			e += binv[i*n+j] * nn.DotT(s.wt[i*rows:(i+1)*rows], s.wt[j*rows:(j+1)*rows])
 		}
 	}
 	return e, nil
@@ -513,22 +515,6 @@ func pseudoInverse(b []float64, d int) []float64 {
 		}
 	}
 	return out
-}
-
-func dot(a, b []float64) float64 {
-	s0, s1, s2, s3 := 0.0, 0.0, 0.0, 0.0
-	b = b[:len(a)]
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
-	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
 }
 
 // axpy computes y += a·x.
