@@ -297,4 +297,3 @@ func (f *File) Close() error {
 	f.storages = nil
 	return f.unmap()
 }
-
