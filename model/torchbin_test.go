@@ -173,3 +173,11 @@ func mustRead(t *testing.T, p string) []byte {
 	}
 	return b
 }
+
+// Open of the pytorch_model.bin file itself says to pass the folder.
+func TestTorchBinOpenFile(t *testing.T) {
+	_, _, err := model.Open("testdata/torchbin/f32/pytorch_model.bin", "")
+	if err == nil || !strings.Contains(err.Error(), "pass the folder holding config.json and pytorch_model.bin") {
+		t.Fatalf("Open(file): %v", err)
+	}
+}
