@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -368,4 +369,71 @@ func FuzzUnpickle(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The layout torch 2.x writes: folder "archive", storages aligned to 64
+// bytes by an "FB" extra field, .data/serialization_id, .format_version,
+// .storage_alignment and byteorder entries.
+func TestTorch2Layout(t *testing.T) {
+	src := read(t, "views.bin")
+	zr, err := zip.NewReader(bytes.NewReader(src), int64(len(src)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	add := func(name string, d []byte) {
+		// Local header: 30 bytes + name + extra (4-byte extra header + padding).
+		zw.Flush()
+		pos := out.Len() + 30 + len(name) + 4
+		pad := (64 - pos%64) % 64
+		extra := append([]byte{'F', 'B', byte(pad), 0}, make([]byte, pad)...)
+		w, err := zw.CreateRaw(&zip.FileHeader{Name: name, Method: zip.Store, Extra: extra,
+			CRC32: crc32.ChecksumIEEE(d), CompressedSize64: uint64(len(d)), UncompressedSize64: uint64(len(d))})
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(d)
+	}
+	for _, e := range zr.File {
+		r, _ := e.Open()
+		d, _ := io.ReadAll(r)
+		r.Close()
+		add("archive/"+strings.TrimPrefix(e.Name, "views/"), d)
+	}
+	add("archive/byteorder", []byte("little"))
+	add("archive/.data/serialization_id", []byte("0123456789"))
+	add("archive/.format_version", []byte("1"))
+	add("archive/.storage_alignment", []byte("64"))
+	zw.Close()
+	z2, _ := zip.NewReader(bytes.NewReader(out.Bytes()), int64(out.Len()))
+	for _, e := range z2.File {
+		if off, _ := e.DataOffset(); off%64 != 0 {
+			t.Fatalf("%s at %d, not 64-byte aligned", e.Name, off)
+		}
+	}
+	f, err := Parse("t2.bin", out.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _, err := f.Float32("mid")
+	if err != nil || len(v) != 4 || v[0] != 2 || v[3] != 5 {
+		t.Fatalf("mid = %v, %v", v, err)
+	}
+}
+
+// A data.pkl whose header claims more than MaxPickleSize is refused before
+// anything is read or allocated.
+func TestPickleSizeLimit(t *testing.T) {
+	var out bytes.Buffer
+	zw := zip.NewWriter(&out)
+	w, err := zw.CreateRaw(&zip.FileHeader{Name: "archive/data.pkl", Method: zip.Store,
+		CompressedSize64: 5, UncompressedSize64: MaxPickleSize + 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("\x80\x02}q."))
+	zw.Close()
+	_, err = Parse("huge.bin", out.Bytes())
+	wantErr(t, err, "huge.bin", "over the")
 }
