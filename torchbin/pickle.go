@@ -51,7 +51,7 @@ type tensorRef struct {
 	stride []int64
 }
 
-// orderedDictObj is the result of collections.OrderedDict().
+// storageType is a torch.*Storage class: its dtype and element size.
 type storageType struct {
 	name  string
 	dtype string // safetensors dtype name
