@@ -475,14 +475,22 @@ func downloadModel(spec string, ref ModelRef, repoDir string) (string, error) {
 		}
 	}
 	if infoErr == nil && len(info.Siblings) > 0 {
-		// Fetch every listed file that a model folder needs.
+		// Fetch every listed file that a model folder needs: the
+		// safetensors weights, or PyTorch's pytorch_model*.bin when the
+		// folder has no safetensors file.
+		hasST := false
+		for _, s := range info.Siblings {
+			if b, ok := strings.CutPrefix(s.Name, prefix); ok && !strings.Contains(b, "/") && strings.HasSuffix(b, ".safetensors") {
+				hasST = true
+			}
+		}
 		n := 0
 		for _, s := range info.Siblings {
 			if !strings.HasPrefix(s.Name, prefix) {
 				continue
 			}
 			base := strings.TrimPrefix(s.Name, prefix)
-			if !wantModelFile(base, prefix != "") && s.Name != ref.Subdir {
+			if !wantModelFile(base, prefix != "", hasST) && s.Name != ref.Subdir {
 				continue
 			}
 			if err := fetch(s.Name); err != nil {
@@ -502,11 +510,29 @@ func downloadModel(spec string, ref ModelRef, repoDir string) (string, error) {
 		if err := fetch(prefix + "config.json"); err != nil {
 			return "", fmt.Errorf("hub: downloading %s: config.json: %w", spec, err)
 		}
-		err := fetch(prefix + "model.safetensors")
-		if isNotFound(err) {
-			idx := prefix + "model.safetensors.index.json"
+		// The weights: model.safetensors, its index and shards, or
+		// PyTorch's pytorch_model.bin, its index and shards, in that order.
+		fetched := false
+		var lastErr error
+		for _, w := range [][2]string{
+			{"model.safetensors", "model.safetensors.index.json"},
+			{"pytorch_model.bin", "pytorch_model.bin.index.json"},
+		} {
+			err := fetch(prefix + w[0])
+			if err == nil {
+				fetched = true
+				break
+			}
+			if !isNotFound(err) {
+				return "", fmt.Errorf("hub: downloading %s: %s: %w", spec, w[0], err)
+			}
+			idx := prefix + w[1]
 			if err := fetch(idx); err != nil {
-				return "", fmt.Errorf("hub: downloading %s: neither model.safetensors nor model.safetensors.index.json: %w", spec, err)
+				if !isNotFound(err) {
+					return "", fmt.Errorf("hub: downloading %s: %s: %w", spec, w[1], err)
+				}
+				lastErr = err
+				continue
 			}
 			shards, err := indexShards(filepath.Join(stage, filepath.FromSlash(idx)))
 			if err != nil {
@@ -517,8 +543,11 @@ func downloadModel(spec string, ref ModelRef, repoDir string) (string, error) {
 					return "", fmt.Errorf("hub: downloading %s: shard %s: %w", spec, s, err)
 				}
 			}
-		} else if err != nil {
-			return "", fmt.Errorf("hub: downloading %s: model.safetensors: %w", spec, err)
+			fetched = true
+			break
+		}
+		if !fetched {
+			return "", fmt.Errorf("hub: downloading %s: none of model.safetensors, model.safetensors.index.json, pytorch_model.bin, pytorch_model.bin.index.json: %w", spec, lastErr)
 		}
 		for _, f := range optionalModelFiles {
 			if err := fetch(prefix + f); err != nil && !isNotFound(err) {
@@ -539,7 +568,10 @@ func downloadModel(spec string, ref ModelRef, repoDir string) (string, error) {
 	return filepath.Join(final, filepath.FromSlash(ref.Subdir)), nil
 }
 
-func wantModelFile(base string, inSubdir bool) bool {
+// wantModelFile reports whether a listed file belongs in a model folder;
+// hasST says whether the folder has safetensors weights (then PyTorch's
+// pytorch_model*.bin files are not fetched).
+func wantModelFile(base string, inSubdir, hasST bool) bool {
 	if strings.Contains(base, "/") {
 		return false
 	}
@@ -547,6 +579,9 @@ func wantModelFile(base string, inSubdir bool) bool {
 	case base == "config.json", strings.HasSuffix(base, ".safetensors"),
 		base == "model.safetensors.index.json":
 		return true
+	case !hasST && (base == "pytorch_model.bin.index.json" ||
+		strings.HasPrefix(base, "pytorch_model") && strings.HasSuffix(base, ".bin")):
+		return true // PyTorch state dicts (package torchbin)
 	case inSubdir && strings.HasSuffix(base, ".bin"):
 		return true // llama2.c checkpoints and tokenizers
 	}
@@ -558,7 +593,8 @@ func wantModelFile(base string, inSubdir bool) bool {
 	return false
 }
 
-// indexShards lists the distinct shard files of a safetensors index.
+// indexShards lists the distinct shard files of a safetensors or PyTorch
+// index.
 func indexShards(p string) ([]string, error) {
 	b, err := os.ReadFile(p)
 	if err != nil {

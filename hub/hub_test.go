@@ -299,3 +299,51 @@ func TestMirrorRelative(t *testing.T) {
 		t.Errorf("Mirror() = %s", got)
 	}
 }
+
+// A repository with only PyTorch weights (as princeton-nlp/Sheared-LLaMA-2.7B)
+// downloads them, with or without a file listing; one with both formats
+// downloads only the safetensors files.
+func TestDownloadModelPyTorch(t *testing.T) {
+	files := map[string]string{
+		"princeton-nlp/Sheared-LLaMA-2.7B/config.json":                      `{"architectures":["LlamaForCausalLM"]}`,
+		"princeton-nlp/Sheared-LLaMA-2.7B/pytorch_model.bin.index.json":     `{"metadata":{},"weight_map":{"a":"pytorch_model-00001-of-00002.bin","b":"pytorch_model-00002-of-00002.bin"}}`,
+		"princeton-nlp/Sheared-LLaMA-2.7B/pytorch_model-00001-of-00002.bin": "shard1",
+		"princeton-nlp/Sheared-LLaMA-2.7B/pytorch_model-00002-of-00002.bin": "shard2",
+		"princeton-nlp/Sheared-LLaMA-2.7B/tokenizer.model":                  "tok",
+		"org/single/config.json":                                            "{}",
+		"org/single/pytorch_model.bin":                                      "bin",
+		"org/both/config.json":                                              "{}",
+		"org/both/model.safetensors":                                        "st",
+		"org/both/pytorch_model.bin":                                        "bin",
+	}
+	for _, listing := range []bool{true, false} {
+		f := &fakeHub{listing: listing, files: files}
+		setup(t, f)
+		dir, err := ResolveModel("hf:princeton-nlp/Sheared-LLaMA-2.7B")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []string{"config.json", "pytorch_model.bin.index.json", "pytorch_model-00001-of-00002.bin", "pytorch_model-00002-of-00002.bin", "tokenizer.model"} {
+			if _, err := os.Stat(filepath.Join(dir, n)); err != nil {
+				t.Errorf("listing %v: %v", listing, err)
+			}
+		}
+		dir, err = ResolveModel("hf:org/single")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(filepath.Join(dir, "pytorch_model.bin")); err != nil || string(b) != "bin" {
+			t.Errorf("listing %v: pytorch_model.bin = %q, %v", listing, b, err)
+		}
+		dir, err = ResolveModel("hf:org/both")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "model.safetensors")); err != nil {
+			t.Errorf("listing %v: %v", listing, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "pytorch_model.bin")); err == nil {
+			t.Errorf("listing %v: downloaded pytorch_model.bin beside model.safetensors", listing)
+		}
+	}
+}

@@ -2,14 +2,18 @@ package model
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/darwinlm/darwinlm-go/safetensors"
+	"github.com/darwinlm/darwinlm-go/torchbin"
 )
 
 // LoadHF loads a Hugging Face checkpoint folder: config.json plus
-// model.safetensors or model.safetensors.index.json and its shards. Tensors
+// model.safetensors or model.safetensors.index.json and its shards, or, when
+// the folder holds neither, PyTorch's pytorch_model.bin or
+// pytorch_model.bin.index.json and its shards (package torchbin). Tensors
 // are converted to float32. Per-layer widths are read from the tensor shapes
 // and checked against config.json (including darwinlm_layer_widths).
 func LoadHF(dir string) (*Model, error) {
@@ -17,7 +21,7 @@ func LoadHF(dir string) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	set, err := safetensors.OpenDir(dir)
+	set, err := openWeights(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -28,11 +32,11 @@ func LoadHF(dir string) (*Model, error) {
 
 	// Embeddings: the tensor itself, or the tensor __metadata__ aliases it to.
 	embName := EmbedName
-	if _, _, ok := set.Lookup(embName); !ok {
+	if _, _, ok := set.Shape(embName); !ok {
 		if alias, ok := set.Metadata(embName); ok {
 			embName = alias
 		} else if cfg.Tied {
-			if _, _, ok := set.Lookup(LMHeadName); ok {
+			if _, _, ok := set.Shape(LMHeadName); ok {
 				embName = LMHeadName
 			}
 		}
@@ -58,17 +62,17 @@ func LoadHF(dir string) (*Model, error) {
 		p := LayerPrefix(i)
 		// Widths from the tensor shapes.
 		rows := func(name string, optional bool) (int, bool, error) {
-			t, f, ok := set.Lookup(p + name)
+			shape, file, ok := set.Shape(p + name)
 			if !ok {
 				if optional {
 					return 0, false, nil
 				}
 				return 0, false, fmt.Errorf("%s: missing tensor %s%s", l.where(), p, name)
 			}
-			if len(t.Shape) != 2 || t.Shape[1] != int64(H) {
-				return 0, false, fmt.Errorf("%s: tensor %s%s has shape %v, want [rows, %d]", f.Path, p, name, t.Shape, H)
+			if len(shape) != 2 || shape[1] != int64(H) {
+				return 0, false, fmt.Errorf("%s: tensor %s%s has shape %v, want [rows, %d]", file, p, name, shape, H)
 			}
-			return int(t.Shape[0]), true, nil
+			return int(shape[0]), true, nil
 		}
 		// Attention may be pruned away entirely (then its tensors may be absent).
 		attnOpt := want.Heads == 0
@@ -130,29 +134,111 @@ func LoadHF(dir string) (*Model, error) {
 
 type hfLoader struct {
 	dir string
-	set *safetensors.Set
+	set weightSet
 }
 
-func (l *hfLoader) where() string {
-	if len(l.set.Files) == 1 {
-		return l.set.Files[0].Path
-	}
-	return filepath.Join(l.dir, safetensors.IndexName)
-}
+func (l *hfLoader) where() string { return l.set.Where() }
 
 // get loads a tensor as float32 and checks its shape. A missing optional
 // tensor gives nil.
 func (l *hfLoader) get(name string, optional bool, shape ...int64) ([]float32, error) {
-	t, f, ok := l.set.Lookup(name)
+	got, file, ok := l.set.Shape(name)
 	if !ok {
 		if optional {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("%s: missing tensor %s", l.where(), name)
 	}
-	if !slices.Equal(t.Shape, shape) {
-		return nil, fmt.Errorf("%s: tensor %s has shape %v, want %v", f.Path, name, t.Shape, shape)
+	if !slices.Equal(got, shape) {
+		return nil, fmt.Errorf("%s: tensor %s has shape %v, want %v", file, name, got, shape)
+	}
+	return l.set.Float32(name)
+}
+
+// weightSet is a checkpoint's tensors, whatever the file format.
+type weightSet interface {
+	// Shape returns a tensor's shape and the file holding it.
+	Shape(name string) ([]int64, string, bool)
+	Float32(name string) ([]float32, error)
+	// Metadata is safetensors' __metadata__ (none for PyTorch files).
+	Metadata(key string) (string, bool)
+	// Where names the checkpoint in errors.
+	Where() string
+	Close() error
+}
+
+// openWeights opens the safetensors checkpoint of dir, or its PyTorch one
+// when there is no safetensors file or index.
+func openWeights(dir string) (weightSet, error) {
+	hasST := false
+	for _, n := range []string{"model.safetensors", safetensors.IndexName} {
+		if _, err := os.Stat(filepath.Join(dir, n)); err == nil {
+			hasST = true
+		}
+	}
+	if !hasST && torchbin.HasCheckpoint(dir) {
+		set, err := torchbin.OpenDir(dir)
+		if err != nil {
+			return nil, err
+		}
+		return torchSet{set}, nil
+	}
+	if !hasST {
+		return nil, fmt.Errorf("model %s holds none of model.safetensors, %s, %s, %s", dir, safetensors.IndexName, torchbin.SingleName, torchbin.IndexName)
+	}
+	set, err := safetensors.OpenDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	return stSet{set}, nil
+}
+
+type stSet struct{ *safetensors.Set }
+
+func (s stSet) Shape(name string) ([]int64, string, bool) {
+	t, f, ok := s.Lookup(name)
+	if !ok {
+		return nil, "", false
+	}
+	return t.Shape, f.Path, true
+}
+
+func (s stSet) Float32(name string) ([]float32, error) {
+	v, _, err := s.Set.Float32(name)
+	return v, err
+}
+
+func (s stSet) Where() string {
+	if len(s.Files) == 1 {
+		return s.Files[0].Path
+	}
+	return filepath.Join(s.Dir, safetensors.IndexName)
+}
+
+type torchSet struct{ *torchbin.Set }
+
+func (s torchSet) Shape(name string) ([]int64, string, bool) {
+	t, f, ok := s.Lookup(name)
+	if !ok {
+		return nil, "", false
+	}
+	return t.Shape, f.Path, true
+}
+
+func (s torchSet) Float32(name string) ([]float32, error) {
+	_, f, ok := s.Lookup(name)
+	if !ok {
+		return nil, fmt.Errorf("%s: missing tensor %s", s.Where(), name)
 	}
 	v, _, err := f.Float32(name)
 	return v, err
+}
+
+func (s torchSet) Metadata(string) (string, bool) { return "", false }
+
+func (s torchSet) Where() string {
+	if len(s.Files) == 1 {
+		return s.Files[0].Path
+	}
+	return filepath.Join(s.Dir, torchbin.IndexName)
 }

@@ -70,6 +70,9 @@ func Open(spec, tokenizerPath string) (*Model, tokenizer.Tokenizer, error) {
 	if strings.HasSuffix(path, ".safetensors") {
 		return nil, nil, fmt.Errorf("model %s: pass the folder holding config.json, not the .safetensors file", spec)
 	}
+	if isZip(path) {
+		return nil, nil, fmt.Errorf("model %s is a PyTorch (torch.save) checkpoint: pass the folder holding config.json and pytorch_model.bin, not the file", spec)
+	}
 	m, err := LoadLlama2C(path)
 	if err != nil {
 		return nil, nil, err
@@ -199,4 +202,17 @@ func checkFinite(m *Model, where string) error {
 		return bad("lm_head.weight", m.LMHead)
 	}
 	return nil
+}
+
+// isZip reports whether a file starts like a zip archive (torch.save's
+// format; a llama2.c checkpoint starts with its int32 header).
+func isZip(path string) bool {
+	f, err := os.Open(path)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	var b [4]byte
+	_, err = io.ReadFull(f, b[:])
+	return err == nil && string(b[:]) == "PK\x03\x04"
 }

@@ -1,0 +1,21 @@
+//go:build unix
+
+package torchbin
+
+import (
+	"os"
+	"syscall"
+)
+
+// mmapFile maps the file read-only; it returns nil when mapping fails, and
+// the caller then reads the file instead.
+func mmapFile(f *os.File, size int64) ([]byte, func() error) {
+	if size <= 0 || int64(int(size)) != size {
+		return nil, nil
+	}
+	b, err := syscall.Mmap(int(f.Fd()), 0, int(size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return nil, nil
+	}
+	return b, func() error { return syscall.Munmap(b) }
+}
