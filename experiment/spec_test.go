@@ -142,7 +142,7 @@ func TestBadProfileValues(t *testing.T) {
 
 // Every committed experiment file loads and plans for every profile, and
 // stages with the same settings hash the same across files (the ablations
-// reuse table2's database and default search).
+// reuse table1's database and default search at local scale).
 func TestCommittedExperiments(t *testing.T) {
 	files, _ := filepath.Glob("../experiments/*.yaml")
 	if len(files) < 5 {
@@ -169,8 +169,8 @@ func TestCommittedExperiments(t *testing.T) {
 	}
 	for _, e := range []string{"ablation-tas", "ablation-fitness", "ablation-stages"} {
 		for _, id := range []string{"db", "darwinlm"} {
-			if hashes[e][id] != hashes["table2"][id] {
-				t.Errorf("%s stage %s hash %s differs from table2's %s", e, id, hashes[e][id], hashes["table2"][id])
+			if hashes[e][id] != hashes["table1"][id] {
+				t.Errorf("%s stage %s hash %s differs from table1's %s", e, id, hashes[e][id], hashes["table1"][id])
 			}
 		}
 	}
