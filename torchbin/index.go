@@ -1,12 +1,11 @@
 package torchbin
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
+
+	"github.com/darwinlm/darwinlm-go/internal/shards"
 )
 
 // SingleName and IndexName are the file names Hugging Face gives a PyTorch
@@ -59,70 +58,21 @@ func OpenDir(dir string) (*Set, error) {
 // tensor of the weight_map is in the shard it names, and every shard tensor
 // is listed.
 func OpenIndex(indexPath string) (*Set, error) {
-	st, err := os.Stat(indexPath)
-	if err != nil {
-		return nil, fmt.Errorf("torchbin: %w", err)
-	}
-	if st.Size() > MaxIndexSize {
-		return nil, fmt.Errorf("torchbin: %s is %d bytes, over the %d-byte limit for an index", indexPath, st.Size(), MaxIndexSize)
-	}
-	b, err := os.ReadFile(indexPath)
-	if err != nil {
-		return nil, fmt.Errorf("torchbin: %w", err)
-	}
-	var idx struct {
-		WeightMap map[string]string `json:"weight_map"`
-	}
-	if err := json.Unmarshal(b, &idx); err != nil {
-		return nil, fmt.Errorf("torchbin: %s: %v", indexPath, err)
-	}
-	if len(idx.WeightMap) == 0 {
-		return nil, fmt.Errorf("torchbin: %s: weight_map is missing or empty", indexPath)
-	}
-	dir := filepath.Dir(indexPath)
-	shardNames := map[string]bool{}
-	for t, s := range idx.WeightMap {
-		if s == "" || s != filepath.Base(s) || strings.Contains(s, "..") || strings.ContainsAny(s, `/\`) {
-			return nil, fmt.Errorf("torchbin: %s: weight_map: tensor %q names a bad shard %q", indexPath, t, s)
-		}
-		shardNames[s] = true
-	}
-	var order []string
-	for s := range shardNames {
-		order = append(order, s)
-	}
-	sort.Strings(order)
-	var files []*File
-	byShard := map[string]*File{}
-	closeAll := func() {
-		for _, f := range files {
-			f.Close()
-		}
-	}
-	for _, s := range order {
-		f, err := Open(filepath.Join(dir, s))
-		if err != nil {
-			closeAll()
-			return nil, fmt.Errorf("%w (shard of %s)", err, indexPath)
-		}
-		files = append(files, f)
-		byShard[s] = f
-	}
-	for t, s := range idx.WeightMap {
-		if _, ok := byShard[s].Lookup(t); !ok {
-			closeAll()
-			return nil, fmt.Errorf("torchbin: %s: weight_map puts tensor %q in %s, which does not hold it", indexPath, t, s)
-		}
-	}
-	for s, f := range byShard {
-		for _, t := range f.Tensors {
-			if idx.WeightMap[t.Name] != s {
-				closeAll()
-				return nil, fmt.Errorf("torchbin: %s: tensor %q of shard %s is not in the weight_map (or mapped to %q)", indexPath, t.Name, s, idx.WeightMap[t.Name])
+	files, err := shards.Open(indexPath, shards.Format[*File]{
+		Prefix: "torchbin", MaxSize: MaxIndexSize, Open: Open,
+		Close: func(f *File) { f.Close() },
+		Names: func(f *File) []string {
+			n := make([]string, len(f.Tensors))
+			for i, t := range f.Tensors {
+				n[i] = t.Name
 			}
-		}
+			return n
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
-	return newSet(dir, files)
+	return newSet(filepath.Dir(indexPath), files)
 }
 
 func newSet(dir string, files []*File) (*Set, error) {
