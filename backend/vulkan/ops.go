@@ -424,25 +424,8 @@ func (d *Device) Attention(out, p, q, k, v View, kvmap []int, T, S, H, KVH, D, p
 func (d *Device) Embed(out, table View, ids []int, vocab, dim int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for i, id := range ids {
-		if id < 0 || id >= vocab {
-			return fmt.Errorf("vulkan: embed: token %d at position %d outside the vocabulary of %d", id, i, vocab)
-		}
-	}
-	if err := d.need("embed table", table, F32, vocab*dim, false); err != nil {
-		return err
-	}
-	if err := d.need("embed out", out, F32, len(ids)*dim, false); err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	if vocab*dim > d.maxElems(F32) {
-		return fmt.Errorf("vulkan: embed: a table of %d floats exceeds maxStorageBufferRange (not split)", vocab*dim)
-	}
-	rc, err := d.rowChunk("embed", dim)
-	if err != nil {
+	rc, err := d.embedChecks("embed", table, out, ids, vocab, dim)
+	if err != nil || len(ids) == 0 {
 		return err
 	}
 	for r0 := 0; r0 < len(ids); r0 += rc {
@@ -513,25 +496,8 @@ func (d *Device) SwiGLUBackward(dgate, dup, dout, gate, up View, n int) error {
 func (d *Device) EmbedBackward(dtable, dx View, ids []int, vocab, dim int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for i, id := range ids {
-		if id < 0 || id >= vocab {
-			return fmt.Errorf("vulkan: embed backward: token %d at position %d outside the vocabulary of %d", id, i, vocab)
-		}
-	}
-	if err := d.need("embed backward table", dtable, F32, vocab*dim, false); err != nil {
-		return err
-	}
-	if err := d.need("embed backward dx", dx, F32, len(ids)*dim, false); err != nil {
-		return err
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	if vocab*dim > d.maxElems(F32) {
-		return fmt.Errorf("vulkan: embed backward: a table of %d floats exceeds maxStorageBufferRange (not split)", vocab*dim)
-	}
-	rc, err := d.rowChunk("embed backward", dim)
-	if err != nil {
+	rc, err := d.embedChecks("embed backward", dtable, dx, ids, vocab, dim)
+	if err != nil || len(ids) == 0 {
 		return err
 	}
 	for r0 := 0; r0 < len(ids); r0 += rc {
@@ -545,4 +511,28 @@ func (d *Device) EmbedBackward(dtable, dx View, ids []int, vocab, dim int) error
 		}
 	}
 	return nil
+}
+
+// embedChecks validates the ids on the host and the table [vocab × dim] and
+// rows [len(ids) × dim] operands of the embedding gather and its gradient,
+// and returns how many rows one dispatch takes.
+func (d *Device) embedChecks(what string, table, rows View, ids []int, vocab, dim int) (int, error) {
+	for i, id := range ids {
+		if id < 0 || id >= vocab {
+			return 0, fmt.Errorf("vulkan: %s: token %d at position %d outside the vocabulary of %d", what, id, i, vocab)
+		}
+	}
+	if err := d.need(what+" table", table, F32, vocab*dim, false); err != nil {
+		return 0, err
+	}
+	if err := d.need(what+" rows", rows, F32, len(ids)*dim, false); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	if vocab*dim > d.maxElems(F32) {
+		return 0, fmt.Errorf("vulkan: %s: a table of %d floats exceeds maxStorageBufferRange (not split)", what, vocab*dim)
+	}
+	return d.rowChunk(what, dim)
 }
