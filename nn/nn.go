@@ -48,25 +48,31 @@ func ParallelFor(n int, f func(i int)) {
 		}
 		return
 	}
+	// Indices are handed out in chunks from an atomic counter (a lock per
+	// index made the small row loops of attention mostly futex traffic),
+	// and the caller works too instead of only waiting.
+	chunk := max(1, n/(8*w))
+	var next atomic.Int64
+	work := func() {
+		for {
+			lo := int(next.Add(int64(chunk))) - chunk
+			if lo >= n {
+				return
+			}
+			for i := lo; i < min(lo+chunk, n); i++ {
+				f(i)
+			}
+		}
+	}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	next := 0
-	for g := 0; g < w; g++ {
+	for g := 1; g < w; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= n {
-					return
-				}
-				f(i)
-			}
+			work()
 		}()
 	}
+	work()
 	wg.Wait()
 }
 

@@ -248,7 +248,25 @@ func setRowKernels(k *kernel, w int,
 		if nv > 0 {
 			sum = smExpSum(unsafe.SliceData(x), nv, mx)
 		}
-		return softmaxExpSumTail(x[nv:], mx, sum)
+		tail := x[nv:]
+		if len(tail) == 0 {
+			return sum
+		}
+		// The ragged tail goes through the vector exp on a padded copy
+		// (padding lanes compute exp(0) and are dropped); exp is lane-wise
+		// and bitwise fastmath.Expf, and the float64 sum continues in index
+		// order, so the bits are those of softmaxExpSumTail.
+		var buf [16]float32
+		for j, v := range tail {
+			buf[j] = v - mx
+		}
+		expf(&buf[0], &buf[0], w)
+		for j := range tail {
+			e := buf[j]
+			tail[j] = e
+			sum += float64(e)
+		}
+		return sum
 	}
 	k.scal = func(x []float32, s float32) {
 		nv := len(x) &^ (w - 1)
@@ -264,6 +282,15 @@ func setRowKernels(k *kernel, w int,
 		if nv > 0 {
 			silu(unsafe.SliceData(out), unsafe.SliceData(gate), unsafe.SliceData(up), nv)
 		}
-		siluMulGo(out[nv:], gate[nv:], up[nv:])
+		if nv == n {
+			return
+		}
+		// Ragged tail: the vector body on padded copies (lane-wise, the
+		// same bits as siluMulGo).
+		var g, u [16]float32
+		copy(g[:], gate[nv:])
+		copy(u[:], up[nv:])
+		silu(&g[0], &g[0], &u[0], w)
+		copy(out[nv:], g[:n-nv])
 	}
 }
