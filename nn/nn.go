@@ -114,3 +114,32 @@ func LogSumExp[F Float](row []F) float64 {
 	}
 	return mx + math.Log(s)
 }
+
+// scratchPool recycles the float32 work buffers of the attention products,
+// which are rebuilt on every call and fully overwritten before being read:
+// allocating them anew cleared (and later collected) up to a megabyte per
+// layer and step.
+var scratchPool sync.Pool // *[]float32
+
+// getScratch returns a buffer of n float32s with arbitrary contents; hand it
+// back with putScratch.
+func getScratch(n int) *[]float32 {
+	if p, _ := scratchPool.Get().(*[]float32); p != nil {
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+		scratchPool.Put(p)
+	}
+	b := make([]float32, n)
+	return &b
+}
+
+func putScratch(p *[]float32) { scratchPool.Put(p) }
+
+// carve splits the first n floats off *buf (capacity-limited).
+func carve(buf *[]float32, n int) []float32 {
+	s := (*buf)[:n:n]
+	*buf = (*buf)[n:]
+	return s
+}

@@ -218,6 +218,25 @@ func siluMulAVX512(out, gate, up *float32, n int)
 //go:noescape
 func siluMulAVX2(out, gate, up *float32, n int)
 
+// expfPadded and siluPadded run the w-wide vector body once on a padded tail.
+// They call the assembly directly (go:noescape), so the callers' buffers stay
+// on the stack; through a func value they would escape to the heap.
+func expfPadded(buf *[16]float32, w int) {
+	if w == 16 {
+		expfAVX512(&buf[0], &buf[0], 16)
+	} else {
+		expfAVX2(&buf[0], &buf[0], 8)
+	}
+}
+
+func siluPadded(g, u *[16]float32, w int) {
+	if w == 16 {
+		siluMulAVX512(&g[0], &g[0], &u[0], 16)
+	} else {
+		siluMulAVX2(&g[0], &g[0], &u[0], 8)
+	}
+}
+
 // setRowKernels fills k's expf-based row kernels from SIMD bodies of width w.
 func setRowKernels(k *kernel, w int,
 	expf func(dst, src *float32, n int),
@@ -260,7 +279,7 @@ func setRowKernels(k *kernel, w int,
 		for j, v := range tail {
 			buf[j] = v - mx
 		}
-		expf(&buf[0], &buf[0], w)
+		expfPadded(&buf, w)
 		for j := range tail {
 			e := buf[j]
 			tail[j] = e
@@ -290,7 +309,7 @@ func setRowKernels(k *kernel, w int,
 		var g, u [16]float32
 		copy(g[:], gate[nv:])
 		copy(u[:], up[nv:])
-		silu(&g[0], &g[0], &u[0], w)
+		siluPadded(&g, &u, w)
 		copy(out[nv:], g[:n-nv])
 	}
 }
