@@ -18,6 +18,9 @@ func gemmKernAVX512(a, b, c *float32, k, ldc, flags, ars, acs int)
 func gemmKernAVX2(a, b, c *float32, k, ldc, flags, ars, acs int)
 
 //go:noescape
+func gemmKernAVX2N8(a, b, c *float32, k, ldc, flags, ars, acs int)
+
+//go:noescape
 func dotAVX512(a, b *float32, n int) float32
 
 //go:noescape
@@ -79,6 +82,15 @@ func init() {
 			tr4bf:   transposeBF16ASM,
 		}
 		setRowKernels(k, 8, expfAVX2, softmaxMaxAVX2, softmaxExpSumAVX2, scalAVX2, siluMulAVX2)
+		// 12×8 tiles for panels at most 8 wide (same FMA chain per element,
+		// so the same bits); not a variant of its own.
+		n8 := *k
+		n8.name, n8.mr, n8.nr, n8.narrow = "avx2-n8", 12, 8, nil
+		n8.micro = func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
+			checkMicro(a, b, c, k, ldc, 12, 8, ars, acs)
+			gemmKernAVX2N8(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load), ars, acs)
+		}
+		k.narrow = &n8
 		registerKernel(k)
 	}
 }
