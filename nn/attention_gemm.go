@@ -20,11 +20,16 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 	Tk := past + T
 	scale := float32(1 / math.Sqrt(float64(d)))
 	qs, kvs := nH*d, nKV*d
-	qg := make([]float32, maxGroup*T*d)
-	kh := make([]float32, Tk*d)
-	vh := make([]float32, Tk*d)
-	s := make([]float32, maxGroup*T*Tk)
-	og := make([]float32, maxGroup*T*d)
+	// Scratch (recycled, not cleared): every buffer is fully written before
+	// it is read.
+	sp := getScratch(2*maxGroup*T*d + 2*Tk*d + maxGroup*T*Tk)
+	defer putScratch(sp)
+	rest := *sp
+	qg := carve(&rest, maxGroup*T*d)
+	kh := carve(&rest, Tk*d)
+	vh := carve(&rest, Tk*d)
+	s := carve(&rest, maxGroup*T*Tk)
+	og := carve(&rest, maxGroup*T*d)
 	rk, _ := be.(backend.RowKernels)
 	for g, heads := range groups {
 		if len(heads) == 0 {
@@ -132,15 +137,20 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 	groups, maxGroup := kvGroups(nH, nKV, kvMap)
 	scale := float32(1 / math.Sqrt(float64(d)))
 	qs, kvs := nH*d, nKV*d
-	qgAll := make([]float32, maxGroup*T*d)
-	dogAll := make([]float32, maxGroup*T*d)
-	kh := make([]float32, T*d)
-	vh := make([]float32, T*d)
-	pAll := make([]float32, maxGroup*T*T)
-	dsAll := make([]float32, maxGroup*T*T)
-	dqgAll := make([]float32, maxGroup*T*d)
-	dkh := make([]float32, T*d)
-	dvh := make([]float32, T*d)
+	// Scratch (recycled, not cleared): every buffer is fully written before
+	// it is read.
+	sp := getScratch(3*maxGroup*T*d + 4*T*d + 2*maxGroup*T*T)
+	defer putScratch(sp)
+	rest := *sp
+	qgAll := carve(&rest, maxGroup*T*d)
+	dogAll := carve(&rest, maxGroup*T*d)
+	kh := carve(&rest, T*d)
+	vh := carve(&rest, T*d)
+	pAll := carve(&rest, maxGroup*T*T)
+	dsAll := carve(&rest, maxGroup*T*T)
+	dqgAll := carve(&rest, maxGroup*T*d)
+	dkh := carve(&rest, T*d)
+	dvh := carve(&rest, T*d)
 	rk, _ := be.(backend.RowKernels)
 	for g, heads := range groups {
 		if len(heads) == 0 {

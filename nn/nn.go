@@ -48,25 +48,31 @@ func ParallelFor(n int, f func(i int)) {
 		}
 		return
 	}
+	// Indices are handed out in chunks from an atomic counter (a lock per
+	// index made the small row loops of attention mostly futex traffic),
+	// and the caller works too instead of only waiting.
+	chunk := max(1, n/(8*w))
+	var next atomic.Int64
+	work := func() {
+		for {
+			lo := int(next.Add(int64(chunk))) - chunk
+			if lo >= n {
+				return
+			}
+			for i := lo; i < min(lo+chunk, n); i++ {
+				f(i)
+			}
+		}
+	}
 	var wg sync.WaitGroup
-	var mu sync.Mutex
-	next := 0
-	for g := 0; g < w; g++ {
+	for g := 1; g < w; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				mu.Lock()
-				i := next
-				next++
-				mu.Unlock()
-				if i >= n {
-					return
-				}
-				f(i)
-			}
+			work()
 		}()
 	}
+	work()
 	wg.Wait()
 }
 
@@ -107,4 +113,33 @@ func LogSumExp[F Float](row []F) float64 {
 		s += math.Exp(float64(v) - mx)
 	}
 	return mx + math.Log(s)
+}
+
+// scratchPool recycles the float32 work buffers of the attention products,
+// which are rebuilt on every call and fully overwritten before being read:
+// allocating them anew cleared (and later collected) up to a megabyte per
+// layer and step.
+var scratchPool sync.Pool // *[]float32
+
+// getScratch returns a buffer of n float32s with arbitrary contents; hand it
+// back with putScratch.
+func getScratch(n int) *[]float32 {
+	if p, _ := scratchPool.Get().(*[]float32); p != nil {
+		if cap(*p) >= n {
+			*p = (*p)[:n]
+			return p
+		}
+		scratchPool.Put(p)
+	}
+	b := make([]float32, n)
+	return &b
+}
+
+func putScratch(p *[]float32) { scratchPool.Put(p) }
+
+// carve splits the first n floats off *buf (capacity-limited).
+func carve(buf *[]float32, n int) []float32 {
+	s := (*buf)[:n:n]
+	*buf = (*buf)[n:]
+	return s
 }

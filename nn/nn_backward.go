@@ -143,6 +143,42 @@ func SwiGLUForwardBE[F Float](be backend.Backend, out, gate, up []F) {
 	})
 }
 
+// Expfer is a backend that writes dst[i] = fastmath.Expf(src[i]) bit for bit
+// (the CPU backend's vector exp).
+type Expfer interface {
+	Expf(dst, src []float32)
+}
+
+// SwiGLUBackwardBE is SwiGLUBackward with the float32 exps computed by the
+// backend's vector exp when it has one (the same bits: exp is element-wise
+// and the rest of the arithmetic is unchanged).
+func SwiGLUBackwardBE[F Float](be backend.Backend, dgate, dup, dout, gate, up []F) {
+	ex, ok := be.(Expfer)
+	g32, is32 := any(gate).([]float32)
+	if !ok || !is32 {
+		SwiGLUBackward(dgate, dup, dout, gate, up)
+		return
+	}
+	dg32, du32, do32, u32 := any(dgate).([]float32), any(dup).([]float32), any(dout).([]float32), any(up).([]float32)
+	parallelChunks(len(g32), 1<<14, func(i0, i1 int) {
+		sp := getScratch(i1 - i0)
+		defer putScratch(sp)
+		e := *sp
+		for i := range e {
+			e[i] = -g32[i0+i]
+		}
+		ex.Expf(e, e)
+		for j, ej := range e {
+			i := i0 + j
+			g := g32[i]
+			sig := 1 / (1 + ej)
+			dy := do32[i]
+			dg32[i] = dy * u32[i] * sig * (1 + g*(1-sig))
+			du32[i] = dy * g * sig
+		}
+	})
+}
+
 // SwiGLUBackward back-propagates out = silu(gate)·up. dgate and dup are
 // overwritten (they may not alias dout, gate or up). With σ = sigmoid(g):
 // dgate = dout·up·σ·(1 + g·(1−σ)), dup = dout·g·σ.

@@ -149,7 +149,7 @@ func LayerBackward[F nn.Float](be backend.Backend, rope *nn.Rope, d int, l, gl *
 		dh := take(rows * I)
 		nn.MatNN(be, dh, dx, l.Wdown, rows, I, H, false)
 		dg, du := take(rows*I), take(rows*I)
-		nn.SwiGLUBackward(dg, du, dh, a.G, a.U)
+		nn.SwiGLUBackwardBE(be, dg, du, dh, a.G, a.U)
 		nn.AddBiasBackward(gl.Bgate, dg, rows)
 		nn.AddBiasBackward(gl.Bup, du, rows)
 		nn.MatTN(be, gl.Wgate, dg, a.Xn2, I, H, rows, true)

@@ -141,7 +141,7 @@ func (c *CPU) parts(macs int) int {
 // gemm splits C over workers along N (each worker then packs only its own
 // columns of B) unless N is too narrow, in which case along M.
 func (c *CPU) gemm(g *gemmJob, m, n int) {
-	if nk := g.kern.narrow; nk != nil && n <= nk.nr {
+	for nk := g.kern.narrow; nk != nil && n <= nk.nr; nk = nk.narrow {
 		g.kern = nk // fewer wasted columns in the edge tiles
 	}
 	kn := g.kern

@@ -469,3 +469,50 @@ func TestConcurrentCallers(t *testing.T) {
 		t.Fatal(e)
 	}
 }
+
+// Narrow and ragged products (head-dim-8 attention shapes, ragged last
+// panels of 1..8 and 9..16 columns) give the same bits on the SIMD variants
+// as the AVX2 6×16 kernel alone (no narrower kernel), whichever narrow
+// kernel computes them.
+func TestNarrowKernelsBitwise(t *testing.T) {
+	k2 := kernels["avx2"]
+	if k2 == nil || k2.narrow == nil {
+		t.Skip("no narrow AVX2 kernel")
+	}
+	var cs []*CPU
+	for _, name := range Available() {
+		if name == "purego" {
+			continue
+		}
+		c, err := NewVariant(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	ref2, _ := NewVariant("avx2")
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, d := range [][3]int{{512, 8, 256}, {256, 8, 512}, {13, 8, 7}, {25, 5, 33}, {31, 3, 1}, {40, 40, 17}, {29, 36, 64}, {12, 24, 9}, {100, 72, 20}} {
+		m, n, k := d[0], d[1], d[2]
+		a, b := randVec(r, m*k), randVec(r, k*n)
+		c0 := randVec(r, m*n)
+		for _, s := range []shape{nt, nn, tn} {
+			for _, acc := range []bool{false, true} {
+				ref := append([]float32(nil), c0...)
+				nk := k2.narrow
+				k2.narrow = nil
+				runShape(ref2, s, ref, a, b, m, n, k, acc)
+				k2.narrow = nk
+				for _, c := range cs {
+					x := append([]float32(nil), c0...)
+					runShape(c, s, x, a, b, m, n, k, acc)
+					for i := range x {
+						if math.Float32bits(x[i]) != math.Float32bits(ref[i]) {
+							t.Fatalf("%s %v %dx%dx%d acc=%v: differs from the 6×16 kernel at %d", c.Variant(), s, m, n, k, acc, i)
+						}
+					}
+				}
+			}
+		}
+	}
+}

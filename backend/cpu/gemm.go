@@ -29,8 +29,9 @@ type kernel struct {
 	scal     func(x []float32, s float32)
 	silu     func(out, gate, up []float32)
 	// narrow, if set, is a kernel with a smaller nr giving bitwise identical
-	// results (avx512 → avx2: same FMA chain), used when n ≤ its nr and for
-	// a ragged last column panel no wider than its nr.
+	// results (avx512 → avx2 → avx2 12×8: same FMA chain), used when n ≤ its
+	// nr and for a ragged last column panel no wider than its nr (the
+	// narrowest that fits, with mr no taller than the packed A panels).
 	narrow *kernel
 }
 
@@ -263,7 +264,10 @@ func (g *gemmJob) runBlock(i0, i1, j0, j1 int) {
 			// packed at that width and computed with it (same bits, fewer
 			// wasted columns).
 			nFull, kn2 := nb, kn.narrow
-			if rem := nb % nr; kn2 != nil && rem > 0 && rem <= kn2.nr {
+			if rem := nb % nr; kn2 != nil && rem > 0 && rem <= kn2.nr && kn2.mr <= mr {
+				for kn2.narrow != nil && rem <= kn2.narrow.nr && kn2.narrow.mr <= mr {
+					kn2 = kn2.narrow
+				}
 				nFull = nb - rem
 				g.packB(w.b[nFull*kb:], jc+nFull, rem, pc, kb, kn2.nr)
 			} else {

@@ -128,6 +128,9 @@ func main() {
 	gemmKernel("gemmKernAVX512", 12, 2, 16, "Z", 8, 6)
 	// AVX2: 6×16 uses Y4..Y15 as accumulators, Y0/Y1 for B, Y2/Y3 broadcasts.
 	gemmKernel("gemmKernAVX2", 6, 2, 8, "Y", 4, 2)
+	// AVX2 12×8 for products only one ymm wide (n ≤ 8, e.g. attention
+	// with head dim 8): Y4..Y15 accumulators, Y0 for B, Y1..Y3 broadcasts.
+	gemmKernel("gemmKernAVX2N8", 12, 1, 8, "Y", 4, 3)
 	if err := os.WriteFile("gemm_amd64.s", []byte(b.String()), 0o644); err != nil {
 		panic(err)
 	}

@@ -18,6 +18,10 @@ func (c *CPU) SoftmaxCausalRow(row []float32, last int, scale float32) {
 	softmaxCausalRow(c.kern, row, last, scale)
 }
 
+// Expf writes dst[i] = fastmath.Expf(src[i]) (bitwise) with this backend's
+// variant; dst may alias src.
+func (c *CPU) Expf(dst, src []float32) { c.kern.expf(dst[:len(src)], src) }
+
 // SiLUMul writes out[i] = silu(gate[i])·up[i] for i < len(gate); out may
 // alias gate or up.
 func (c *CPU) SiLUMul(out, gate, up []float32) { c.kern.siluMul(out, gate, up) }

@@ -18,6 +18,9 @@ func gemmKernAVX512(a, b, c *float32, k, ldc, flags, ars, acs int)
 func gemmKernAVX2(a, b, c *float32, k, ldc, flags, ars, acs int)
 
 //go:noescape
+func gemmKernAVX2N8(a, b, c *float32, k, ldc, flags, ars, acs int)
+
+//go:noescape
 func dotAVX512(a, b *float32, n int) float32
 
 //go:noescape
@@ -79,6 +82,15 @@ func init() {
 			tr4bf:   transposeBF16ASM,
 		}
 		setRowKernels(k, 8, expfAVX2, softmaxMaxAVX2, softmaxExpSumAVX2, scalAVX2, siluMulAVX2)
+		// 12×8 tiles for panels at most 8 wide (same FMA chain per element,
+		// so the same bits); not a variant of its own.
+		n8 := *k
+		n8.name, n8.mr, n8.nr, n8.narrow = "avx2-n8", 12, 8, nil
+		n8.micro = func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
+			checkMicro(a, b, c, k, ldc, 12, 8, ars, acs)
+			gemmKernAVX2N8(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load), ars, acs)
+		}
+		k.narrow = &n8
 		registerKernel(k)
 	}
 }
@@ -218,6 +230,25 @@ func siluMulAVX512(out, gate, up *float32, n int)
 //go:noescape
 func siluMulAVX2(out, gate, up *float32, n int)
 
+// expfPadded and siluPadded run the w-wide vector body once on a padded tail.
+// They call the assembly directly (go:noescape), so the callers' buffers stay
+// on the stack; through a func value they would escape to the heap.
+func expfPadded(buf *[16]float32, w int) {
+	if w == 16 {
+		expfAVX512(&buf[0], &buf[0], 16)
+	} else {
+		expfAVX2(&buf[0], &buf[0], 8)
+	}
+}
+
+func siluPadded(g, u *[16]float32, w int) {
+	if w == 16 {
+		siluMulAVX512(&g[0], &g[0], &u[0], 16)
+	} else {
+		siluMulAVX2(&g[0], &g[0], &u[0], 8)
+	}
+}
+
 // setRowKernels fills k's expf-based row kernels from SIMD bodies of width w.
 func setRowKernels(k *kernel, w int,
 	expf func(dst, src *float32, n int),
@@ -248,7 +279,25 @@ func setRowKernels(k *kernel, w int,
 		if nv > 0 {
 			sum = smExpSum(unsafe.SliceData(x), nv, mx)
 		}
-		return softmaxExpSumTail(x[nv:], mx, sum)
+		tail := x[nv:]
+		if len(tail) == 0 {
+			return sum
+		}
+		// The ragged tail goes through the vector exp on a padded copy
+		// (padding lanes compute exp(0) and are dropped); exp is lane-wise
+		// and bitwise fastmath.Expf, and the float64 sum continues in index
+		// order, so the bits are those of softmaxExpSumTail.
+		var buf [16]float32
+		for j, v := range tail {
+			buf[j] = v - mx
+		}
+		expfPadded(&buf, w)
+		for j := range tail {
+			e := buf[j]
+			tail[j] = e
+			sum += float64(e)
+		}
+		return sum
 	}
 	k.scal = func(x []float32, s float32) {
 		nv := len(x) &^ (w - 1)
@@ -264,6 +313,15 @@ func setRowKernels(k *kernel, w int,
 		if nv > 0 {
 			silu(unsafe.SliceData(out), unsafe.SliceData(gate), unsafe.SliceData(up), nv)
 		}
-		siluMulGo(out[nv:], gate[nv:], up[nv:])
+		if nv == n {
+			return
+		}
+		// Ragged tail: the vector body on padded copies (lane-wise, the
+		// same bits as siluMulGo).
+		var g, u [16]float32
+		copy(g[:], gate[nv:])
+		copy(u[:], up[nv:])
+		siluPadded(&g, &u, w)
+		copy(out[nv:], g[:n-nv])
 	}
 }
