@@ -5,7 +5,7 @@
 # process gets). Batch 1 × 128 tokens, AdamW (the selection preset),
 # TinyStories-656K.
 #
-#   DARWINLM_HUB_MIRROR=/work/shared/hf bash bench/finetune_vs_torch.sh [ROUNDS]
+#   DARWINLM_HUB_MIRROR=../shared/hf bash bench/finetune_vs_torch.sh [ROUNDS]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${DARWINLM_HUB_MIRROR:?set DARWINLM_HUB_MIRROR}"
