@@ -33,18 +33,7 @@ func MatNN[F Float](be backend.Backend, c, a, b []F, m, n, k int, acc bool) {
 		be.MatMulNN(c32, any(a).([]float32), any(b).([]float32), m, n, k, acc)
 		return
 	}
-	ParallelFor(m, func(i int) {
-		cr := c[i*n : i*n+n]
-		if !acc {
-			clear(cr)
-		}
-		for p := 0; p < k; p++ {
-			av := a[i*k+p]
-			for j, bv := range b[p*n : p*n+n] {
-				cr[j] += av * bv
-			}
-		}
-	})
+	matRows(c, a, b, m, n, k, k, 1, acc)
 }
 
 // MatTN computes c = aᵀ·b (a [k × m], b [k × n]); see MatNT.
@@ -53,13 +42,19 @@ func MatTN[F Float](be backend.Backend, c, a, b []F, m, n, k int, acc bool) {
 		be.MatMulTN(c32, any(a).([]float32), any(b).([]float32), m, n, k, acc)
 		return
 	}
+	matRows(c, a, b, m, n, k, 1, m, acc)
+}
+
+// matRows is the plain row-by-row product behind MatNN and MatTN for
+// non-float32 types: c[i,:] (+)= Σ_p a[i·ri + p·rp] · b[p,:].
+func matRows[F Float](c, a, b []F, m, n, k, ri, rp int, acc bool) {
 	ParallelFor(m, func(i int) {
 		cr := c[i*n : i*n+n]
 		if !acc {
 			clear(cr)
 		}
 		for p := 0; p < k; p++ {
-			av := a[p*m+i]
+			av := a[i*ri+p*rp]
 			for j, bv := range b[p*n : p*n+n] {
 				cr[j] += av * bv
 			}

@@ -267,36 +267,14 @@ func unpickle(name string, b []byte) (any, error) {
 			}
 		case 'q', 'r': // BINPUT, LONG_BINPUT
 			var idx uint32
-			if op == 'q' {
-				var l []byte
-				if l, err = u.read(1); err == nil {
-					idx = uint32(l[0])
-				}
-			} else {
-				var l []byte
-				if l, err = u.read(4); err == nil {
-					idx = binary.LittleEndian.Uint32(l)
-				}
-			}
-			if err == nil {
+			if idx, err = u.memoIndex(op == 'q'); err == nil {
 				err = u.memoPut(idx)
 			}
 		case 0x94: // MEMOIZE
 			err = u.memoPut(uint32(len(u.memo)))
 		case 'h', 'j': // BINGET, LONG_BINGET
 			var idx uint32
-			if op == 'h' {
-				var l []byte
-				if l, err = u.read(1); err == nil {
-					idx = uint32(l[0])
-				}
-			} else {
-				var l []byte
-				if l, err = u.read(4); err == nil {
-					idx = binary.LittleEndian.Uint32(l)
-				}
-			}
-			if err == nil {
+			if idx, err = u.memoIndex(op == 'h'); err == nil {
 				err = u.memoGet(idx)
 			}
 		case 'J': // BININT
@@ -588,4 +566,21 @@ func (u *unpickler) reduce(fn, args any) (any, error) {
 		return t, nil
 	}
 	return nil, u.errf("REDUCE may not call %s", g)
+}
+
+// memoIndex reads the memo index of a (LONG_)BINPUT or (LONG_)BINGET: one
+// byte for the short forms, four little-endian bytes for the long ones.
+func (u *unpickler) memoIndex(short bool) (uint32, error) {
+	if short {
+		l, err := u.read(1)
+		if err != nil {
+			return 0, err
+		}
+		return uint32(l[0]), nil
+	}
+	l, err := u.read(4)
+	if err != nil {
+		return 0, err
+	}
+	return binary.LittleEndian.Uint32(l), nil
 }
