@@ -20,22 +20,14 @@ import (
 //
 //	go test -run x -bench Train -benchtime 3x ./bench/
 func BenchmarkTrain(b *testing.B) {
-	if hub.Mirror() == "" {
-		b.Skip("DARWINLM_HUB_MIRROR not set")
-	}
+	models := tinyModels(b)
 	be, err := backend.Get("")
 	if err != nil {
 		b.Fatal(err)
 	}
-	for _, spec := range []struct{ name, model string }{
-		{"TinyStories-656K", "hf:raincandy-u/TinyStories-656K"},
-		{"stories260K", "hf:karpathy/tinyllamas/stories260K/stories260K.bin"},
-	} {
-		m, _, err := model.Open(spec.model, "")
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Run(spec.name, func(b *testing.B) {
+	for _, tm := range models {
+		m := tm.m
+		b.Run(tm.name, func(b *testing.B) {
 			tr, err := train.NewTrainer(be, m, nil, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Steps: b.N})
 			if err != nil {
 				b.Fatal(err)
