@@ -65,7 +65,9 @@ func (v View) Check(op, name string, n int) error {
 }
 
 // ErrNonFinite is returned by Device.Sync when AdamW met a gradient that is
-// NaN or infinite (the step is still applied, as the host code did).
+// NaN or infinite (the step is still applied, as the host code did). Unlike
+// other errors it does not skip later operations, so the remaining tensors
+// of the step are updated too.
 var ErrNonFinite = errors.New("a gradient is not finite")
 
 // Seq is one run of rows of a packed batch: rows [Row, Row+T) hold the
