@@ -237,8 +237,8 @@ func (x *Dev) Sync() error {
 
 // Zero sets v to 0.
 func (x *Dev) Zero(v backend.View) {
-	x.op("zero", func() error {
-		vv, err := x.view("zero", "v", v, v.N, false)
+	x.op("Zero", func() error {
+		vv, err := x.view("Zero", "v", v, v.N, false)
 		if err != nil || vv.N == 0 {
 			return err
 		}
@@ -248,20 +248,20 @@ func (x *Dev) Zero(v backend.View) {
 
 // Copy copies src into dst (same length, not overlapping).
 func (x *Dev) Copy(dst, src backend.View) {
-	x.op("copy", func() error {
+	x.op("Copy", func() error {
 		if dst.N != src.N {
-			return fmt.Errorf("vulkan: copy: dst has %d elements, src %d", dst.N, src.N)
+			return fmt.Errorf("vulkan: Copy: dst has %d elements, src %d", dst.N, src.N)
 		}
-		dv, err := x.view("copy", "dst", dst, dst.N, false)
+		dv, err := x.view("Copy", "dst", dst, dst.N, false)
 		if err != nil {
 			return err
 		}
-		sv, err := x.view("copy", "src", src, src.N, false)
+		sv, err := x.view("Copy", "src", src, src.N, false)
 		if err != nil || sv.N == 0 {
 			return err
 		}
 		if dv.B == sv.B && dv.Off < sv.Off+sv.N && sv.Off < dv.Off+dv.N {
-			return fmt.Errorf("vulkan: copy: dst [%d, %d) and src [%d, %d) overlap", dv.Off, dv.Off+dv.N, sv.Off, sv.Off+sv.N)
+			return fmt.Errorf("vulkan: Copy: dst [%d, %d) and src [%d, %d) overlap", dv.Off, dv.Off+dv.N, sv.Off, sv.Off+sv.N)
 		}
 		return x.locked(func() error { return x.d.cmdCopy(dv, sv, sv.N) })
 	})
@@ -269,15 +269,15 @@ func (x *Dev) Copy(dst, src backend.View) {
 
 // Add adds src into dst element-wise (same length).
 func (x *Dev) Add(dst, src backend.View) {
-	x.op("add", func() error {
+	x.op("Add", func() error {
 		if dst.N != src.N {
-			return fmt.Errorf("vulkan: add: dst has %d elements, src %d", dst.N, src.N)
+			return fmt.Errorf("vulkan: Add: dst has %d elements, src %d", dst.N, src.N)
 		}
-		dv, err := x.view("add", "dst", dst, dst.N, false)
+		dv, err := x.view("Add", "dst", dst, dst.N, false)
 		if err != nil {
 			return err
 		}
-		sv, err := x.view("add", "src", src, src.N, false)
+		sv, err := x.view("Add", "src", src, src.N, false)
 		if err != nil || sv.N == 0 {
 			return err
 		}
@@ -612,7 +612,7 @@ func (d *Device) ropeTable(r backend.RopeTable, n int) (*ropeTab, error) {
 	for p := 0; p < n; p++ {
 		cp, sp := r.Table(p)
 		if len(cp) < half || len(sp) < half {
-			return nil, fmt.Errorf("vulkan: rope: the table has %d/%d values at position %d, want %d", len(cp), len(sp), p, half)
+			return nil, fmt.Errorf("vulkan: Rope: the table has %d/%d values at position %d, want %d", len(cp), len(sp), p, half)
 		}
 		copy(c[p*half:], cp[:half])
 		copy(s[p*half:], sp[:half])
