@@ -852,3 +852,30 @@ func TestBackendFloat32Device(t *testing.T) {
 		t.Error("Float32Device is not the device's Dev")
 	}
 }
+
+// TestBackendFallback: a device failure in a host-slice product is recorded
+// (Err) and the product computed on the CPU; nothing panics.
+func TestBackendFallback(t *testing.T) {
+	d := open(t, Options{})
+	be := &Backend{d: d}
+	defer func() {
+		for _, s := range be.sc {
+			s.Free()
+		}
+	}()
+	d.heapSize = 1 << 10 // every scratch allocation now fails
+	r := rand.New(rand.NewPCG(10, 10))
+	const m, n, k = 9, 40, 30
+	a, b := randVec(r, m*k), randVec(r, n*k)
+	c := make([]float32, m*n)
+	be.MatMulNT(c, a, b, m, n, k, false)
+	ref, scale := gemmRef(false, true, nil, a, b, m, n, k, false)
+	cmp(t, "fallback MatMulNT", c, ref, scale)
+	err := be.Err()
+	if err == nil || !strings.Contains(err.Error(), "out of device memory") {
+		t.Errorf("Err = %v", err)
+	}
+	if be.Err() != nil {
+		t.Error("Err not cleared")
+	}
+}
