@@ -48,10 +48,12 @@ func TestTinyModelsPerplexity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s0, d0 := d.Submits(), d.Dispatches()
 		got, err := eval.Perplexity(m, vk, tok, text, 128, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("%s: %d submits, %d dispatches and copies", spec, d.Submits()-s0, d.Dispatches()-d0)
 		rel := math.Abs(got.PPL-want.PPL) / want.PPL
 		t.Logf("%s: %d tokens, ppl cpu %.6f vulkan %.6f (rel %.1e)", spec, want.Tokens, want.PPL, got.PPL, rel)
 		if rel > 1e-5 || got.Scored != want.Scored {
