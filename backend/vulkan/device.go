@@ -51,7 +51,7 @@ type Device struct {
 	cb          core1_0.CommandBuffer
 	fence       core1_0.Fence
 	dpool       core1_0.DescriptorPool
-	nsets       int    // descriptor sets used in the current batch
+	nsets       int // descriptor sets used in the current batch
 	sets        []core1_0.DescriptorSet
 	batch       uint64 // id of the batch being recorded
 	open        bool   // cb is recording
@@ -272,7 +272,7 @@ func (d *Device) init(o Options) error {
 		return fmt.Errorf("vulkan: fence: %w", err)
 	}
 	d.dpool, _, err = d.dev.CreateDescriptorPool(nil, core1_0.DescriptorPoolCreateInfo{MaxSets: setsPerBatch,
-		Flags: core1_0.DescriptorPoolCreateFreeDescriptorSet,
+		Flags:     core1_0.DescriptorPoolCreateFreeDescriptorSet,
 		PoolSizes: []core1_0.DescriptorPoolSize{{Type: core1_0.DescriptorTypeStorageBuffer, DescriptorCount: 8 * setsPerBatch}}})
 	if err != nil {
 		return fmt.Errorf("vulkan: descriptor pool: %w", err)
