@@ -7,14 +7,18 @@ package vulkan
 // Vulkan device against the CPU host device, both tiny models.
 
 import (
+	"context"
 	"math"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
+	"github.com/darwinlm/darwinlm-go/data"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/nn"
+	"github.com/darwinlm/darwinlm-go/prune"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -153,4 +157,67 @@ func TestDeviceFineTune(t *testing.T) {
 	}
 	t.Logf("mean loss cpu %.7f vulkan %.7f over %d steps", stats[0].MeanLoss, stats[1].MeanLoss, stats[1].Steps)
 	usedPrograms(t, d, "attn_ds", "xent_set")
+}
+
+// TestPruningDatabase builds the stories260K pruning database (Hessians
+// from the device forward's activations, SyrkTN through the host-slice
+// backend; structured OBS on the host) with --backend vulkan and with the
+// CPU: the removal orders must be identical and every level's error within
+// 1e-5 relative.
+func TestPruningDatabase(t *testing.T) {
+	needMirror(t)
+	d := open(t, Options{})
+	vk := &Backend{d: d}
+	defer func() {
+		for _, s := range vk.sc {
+			s.Free()
+		}
+	}()
+	docs, err := data.ReadTexts("hf-dataset:roneneldan/TinyStories/default/validation_prefix[:300]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dbs [2]*prune.Database
+	for i, be := range []backend.Backend{cpu.New(), vk} {
+		m, tok, err := model.Open("hf:karpathy/tinyllamas/stories260K/stories260K.bin", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs, err := prune.SampleSequences(docs, tok, 2048, 128, "first", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := t.TempDir() + "/db"
+		if err := prune.Build(context.Background(), be, m, seqs, prune.BuildOptions{Levels: 6}, out); err != nil {
+			t.Fatal(err)
+		}
+		if dbs[i], err = prune.OpenDatabase(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vk.Err(); err != nil {
+		t.Fatalf("a host-slice product fell back to the CPU: %v", err)
+	}
+	worst := 0.0
+	for mi, a := range dbs[0].Man.Modules {
+		b := dbs[1].Man.Modules[mi]
+		if !slices.Equal(a.RemovalOrder, b.RemovalOrder) {
+			t.Errorf("%s: removal order %v, CPU %v", a.Name, b.RemovalOrder, a.RemovalOrder)
+		}
+		for li, la := range a.Levels {
+			lb := b.Levels[li]
+			if la.Removed != lb.Removed {
+				t.Errorf("%s level %d: %d removed, CPU %d", a.Name, li, lb.Removed, la.Removed)
+			}
+			if la.Error > 0 {
+				rel := math.Abs(la.Error-lb.Error) / la.Error
+				worst = math.Max(worst, rel)
+				if rel > 1e-5 {
+					t.Errorf("%s level %d: error %v, CPU %v", a.Name, li, lb.Error, la.Error)
+				}
+			}
+		}
+	}
+	t.Logf("%d modules: removal orders identical, worst relative level-error difference %.1e", len(dbs[0].Man.Modules), worst)
+	usedPrograms(t, d, "attn", "gemm_tn")
 }
