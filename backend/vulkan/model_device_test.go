@@ -8,6 +8,7 @@ package vulkan
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"slices"
@@ -16,6 +17,7 @@ import (
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
 	"github.com/darwinlm/darwinlm-go/data"
+	"github.com/darwinlm/darwinlm-go/evolve"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/prune"
@@ -220,4 +222,72 @@ func TestPruningDatabase(t *testing.T) {
 	}
 	t.Logf("%d modules: removal orders identical, worst relative level-error difference %.1e", len(dbs[0].Man.Modules), worst)
 	usedPrograms(t, d, "attn", "gemm_tn")
+}
+
+// TestSearchGeneration runs one generation of the training-aware search on
+// stories260K (4 offspring, 2 selection stages, fine-tuning in selection)
+// with --backend vulkan and with the CPU: the same candidates, the same
+// survivors at every stage and the same winner, fitness within 1e-5
+// relative. About 100 s on lavapipe: set DARWINLM_VULKAN_SLOW=1.
+func TestSearchGeneration(t *testing.T) {
+	needMirror(t)
+	if os.Getenv("DARWINLM_VULKAN_SLOW") == "" {
+		t.Skip("about 100 s on lavapipe: set DARWINLM_VULKAN_SLOW=1")
+	}
+	open(t, Options{}).Close() // skips without a driver
+	const spec = "hf:karpathy/tinyllamas/stories260K/stories260K.bin"
+	const text = "hf-dataset:roneneldan/TinyStories/default/validation_prefix[:500]"
+	m, tok, err := model.Open(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := data.ReadTexts(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := prune.SampleSequences(docs, tok, 4096, 256, "first", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := t.TempDir() + "/db"
+	if err := prune.Build(context.Background(), cpu.New(), m, seqs, prune.BuildOptions{Levels: 10}, db); err != nil {
+		t.Fatal(err)
+	}
+	var rows [2][]evolve.CandidateRow
+	var res [2]*evolve.Result
+	for i, be := range []string{"cpu", fmt.Sprintf("vulkan:%d", testDevice())} {
+		c := evolve.DefaultConfig()
+		dir := t.TempDir()
+		c.Model, c.Backend, c.Database, c.Calib, c.Sampler = spec, be, db, text, "first"
+		c.SeqLen, c.CalibTokens, c.TrainPoolTokens, c.EvalTokens = 128, 4000, 8000, 2000
+		c.TargetLevel, c.Offspring, c.Survivors = 5, 4, []int{2, 1}
+		c.FitnessTokens, c.TrainTokens, c.LR = []int{256, 512}, []int{512, 1024}, 1e-4
+		c.Generations, c.EvalEvery, c.Log, c.Out = 1, 1, dir+"/log", dir+"/out.txt"
+		if res[i], err = evolve.Run(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+		if rows[i], err = evolve.ReadCandidates(dir + "/log/candidates.parquet"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rows[0]) != len(rows[1]) || len(rows[0]) == 0 {
+		t.Fatalf("%d candidate rows, CPU %d", len(rows[1]), len(rows[0]))
+	}
+	worst := 0.0
+	for j, a := range rows[0] {
+		b := rows[1][j]
+		if a.Candidate != b.Candidate || a.Stage != b.Stage || !slices.Equal(a.Levels, b.Levels) || a.Survived != b.Survived {
+			t.Errorf("row %d: candidate %d stage %d levels %v survived %v; CPU %d %d %v %v",
+				j, b.Candidate, b.Stage, b.Levels, b.Survived, a.Candidate, a.Stage, a.Levels, a.Survived)
+		}
+		rel := math.Abs(a.Fitness-b.Fitness) / a.Fitness
+		worst = math.Max(worst, rel)
+		if rel > 1e-5 {
+			t.Errorf("candidate %d stage %d: fitness %v, CPU %v", a.Candidate, a.Stage, b.Fitness, a.Fitness)
+		}
+	}
+	if !slices.Equal(res[0].Levels, res[1].Levels) {
+		t.Errorf("winner %v, CPU %v", res[1].Levels, res[0].Levels)
+	}
+	t.Logf("%d candidate rows: same candidates, survivors and winner %v; worst relative fitness difference %.1e", len(rows[0]), res[0].Levels, worst)
 }
