@@ -160,7 +160,9 @@ type Device[F Float] interface {
 	MatNT(c, a, b View, m, n, k int, acc bool)
 	MatNN(c, a, b View, m, n, k int, acc bool)
 	MatTN(c, a, b View, m, n, k int, acc bool)
-	// Syrk: H[n×n] += X[k×n]ᵀ·X[k×n] (the full symmetric matrix).
+	// Syrk: H[n×n] += X[k×n]ᵀ·X[k×n] (the full symmetric matrix). H must
+	// be symmetric on entry: a device may update one triangle and mirror it
+	// (the CPU backend's SyrkTN does).
 	Syrk(h, x View, n, k int)
 
 	// RMSNorm: out = x/rms(x)·w per row of dim values; rstd (may be

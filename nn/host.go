@@ -108,6 +108,10 @@ func (h *Host[F]) take() error {
 // slice returns the n elements of v, or records why it cannot and returns
 // ok = false. A negative n (an overflowing or negative shape) is an error.
 func (h *Host[F]) slice(op, name string, v backend.View, n int) ([]F, bool) {
+	// The common case inline: a buffer of this device holding the view.
+	if b, ok := v.Buf.(*hostBuf[F]); ok && n >= 0 && v.Off >= 0 && v.N >= n && v.Off+v.N <= len(b.data) {
+		return b.data[v.Off : v.Off+n : v.Off+n], true
+	}
 	if n < 0 {
 		h.failf("%s: %s: negative or overflowing size", op, name)
 		return nil, false
