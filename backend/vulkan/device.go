@@ -60,12 +60,22 @@ type Device struct {
 	dummy       *Buffer
 	staging     *Buffer
 	transient   []*Buffer // small per-call buffers (ids, maps), freed by the flush that ends their batch
+	deferred    []*Buffer // freed by the user while the recorded batch uses them
+	live        map[*Buffer]struct{}
+
+	// The device-resident interface (Dev): per-batch arenas for host data
+	// (ids, tables) and device scratch, reset by every flush; the AdamW
+	// non-finite flag; rotary tables by RopeTable.
+	host, scratch arena
+	flag          *Buffer
+	ropes         map[any]*ropeTab
+	dev32         *Dev
 
 	vmu  sync.Mutex
 	vmsg []string
 }
 
-const setsPerBatch = 512
+const setsPerBatch = 2048
 
 // Open opens a device (see Options).
 func Open(o Options) (*Device, error) {
@@ -73,7 +83,7 @@ func Open(o Options) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vulkan: loader: %w", err)
 	}
-	d := &Device{loader: loader, pipes: map[string]*pipeline{}}
+	d := &Device{loader: loader, pipes: map[string]*pipeline{}, live: map[*Buffer]struct{}{}, ropes: map[any]*ropeTab{}}
 	ici := core1_0.InstanceCreateInfo{APIVersion: common.Vulkan1_1, ApplicationName: "darwinlm"}
 	if o.Validation {
 		layers, _, err := loader.AvailableLayers()
@@ -340,11 +350,16 @@ func (d *Device) Close() {
 	defer d.mu.Unlock()
 	if d.dev != nil {
 		d.dev.WaitIdle()
-		for _, b := range append([]*Buffer{d.dummy, d.staging}, d.transient...) {
-			if b != nil {
-				b.free()
-			}
+		// Every buffer still allocated (scratch, arenas, tables and the
+		// user's), so that no Vulkan object outlives the device.
+		all := make([]*Buffer, 0, len(d.live))
+		for b := range d.live {
+			all = append(all, b)
 		}
+		for _, b := range all {
+			b.free()
+		}
+		d.transient, d.deferred = nil, nil
 		names := make([]string, 0, len(d.pipes))
 		for n := range d.pipes {
 			names = append(names, n)

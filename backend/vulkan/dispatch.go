@@ -39,6 +39,10 @@ var programs = map[string]struct{ bind, push int }{
 	"silu_mul": {3, 4}, "adamw": {4, 14}, "xent": {4, 8},
 	"attention": {6, 13}, "embed": {3, 6}, "embed_bwd": {3, 6},
 	"rmsnorm_bwd_dx": {5, 7}, "rmsnorm_bwd_dw": {5, 7}, "swiglu_bwd": {5, 6},
+	// the device-resident interface (Dev)
+	"add": {2, 3}, "addbias": {2, 4}, "addbias_bwd": {2, 4}, "rope_seq": {4, 9},
+	"attn": {7, 12}, "attn_ds": {6, 10}, "attn_dq": {5, 8}, "attn_dkv": {8, 11},
+	"xent_set": {4, 8}, "kl": {5, 9}, "sparse_kl": {6, 11}, "adamw_step": {5, 14},
 }
 
 func (d *Device) pipeline(name string) (*pipeline, error) {
@@ -139,7 +143,11 @@ func (d *Device) flush() error {
 	for _, b := range d.transient {
 		b.free()
 	}
-	d.transient = d.transient[:0]
+	for _, b := range d.deferred {
+		b.free()
+	}
+	d.transient, d.deferred = d.transient[:0], d.deferred[:0]
+	d.host.used, d.scratch.used = 0, 0
 	return nil
 }
 

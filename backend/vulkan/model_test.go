@@ -58,10 +58,25 @@ func TestTinyModelsPerplexity(t *testing.T) {
 			t.Errorf("%s: ppl %v vs CPU %v", spec, got.PPL, want.PPL)
 		}
 	}
+	usedPrograms(t, d, "attn", "rope_seq", "rmsnorm", "gemm_nt")
+}
+
+// usedPrograms fails unless the device ran every named program (so that a
+// cross-check really ran on the device-resident path).
+func usedPrograms(t *testing.T, d *Device, names ...string) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range names {
+		if d.pipes[n] == nil {
+			t.Errorf("program %s never ran on the device", n)
+		}
+	}
 }
 
 // TestTinyModelGradients runs the loss and backward pass of stories260K
-// through the Vulkan backend and compares loss and every gradient with the
+// through the Vulkan backend's host-slice products (train.Trainer's graph
+// runs on the host device; TestDeviceGraphGradients is the device path) and compares loss and every gradient with the
 // CPU backend's: |Δg| ≤ 1e-4·max|g| per tensor (the GEMM tolerance, grown
 // through the layers of the backward pass).
 func TestTinyModelGradients(t *testing.T) {
