@@ -109,3 +109,54 @@ func TestTrainResident(t *testing.T) {
 		t.Error("weights on another device accepted")
 	}
 }
+
+// The Trainer on a device that copies (weights uploaded before every
+// forward pass, gradients downloaded after every backward pass, the
+// optimizer on the host tensors) is bitwise the host Trainer, with
+// clipping and distillation from a full or top-k teacher.
+func TestTrainerCopyDeviceMatchesHost(t *testing.T) {
+	be := cpu(t)
+	cb := modeltest.CopyBackend{Backend: be}
+	rc := randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 31, Layers: 2, Bias: true, MLPBias: true}
+	batches := [][][]int{testSeqs(2, 9, rc.Vocab, 1), testSeqs(2, 9, rc.Vocab, 2), testSeqs(2, 9, rc.Vocab, 3)}
+	for _, topK := range []int{-1, 0, 4} {
+		o := Options{Optimizer: "adamw", LR: 1e-2, Schedule: "constant", Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Clip: 0.5, Steps: len(batches)}
+		var teacher = randomModel(rc, false, 8)
+		if topK < 0 {
+			teacher = nil
+		} else {
+			o.KDWeight, o.KDTopK = 0.5, topK
+		}
+		var ws [][]float32
+		var stats [][]StepStats
+		for _, b := range []interface{ Name() string }{be, cb} {
+			m := randomModel(rc, true, 6)
+			var tr *Trainer
+			var err error
+			if b == cb {
+				tr, err = NewTrainer(cb, m, teacher, o)
+			} else {
+				tr, err = NewTrainer(be, m, teacher, o)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ss []StepStats
+			for _, seqs := range batches {
+				st, err := tr.TrainStep(seqs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				ss = append(ss, st)
+			}
+			tr.Close()
+			ws, stats = append(ws, flatWeights(m)), append(stats, ss)
+		}
+		if !slices.Equal(stats[0], stats[1]) {
+			t.Errorf("topK %d: steps %+v, host %+v", topK, stats[1], stats[0])
+		}
+		if !slices.Equal(ws[0], ws[1]) {
+			t.Errorf("topK %d: trained weights differ between the copying device and the host", topK)
+		}
+	}
+}
