@@ -137,6 +137,33 @@ func WriteBack[F nn.Float](r *ResidentOf[F], embed, norm, lmHead []F, layers []L
 	return err
 }
 
+// Reload copies host tensors into the resident weights made from them
+// (after the host tensors changed, e.g. a host optimizer step on a GPU's
+// weights). On a host device the views are the host slices: nothing to do.
+func Reload[F nn.Float](r *ResidentOf[F], embed, norm, lmHead []F, layers []LayerOf[F]) error {
+	if !r.copied {
+		return nil
+	}
+	var err error
+	put := func(v backend.View, src []F) {
+		if err == nil && len(src) > 0 {
+			err = r.Dev.Upload(v, src)
+		}
+	}
+	put(r.Embed, embed)
+	put(r.Norm, norm)
+	if !r.Cfg.Tied {
+		put(r.LMHead, lmHead)
+	}
+	for i := range layers {
+		dst := r.Layers[i].Tensors()
+		for t, s := range layers[i].Tensors() {
+			put(*dst[t], *s)
+		}
+	}
+	return err
+}
+
 // WriteBack copies r's weights into m after training on a GPU (see the
 // generic WriteBack); r must have been made from m.
 func (m *Model) WriteBack(r *Resident) error {

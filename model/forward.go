@@ -270,14 +270,50 @@ func toHost[F nn.Float](dev backend.Device[F], v backend.View) ([]F, error) {
 // cache (one segment only), positions continue after the cached tokens and
 // the cache is extended. Token ids must be in range (checked by the device).
 func (r *ResidentOf[F]) HiddenView(ar *Arena[F], segs []Segment, cache *KVCache, sink DeviceSink[F]) (backend.View, int, error) {
+	rows := 0
+	for _, s := range segs {
+		rows += len(s.Tokens)
+	}
+	x, err := r.Dev.Alloc(max(rows*r.Cfg.Hidden, 1))
+	if err != nil {
+		return backend.View{}, 0, err
+	}
+	x = x.Slice(0, rows*r.Cfg.Hidden)
+	if err := r.hiddenInto(ar, x, segs, cache, sink); err != nil {
+		r.Dev.Free(x)
+		return backend.View{}, 0, err
+	}
+	return x, rows, nil
+}
+
+// ForwardView runs independent sequences on r's device and returns their
+// logits [rows × Vocab] as a buffer of ar (valid until ar releases it) and
+// the number of rows; nothing is copied to the host.
+func (r *ResidentOf[F]) ForwardView(ar *Arena[F], seqs [][]int) (backend.View, int, error) {
+	rows := 0
+	for _, s := range seqs {
+		rows += len(s)
+	}
+	x := ar.Take(rows * r.Cfg.Hidden)
+	if err := r.hiddenInto(ar, x, seqSegments(seqs), nil, nil); err != nil {
+		return backend.View{}, 0, err
+	}
+	z := ar.Take(rows * r.Cfg.Vocab)
+	r.Dev.MatNT(z, x, r.LMHead, rows, r.Cfg.Vocab, r.Cfg.Hidden, false)
+	return z, rows, ar.Err()
+}
+
+// hiddenInto runs the model on segs into x [rows × Hidden] (see
+// HiddenView).
+func (r *ResidentOf[F]) hiddenInto(ar *Arena[F], x backend.View, segs []Segment, cache *KVCache, sink DeviceSink[F]) error {
 	if cache != nil && len(segs) != 1 {
-		return backend.View{}, 0, fmt.Errorf("model: a KV cache serves exactly one sequence")
+		return fmt.Errorf("model: a KV cache serves exactly one sequence")
 	}
 	past := 0
 	if cache != nil {
 		past = cache.Len
 		if len(cache.k) != len(r.Layers) {
-			return backend.View{}, 0, fmt.Errorf("model: a KV cache of %d layers for a model of %d", len(cache.k), len(r.Layers))
+			return fmt.Errorf("model: a KV cache of %d layers for a model of %d", len(cache.k), len(r.Layers))
 		}
 	}
 	dev, H := r.Dev, r.Cfg.Hidden
@@ -286,11 +322,6 @@ func (r *ResidentOf[F]) HiddenView(ar *Arena[F], segs []Segment, cache *KVCache,
 	for _, s := range segs {
 		ids = append(ids, s.Tokens...)
 	}
-	x, err := dev.Alloc(max(b.rows*H, 1))
-	if err != nil {
-		return backend.View{}, 0, err
-	}
-	x = x.Slice(0, b.rows*H)
 	if b.rows > 0 {
 		dev.Embed(x, r.Embed, ids, H)
 	}
@@ -302,16 +333,15 @@ func (r *ResidentOf[F]) HiddenView(ar *Arena[F], segs []Segment, cache *KVCache,
 	if b.rows > 0 {
 		dev.RMSNorm(x, backend.View{}, x, r.Norm, b.rows, H, r.Cfg.RMSEps)
 	}
-	err = ar.Err()
+	err := ar.Err()
 	if err == nil && cache != nil {
 		err = dev.Sync() // the cache grows only by a successful step
 	}
 	if err != nil {
-		dev.Free(x)
-		return backend.View{}, 0, err
+		return err
 	}
 	if cache != nil {
 		cache.Len += b.rows
 	}
-	return x, b.rows, nil
+	return nil
 }

@@ -19,6 +19,13 @@ import (
 // starts a fresh optimizer (zero moments, step counter 0), so the result of
 // a call does not depend on what the FineTuner did before.
 //
+// Training runs on the backend's device (nn.DeviceFor): the model's weights
+// are made resident (on the CPU the views are the model's own slices), the
+// gradient and moment arenas live on the device, the losses and AdamW are
+// device operations, and only token ids and losses cross the bus; Train
+// writes the weights back to the model at the end (nothing to copy on the
+// CPU). TrainResident trains weights the caller keeps resident.
+//
 // A FineTuner is not safe for concurrent use; to fine-tune candidates in
 // parallel, use a Pool, or give each goroutine its own FineTuner with a
 // single-worker backend (cpu.(*CPU).WithWorkers(1)). With a single-worker
@@ -93,7 +100,7 @@ func (f *FineTuner) TrainResident(r *model.Resident, seqs [][]int) (FineTuneStat
 	if f.err == nil && f.opts.KDWeight > 0 {
 		return FineTuneStats{}, fmt.Errorf("options: kd weight %g needs teacher logits: use TrainDistill", f.opts.KDWeight)
 	}
-	return f.train(r, seqs, nil, nil)
+	return f.train(r, seqs, nil)
 }
 
 // TrainDistill is Train with the loss (1−a)·CE + a·KL(teacher ‖ student),
@@ -141,16 +148,15 @@ func (f *FineTuner) trainModel(m *model.Model, seqs [][]int, teacher []TeacherLo
 		return FineTuneStats{}, err
 	}
 	defer r.Release()
-	st, err := f.train(r, seqs, teacher, m)
+	st, err := f.train(r, seqs, teacher)
 	if werr := m.WriteBack(r); err == nil {
 		err = werr
 	}
 	return st, err
 }
 
-// train fine-tunes r in place. host, when known, is the model r was made
-// from (for onStep's host tensors).
-func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogits, host *model.Model) (FineTuneStats, error) {
+// train fine-tunes r in place.
+func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogits) (FineTuneStats, error) {
 	var st FineTuneStats
 	if f.err != nil {
 		return st, f.err
@@ -247,7 +253,7 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 		lr := sched.At(i)
 		if fused {
 			if f.onStep != nil {
-				if err := f.callOnStep(i+1, host, params, grads); err != nil {
+				if err := f.callOnStep(i+1, params, grads); err != nil {
 					return st, err
 				}
 			}
@@ -261,7 +267,7 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 			} else if err != nil {
 				return st, fmt.Errorf("fine-tuning step %d: %w", i+1, err)
 			}
-		} else if err := f.hostStep(i+1, host, opt, params, grads, mo, vo, lr); err != nil {
+		} else if err := f.hostStep(i+1, opt, params, grads, mo, vo, lr); err != nil {
 			return st, err
 		}
 		if i == 0 {
@@ -294,7 +300,7 @@ func (f *FineTuner) fullKL(dl, logits backend.View, teacher []float32, tg []int,
 // hostStep is an optimizer step on host tensors (clipping needs the global
 // gradient norm; SGD has no device kernel): the views' own slices on a host
 // device, a round trip through host copies otherwise.
-func (f *FineTuner) hostStep(step int, host *model.Model, opt Optimizer, params, grads, mo, vo []backend.View, lr float64) error {
+func (f *FineTuner) hostStep(step int, opt Optimizer, params, grads, mo, vo []backend.View, lr float64) error {
 	hp, err := hostCopies(f.dev, params, f.names)
 	if err != nil {
 		return err
@@ -330,7 +336,7 @@ func (f *FineTuner) hostStep(step int, host *model.Model, opt Optimizer, params,
 
 // callOnStep hands the step's parameters and gradients to the test hook as
 // host tensors.
-func (f *FineTuner) callOnStep(step int, host *model.Model, params, grads []backend.View) error {
+func (f *FineTuner) callOnStep(step int, params, grads []backend.View) error {
 	hp, err := hostCopies(f.dev, params, f.names)
 	if err != nil {
 		return err

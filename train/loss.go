@@ -23,6 +23,10 @@ func Positions(seqs [][]int) int {
 	return n
 }
 
+// RowTargets lists, for each logits row of packed seqs, its next-token
+// target or −1 (the targets of the Device losses).
+func RowTargets(seqs [][]int) []int { return rowTargets(seqs) }
+
 // rowTargets lists, for each logits row, its target token or −1.
 func rowTargets(seqs [][]int) []int {
 	var t []int
