@@ -68,9 +68,10 @@ type Device struct {
 	// (ids, tables) and device scratch, reset by every flush; the AdamW
 	// non-finite flag; rotary tables by RopeTable.
 	host, scratch arena
-	flag          *Buffer
+	flag          *Buffer // one word per Dev (flagNext handed out, flagFree returned)
+	flagNext      int
+	flagFree      []int
 	ropes         map[any]*ropeTab
-	dev32         *Dev
 
 	vmu  sync.Mutex
 	vmsg []string
