@@ -63,8 +63,8 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,m
 echo "== benchmarks (GEMM: GFLOP/s; forward and training: tokens/s)"
 # Each benchmark runs a fixed count; the whole run stays under 5 minutes on
 # a GPU. Forward and FineTune keep the weights and activations on the
-# device (backend.Device); Train is train.Trainer, whose graph runs on the
-# host with only the products on the device (bound by transfers).
+# device (backend.Device); Train is train.Trainer (graph on the device, the
+# optimizer on the host around a gradient download and weight upload).
 timeout 270 bin/vulkan-bench.test -test.run '^$' -test.bench 'VulkanGemm|VulkanForward|VulkanFineTune|VulkanTrain' \
   -test.benchtime $benchtime 2>&1 | grep -E 'Benchmark|FAIL|skip|ok' |
   awk '{ name=$1; metric=""; for (i=2;i<=NF;i++) if ($i=="GFLOP/s"||$i=="tokens/s") metric=$(i-1)" "$i; printf "%-80s %s\n", name, metric }'

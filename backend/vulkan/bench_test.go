@@ -185,8 +185,9 @@ func BenchmarkVulkanFineTune(b *testing.B) {
 }
 
 // BenchmarkVulkanTrain: training tokens/s (forward, loss, backward, AdamW)
-// of the tiny models, batch 8 × 256, with train.Trainer (its graph runs on
-// the host device; only the products go through the host-slice interface).
+// of the tiny models, batch 8 × 256, with train.Trainer (forward, backward
+// and losses on the device; the optimizer on the host around a gradient
+// download and a weight upload).
 func BenchmarkVulkanTrain(b *testing.B) {
 	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
 		b.Skip("DARWINLM_HUB_MIRROR not set")
