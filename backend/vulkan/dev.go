@@ -924,73 +924,109 @@ func (x *Dev) Attention(out, q, k, v backend.View, seqs []backend.AttnSeq, h bac
 					return err
 				}
 			}
-			all := append(append([]backend.AttnSeq(nil), own...), gat...)
-			pBase := make([]int, len(all))
-			np, ngat, nent := 0, 0, 0
-			for i, s := range all {
-				pBase[i] = np
-				np += h.NH * s.T * (s.Pos + s.T)
-				nent += s.T
+			// Entries: sequences whose probabilities are wanted get the
+			// layout [NH × T × S] in one region (then copied out); the
+			// others a compact row of last+1 per (query, head) (the same
+			// arithmetic: the loops stop at last+1 instead of S, past
+			// which everything is zero), in chunks of at most compactCap
+			// floats that reuse one region (the barrier after each
+			// dispatch orders the reuse).
+			type chunk struct {
+				ent  []int32
+				gat  bool
+				full bool
 			}
-			for _, s := range gat {
+			compactCap := min(d.maxElems(F32), d.attnCap)
+			var chunks []chunk
+			npFull, npCompact, ngat, nent := 0, 0, 0, 0
+			fullBase := map[int]int{} // index in seqs order (own, then gat) → offset
+			kvRow := make([]int, len(own)+len(gat))
+			for i, s := range own {
+				kvRow[i] = s.Row
+			}
+			row := 0
+			for i, s := range gat {
+				kvRow[len(own)+i] = row
+				row += s.Pos + s.T
 				ngat += (s.Pos + s.T) * kvs
 			}
-			sets := 2 * (1 + nent/d.props.Limits.MaxComputeWorkGroupCount[1])
-			if err := d.prepare(sets, 4*(h.NH+6*nent+64), 4*(np+2*ngat)); err != nil {
+			all := append(append([]backend.AttnSeq(nil), own...), gat...)
+			for pass := 0; pass < 2; pass++ { // own K/V, gathered K/V
+				lo, hi := 0, len(own)
+				if pass == 1 {
+					lo, hi = len(own), len(all)
+				}
+				var full chunk
+				cur, used := chunk{gat: pass == 1}, 0
+				for i := lo; i < hi; i++ {
+					s := all[i]
+					nent += s.T
+					if probs[i].B != nil {
+						fullBase[i] = npFull
+						for t := 0; t < s.T; t++ {
+							full.ent = append(full.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos), int32(t), int32(s.T), int32(npFull))
+						}
+						npFull += h.NH * s.T * (s.Pos + s.T)
+						continue
+					}
+					for t := 0; t < s.T; t++ {
+						need := h.NH * (s.Pos + t + 1)
+						if used+need > compactCap && len(cur.ent) > 0 {
+							chunks = append(chunks, cur)
+							cur, used = chunk{gat: pass == 1}, 0
+						}
+						cur.ent = append(cur.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos+t), 0, 1, int32(used))
+						used += need
+						npCompact = max(npCompact, used)
+					}
+				}
+				if len(cur.ent) > 0 {
+					chunks = append(chunks, cur)
+				}
+				if len(full.ent) > 0 {
+					full.gat, full.full = pass == 1, true
+					chunks = append(chunks, full)
+				}
+			}
+			sets := 0
+			for _, c := range chunks {
+				sets += 1 + len(c.ent)/6/d.props.Limits.MaxComputeWorkGroupCount[1]
+			}
+			if err := d.prepare(sets, 4*(h.NH+6*nent+64), 4*(npFull+npCompact+2*ngat+64)); err != nil {
 				return err
 			}
 			mv, err := d.hostData(intsBytes(kvmap))
 			if err != nil {
 				return err
 			}
-			pv, err := d.take(&d.scratch, np)
+			pf, err := d.take(&d.scratch, npFull)
 			if err != nil {
 				return err
 			}
-			if err := d.fits(op, "probabilities", pv); err != nil {
+			pcv, err := d.take(&d.scratch, npCompact)
+			if err != nil {
 				return err
 			}
-			scale := float32(1 / math.Sqrt(float64(h.D)))
-			run := func(seqs []backend.AttnSeq, kvRow0, pb []int, kb, vb View) error {
-				if len(seqs) == 0 {
-					return nil
-				}
-				ent := attnEntries(seqs, kvRow0, pb)
-				ev, err := d.hostData(int32Bytes(ent))
-				if err != nil {
-					return err
-				}
-				views := []View{qv, kb, vb, mv, {}, pv, ov}
-				return d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale), h.NH, len(ent)/6)
-			}
-			kvOwn := make([]int, len(own))
-			for i, s := range own {
-				kvOwn[i] = s.Row
-			}
-			if err := run(own, kvOwn, pBase[:len(own)], kv, vv); err != nil {
+			if err := errors.Join(d.fits(op, "probabilities", pf), d.fits(op, "probabilities", pcv)); err != nil {
 				return err
 			}
+			var gk, gv View
 			if len(gat) > 0 {
-				gk, err := d.take(&d.scratch, ngat)
-				if err != nil {
+				if gk, err = d.take(&d.scratch, ngat); err != nil {
 					return err
 				}
-				gv, err := d.take(&d.scratch, ngat)
-				if err != nil {
+				if gv, err = d.take(&d.scratch, ngat); err != nil {
 					return err
 				}
 				if err := errors.Join(d.fits(op, "gathered K", gk), d.fits(op, "gathered V", gv)); err != nil {
 					return err
 				}
-				kvRow0 := make([]int, len(gat))
-				row := 0
-				for i, s := range gat {
-					kvRow0[i] = row
+				for i := range gat {
 					for _, c := range []struct {
 						dst   View
 						parts []View
 					}{{gk, kParts[i]}, {gv, vParts[i]}} {
-						off := row * kvs
+						off := kvRow[len(own)+i] * kvs
 						for _, p := range c.parts {
 							if err := d.cmdCopy(sub(c.dst, off, p.N), p, p.N); err != nil {
 								return err
@@ -998,16 +1034,30 @@ func (x *Dev) Attention(out, q, k, v backend.View, seqs []backend.AttnSeq, h bac
 							off += p.N
 						}
 					}
-					row += s.Pos + s.T
 				}
-				if err := run(gat, kvRow0, pBase[len(own):], gk, gv); err != nil {
+			}
+			scale := float32(1 / math.Sqrt(float64(h.D)))
+			for _, c := range chunks {
+				ev, err := d.hostData(int32Bytes(c.ent))
+				if err != nil {
+					return err
+				}
+				kb, vb, pb := kv, vv, pcv
+				if c.gat {
+					kb, vb = gk, gv
+				}
+				if c.full {
+					pb = pf
+				}
+				views := []View{qv, kb, vb, mv, {}, pb, ov}
+				if err := d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale), h.NH, len(c.ent)/6); err != nil {
 					return err
 				}
 			}
 			for i, s := range all {
 				if probs[i].B != nil {
 					n := h.NH * s.T * (s.Pos + s.T)
-					if err := d.cmdCopy(probs[i], sub(pv, pBase[i], n), n); err != nil {
+					if err := d.cmdCopy(probs[i], sub(pf, fullBase[i], n), n); err != nil {
 						return err
 					}
 				}

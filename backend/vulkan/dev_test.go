@@ -922,3 +922,44 @@ func TestBackendFallback(t *testing.T) {
 		t.Error("Err not cleared")
 	}
 }
+
+// TestDevAttentionCompact: without Probs the forward uses compact
+// probability rows in chunks that reuse one region (forced small here:
+// 64 floats, a few rows per chunk); the output is bitwise the one with Probs.
+func TestDevAttentionCompact(t *testing.T) {
+	x := openDev(t)
+	small := open(t, Options{}).F32()
+	small.d.attnCap = 64
+	r := rand.New(rand.NewPCG(12, 12))
+	h := backend.Heads{NH: 4, NKV: 2, D: 8}
+	qs, kvs := h.NH*h.D, h.NKV*h.D
+	const rows = 17
+	q, k, v := randVec(r, rows*qs), randVec(r, rows*kvs), randVec(r, rows*kvs)
+	past := randVec(r, 9*kvs)
+	var outs [][]float32
+	for i, dev := range []*Dev{x, small, x} {
+		vq, vk, vv := put(t, dev, q), put(t, dev, k), put(t, dev, v)
+		vp := put(t, dev, past)
+		out, _ := dev.Alloc(rows * qs)
+		seqs := []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: 7}}, {Seq: backend.Seq{Row: 7, T: 5}},
+			{Seq: backend.Seq{Row: 12, T: 5, Pos: 9}, K: []backend.View{vp, vk.Rows(12, 17, kvs)}, V: []backend.View{vp, vv.Rows(12, 17, kvs)}}}
+		if i == 0 { // with probabilities
+			for j := range seqs {
+				seqs[j].Probs, _ = dev.Alloc(h.NH * seqs[j].T * (seqs[j].Pos + seqs[j].T))
+			}
+		}
+		n0 := dev.d.Dispatches()
+		dev.Attention(out, vq, vk, vv, seqs, h)
+		outs = append(outs, get(t, dev, out))
+		if n := dev.d.Dispatches() - n0; i == 1 && n < 8 {
+			t.Errorf("small chunks: %d dispatches and copies", n)
+		}
+	}
+	for i := 1; i < len(outs); i++ {
+		for j := range outs[0] {
+			if outs[i][j] != outs[0][j] {
+				t.Fatalf("run %d: out[%d] = %v, with probabilities %v", i, j, outs[i][j], outs[0][j])
+			}
+		}
+	}
+}
