@@ -847,7 +847,9 @@ func TestDevOutOfMemory(t *testing.T) {
 func TestBackendFloat32Device(t *testing.T) {
 	d := open(t, Options{})
 	be := &Backend{d: d}
-	var _ interface{ Float32Device() backend.Device[float32] } = be
+	var _ interface {
+		Float32Device() backend.Device[float32]
+	} = be
 	x, y := be.Float32Device(), be.Float32Device()
 	if x.(*Dev).d != d || y.(*Dev).d != d {
 		t.Fatal("Float32Device is not on the backend's device")
