@@ -1137,15 +1137,37 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 					return err
 				}
 			}
-			pBase, kvRow0 := make([]int, len(act)), make([]int, len(act))
-			np, nent := 0, 0
+			// Sequences in groups whose probabilities (and ds) fit
+			// attnCap floats; the groups run one after another and reuse
+			// the same two scratch regions (the barrier after each
+			// dispatch orders the reuse).
+			type group struct {
+				seqs      []backend.AttnSeq
+				probs     []View
+				np, nent  int
+				pBase, kv []int
+			}
+			limY := d.props.Limits.MaxComputeWorkGroupCount[1]
+			capP := min(d.maxElems(F32), d.attnCap)
+			var groups []*group
+			maxNP, nent, sets := 0, 0, 0
 			for i, s := range act {
-				pBase[i], kvRow0[i] = np, s.Row
-				np += h.NH * s.T * s.T
+				n := h.NH * s.T * s.T
+				if len(groups) == 0 || groups[len(groups)-1].np+n > capP {
+					groups = append(groups, &group{})
+				}
+				g := groups[len(groups)-1]
+				g.pBase, g.kv = append(g.pBase, g.np), append(g.kv, s.Row)
+				g.seqs, g.probs = append(g.seqs, s), append(g.probs, probs[i])
+				g.np += n
+				g.nent += s.T
+				maxNP = max(maxNP, g.np)
 				nent += s.T
 			}
-			sets := 4 * (1 + nent/d.props.Limits.MaxComputeWorkGroupCount[1])
-			if err := d.prepare(sets, 4*(len(kvmap)+len(grp)+6*nent+64), 4*2*np); err != nil {
+			for _, g := range groups {
+				sets += 4 * (1 + g.nent/limY)
+			}
+			if err := d.prepare(sets, 4*(len(kvmap)+len(grp)+6*nent+64), 4*(2*maxNP+64)); err != nil {
 				return err
 			}
 			mv, err := d.hostData(intsBytes(kvmap))
@@ -1156,15 +1178,11 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 			if err != nil {
 				return err
 			}
-			ev, err := d.hostData(int32Bytes(attnEntries(act, kvRow0, pBase)))
+			pv, err := d.take(&d.scratch, maxNP)
 			if err != nil {
 				return err
 			}
-			pv, err := d.take(&d.scratch, np)
-			if err != nil {
-				return err
-			}
-			dsv, err := d.take(&d.scratch, np)
+			dsv, err := d.take(&d.scratch, maxNP)
 			if err != nil {
 				return err
 			}
@@ -1172,23 +1190,32 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 				return err
 			}
 			scale := float32(1 / math.Sqrt(float64(h.D)))
-			if have {
-				for i, s := range act {
-					n := h.NH * s.T * s.T
-					if err := d.cmdCopy(sub(pv, pBase[i], n), probs[i], n); err != nil {
-						return err
-					}
+			for _, g := range groups {
+				ev, err := d.hostData(int32Bytes(attnEntries(g.seqs, g.kv, g.pBase)))
+				if err != nil {
+					return err
 				}
-			} else if err := d.attnDispatch("attn", []View{qv, kv, vv, mv, {}, pv, {}}, 4, ev, pc(h.NH, h.NKV, h.D, 1, scale), h.NH, nent); err != nil {
-				return err
+				if have {
+					for i, s := range g.seqs {
+						n := h.NH * s.T * s.T
+						if err := d.cmdCopy(sub(pv, g.pBase[i], n), g.probs[i], n); err != nil {
+							return err
+						}
+					}
+				} else if err := d.attnDispatch("attn", []View{qv, kv, vv, mv, {}, pv, {}}, 4, ev, pc(h.NH, h.NKV, h.D, 1, scale), h.NH, g.nent); err != nil {
+					return err
+				}
+				if err := d.attnDispatch("attn_ds", []View{dov, vv, mv, {}, pv, dsv}, 3, ev, pc(h.NH, h.NKV, h.D, scale), h.NH, g.nent); err != nil {
+					return err
+				}
+				if err := d.attnDispatch("attn_dq", []View{dsv, kv, mv, {}, dqv}, 3, ev, pc(h.NH, h.NKV, h.D), (qs+255)/256, g.nent); err != nil {
+					return err
+				}
+				if err := d.attnDispatch("attn_dkv", []View{dsv, pv, qv, dov, gv, {}, dkv, dvv}, 5, ev, pc(h.NH, h.NKV, h.D), (kvs+255)/256, g.nent); err != nil {
+					return err
+				}
 			}
-			if err := d.attnDispatch("attn_ds", []View{dov, vv, mv, {}, pv, dsv}, 3, ev, pc(h.NH, h.NKV, h.D, scale), h.NH, nent); err != nil {
-				return err
-			}
-			if err := d.attnDispatch("attn_dq", []View{dsv, kv, mv, {}, dqv}, 3, ev, pc(h.NH, h.NKV, h.D), (qs+255)/256, nent); err != nil {
-				return err
-			}
-			return d.attnDispatch("attn_dkv", []View{dsv, pv, qv, dov, gv, {}, dkv, dvv}, 5, ev, pc(h.NH, h.NKV, h.D), (kvs+255)/256, nent)
+			return nil
 		})
 	})
 }

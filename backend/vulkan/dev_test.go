@@ -965,3 +965,47 @@ func TestDevAttentionCompact(t *testing.T) {
 		}
 	}
 }
+
+// TestDevAttentionBackwardGroups: sequences whose probabilities exceed the
+// scratch cap run in groups reusing one region; the gradients are bitwise
+// those of one group, from saved and from recomputed probabilities.
+func TestDevAttentionBackwardGroups(t *testing.T) {
+	x := openDev(t)
+	small := open(t, Options{}).F32()
+	small.d.attnCap = 64 // every sequence its own group
+	r := rand.New(rand.NewPCG(13, 13))
+	h := backend.Heads{NH: 3, NKV: 1, D: 4}
+	qs, kvs := h.NH*h.D, h.NKV*h.D
+	const rows = 15
+	q, k, v, do := randVec(r, rows*qs), randVec(r, rows*kvs), randVec(r, rows*kvs), randVec(r, rows*qs)
+	for _, saved := range []bool{true, false} {
+		var res [2][3][]float32
+		for i, dev := range []*Dev{x, small} {
+			vq, vk, vv, vdo := put(t, dev, q), put(t, dev, k), put(t, dev, v), put(t, dev, do)
+			seqs := []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: 6}}, {Seq: backend.Seq{Row: 6, T: 2}}, {Seq: backend.Seq{Row: 8, T: 7}}}
+			if saved {
+				out, _ := dev.Alloc(rows * qs)
+				for j := range seqs {
+					seqs[j].Probs, _ = dev.Alloc(h.NH * seqs[j].T * seqs[j].T)
+				}
+				dev.Attention(out, vq, vk, vv, seqs, h)
+			}
+			dq, _ := dev.Alloc(rows * qs)
+			dk, _ := dev.Alloc(rows * kvs)
+			dv, _ := dev.Alloc(rows * kvs)
+			n0 := dev.d.Dispatches()
+			dev.AttentionBackward(dq, dk, dv, vdo, vq, vk, vv, seqs, h)
+			res[i] = [3][]float32{get(t, dev, dq), get(t, dev, dk), get(t, dev, dv)}
+			if n := dev.d.Dispatches() - n0; i == 1 && n < 12 {
+				t.Errorf("groups: %d dispatches and copies", n)
+			}
+		}
+		for g := range res[0] {
+			for j := range res[0][g] {
+				if res[0][g][j] != res[1][g][j] {
+					t.Fatalf("saved=%v gradient %d element %d: %v in groups, %v in one", saved, g, j, res[1][g][j], res[0][g][j])
+				}
+			}
+		}
+	}
+}
