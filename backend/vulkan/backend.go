@@ -195,5 +195,6 @@ func (b *Backend) SyrkTN(h, x []float32, n, k int) {
 var _ backend.Backend = (*Backend)(nil)
 
 // Float32Device is the device-resident interface on this backend's device
-// (nn.DeviceFor picks it).
+// (nn.DeviceFor picks it): a new handle per call (own sticky error and
+// non-finite flag), sharing the device.
 func (b *Backend) Float32Device() backend.Device[float32] { return b.d.F32() }

@@ -16,29 +16,85 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"runtime"
 	"sync"
 	"unsafe"
 
 	"github.com/darwinlm/darwinlm-go/backend"
 )
 
-// Dev implements backend.Device[float32] on a Device.
+// Dev implements backend.Device[float32] on a Device. Each Dev has its own
+// sticky error and AdamW non-finite flag (so that goroutines training on
+// one GPU, e.g. a search's workers, do not see each other's); all Devs of
+// a Device share its buffers, queue and batch.
 type Dev struct {
-	d   *Device
-	emu sync.Mutex
-	err error
+	d    *Device
+	emu  sync.Mutex
+	err  error
+	slot int // word of the device's flag buffer (−1: none yet)
 }
 
 var _ backend.Device[float32] = (*Dev)(nil)
 
-// F32 returns the device's backend.Device[float32] (one per device).
+// F32 returns a new backend.Device[float32] handle on the device (as
+// nn.DeviceFor returns a new host device per call).
 func (d *Device) F32() *Dev {
+	x := &Dev{d: d, slot: -1}
+	runtime.SetFinalizer(x, (*Dev).release)
+	return x
+}
+
+// release returns the Dev's flag slot (finalizer).
+func (x *Dev) release() {
+	d := x.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.dev32 == nil {
-		d.dev32 = &Dev{d: d}
+	if x.slot >= 0 && d.dev != nil && d.flag != nil && !d.flag.released {
+		d.flagWords()[x.slot] = 0
+		d.flagFree = append(d.flagFree, x.slot)
 	}
-	return d.dev32
+	x.slot = -1
+}
+
+func (d *Device) flagWords() []uint32 {
+	return unsafe.Slice((*uint32)(d.flag.ptr), d.flag.bytes/4)
+}
+
+// flagSlot returns x's word of the flag buffer, growing the buffer (after
+// a flush, so that no recorded AdamW writes the old one) when full. The
+// caller holds d.mu.
+func (x *Dev) flagSlot() (View, error) {
+	d := x.d
+	if x.slot < 0 {
+		if n := len(d.flagFree); n > 0 {
+			x.slot, d.flagFree = d.flagFree[n-1], d.flagFree[:n-1]
+		} else {
+			x.slot = d.flagNext
+			d.flagNext++
+		}
+	}
+	if d.flag == nil || x.slot >= d.flag.bytes/4 {
+		if err := d.flush(); err != nil {
+			return View{}, err
+		}
+		size := 1024
+		if d.flag != nil {
+			size = 2 * d.flag.bytes
+		}
+		f, err := d.newBuffer(size, d.stageType, true)
+		if err != nil {
+			return View{}, err
+		}
+		f.dt = I32
+		w := unsafe.Slice((*uint32)(f.ptr), size/4)
+		clear(w)
+		if d.flag != nil {
+			copy(w, d.flagWords())
+			d.flag.free()
+		}
+		d.flag = f
+	}
+	return d.flag.Slice(x.slot, 1), nil
 }
 
 // Device is the underlying buffer-level device.
@@ -220,10 +276,9 @@ func (x *Dev) Sync() error {
 		if err := x.d.flush(); err != nil {
 			return err
 		}
-		if f := x.d.flag; f != nil {
-			w := (*uint32)(f.ptr)
-			if *w != 0 {
-				*w = 0
+		if d := x.d; x.slot >= 0 && d.flag != nil {
+			if w := d.flagWords(); w[x.slot] != 0 {
+				w[x.slot] = 0
 				return backend.ErrNonFinite
 			}
 		}
@@ -565,20 +620,15 @@ func (x *Dev) AdamW(w, g, m, v backend.View, s backend.AdamWStep) {
 		}
 		return x.locked(func() error {
 			d := x.d
-			if d.flag == nil {
-				f, err := d.newBuffer(4, d.stageType, true)
-				if err != nil {
-					return err
-				}
-				f.dt = I32
-				*(*uint32)(f.ptr) = 0
-				d.flag = f
+			fv, err := x.flagSlot()
+			if err != nil {
+				return err
 			}
 			rest := pc(s.Decay, s.B1, s.C1, s.B2, s.C2, s.BC2s, s.Eps, s.NegLR1)
 			chunk := d.maxElems(F32)
 			for i0 := 0; i0 < n; i0 += chunk {
 				ni := min(chunk, n-i0)
-				views := []View{sub(vs[0], i0, ni), sub(vs[1], i0, ni), sub(vs[2], i0, ni), sub(vs[3], i0, ni), d.flag.Slice(0, 1)}
+				views := []View{sub(vs[0], i0, ni), sub(vs[1], i0, ni), sub(vs[2], i0, ni), sub(vs[3], i0, ni), fv}
 				gx, gy := d.grid1D(ni)
 				if err := d.dispatch("adamw_step", views, append(pc(ni), rest...), gx, gy, 1); err != nil {
 					return err

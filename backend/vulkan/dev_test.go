@@ -841,15 +841,58 @@ func TestDevOutOfMemory(t *testing.T) {
 	}
 }
 
-// TestBackendFloat32Device: the host-slice backend hands out its device.
+// TestBackendFloat32Device: the host-slice backend hands out handles on
+// its device; each has its own sticky error and non-finite flag, and they
+// share buffers.
 func TestBackendFloat32Device(t *testing.T) {
 	d := open(t, Options{})
 	be := &Backend{d: d}
-	var _ interface {
-		Float32Device() backend.Device[float32]
-	} = be
-	if be.Float32Device() != backend.Device[float32](d.F32()) {
-		t.Error("Float32Device is not the device's Dev")
+	var _ interface{ Float32Device() backend.Device[float32] } = be
+	x, y := be.Float32Device(), be.Float32Device()
+	if x.(*Dev).d != d || y.(*Dev).d != d {
+		t.Fatal("Float32Device is not on the backend's device")
+	}
+	a := put(t, x.(*Dev), []float32{1, 2, 3})
+	y.Add(a, a) // a buffer of the same device
+	x.Add(a, backend.View{Buf: a.Buf, Off: 2, N: 3})
+	if err := y.Sync(); err != nil {
+		t.Errorf("y sees x's error: %v", err)
+	}
+	if err := x.Sync(); err == nil {
+		t.Error("x lost its error")
+	}
+	if got := get(t, y.(*Dev), a); got[2] != 6 {
+		t.Errorf("shared buffer: %v", got)
+	}
+	g := put(t, x.(*Dev), []float32{float32(math.NaN()), 0, 0})
+	m, v := put(t, x.(*Dev), make([]float32, 3)), put(t, x.(*Dev), make([]float32, 3))
+	s := backend.AdamWStep{Decay: 1, B1: 0.9, C1: 0.1, B2: 0.99, C2: 0.01, BC2s: 1, Eps: 1e-8, NegLR1: -1e-3}
+	w2, g2 := put(t, x.(*Dev), []float32{1, 2, 3}), put(t, x.(*Dev), []float32{1, 2, 3})
+	m2, v2 := put(t, x.(*Dev), make([]float32, 3)), put(t, x.(*Dev), make([]float32, 3))
+	x.AdamW(a, g, m, v, s)
+	y.AdamW(w2, g2, m2, v2, s)
+	if err := y.Sync(); err != nil {
+		t.Errorf("y sees x's non-finite gradient: %v", err)
+	}
+	if err := x.Sync(); !errors.Is(err, backend.ErrNonFinite) {
+		t.Errorf("x: %v", err)
+	}
+	// Many handles: the flag buffer grows (1024 bytes hold 256 slots).
+	var ds []*Dev
+	for i := 0; i < 300; i++ {
+		z := d.F32()
+		z.AdamW(w2, g2, m2, v2, s)
+		ds = append(ds, z)
+	}
+	last := ds[299]
+	last.AdamW(a, g, m, v, s) // g is not finite
+	if err := last.Sync(); !errors.Is(err, backend.ErrNonFinite) {
+		t.Errorf("handle 300: %v", err)
+	}
+	for _, z := range ds[:299] {
+		if err := z.Sync(); err != nil {
+			t.Fatalf("another handle: %v", err)
+		}
 	}
 }
 

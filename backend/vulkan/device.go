@@ -51,7 +51,8 @@ type Device struct {
 	cb          core1_0.CommandBuffer
 	fence       core1_0.Fence
 	dpool       core1_0.DescriptorPool
-	nsets       int    // descriptor sets used in the current batch
+	nsets       int // descriptor sets used in the current batch
+	sets        []core1_0.DescriptorSet
 	batch       uint64 // id of the batch being recorded
 	open        bool   // cb is recording
 	ndisp       int    // dispatches in the current batch
@@ -67,9 +68,10 @@ type Device struct {
 	// (ids, tables) and device scratch, reset by every flush; the AdamW
 	// non-finite flag; rotary tables by RopeTable.
 	host, scratch arena
-	flag          *Buffer
+	flag          *Buffer // one word per Dev (flagNext handed out, flagFree returned)
+	flagNext      int
+	flagFree      []int
 	ropes         map[any]*ropeTab
-	dev32         *Dev
 
 	vmu  sync.Mutex
 	vmsg []string
@@ -271,6 +273,7 @@ func (d *Device) init(o Options) error {
 		return fmt.Errorf("vulkan: fence: %w", err)
 	}
 	d.dpool, _, err = d.dev.CreateDescriptorPool(nil, core1_0.DescriptorPoolCreateInfo{MaxSets: setsPerBatch,
+		Flags:     core1_0.DescriptorPoolCreateFreeDescriptorSet,
 		PoolSizes: []core1_0.DescriptorPoolSize{{Type: core1_0.DescriptorTypeStorageBuffer, DescriptorCount: 8 * setsPerBatch}}})
 	if err != nil {
 		return fmt.Errorf("vulkan: descriptor pool: %w", err)
@@ -360,6 +363,7 @@ func (d *Device) Close() {
 			b.free()
 		}
 		d.transient, d.deferred = nil, nil
+		d.freeSets()
 		names := make([]string, 0, len(d.pipes))
 		for n := range d.pipes {
 			names = append(names, n)

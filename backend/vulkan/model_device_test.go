@@ -7,14 +7,20 @@ package vulkan
 // Vulkan device against the CPU host device, both tiny models.
 
 import (
+	"context"
+	"fmt"
 	"math"
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
+	"github.com/darwinlm/darwinlm-go/data"
+	"github.com/darwinlm/darwinlm-go/evolve"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/nn"
+	"github.com/darwinlm/darwinlm-go/prune"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -153,4 +159,135 @@ func TestDeviceFineTune(t *testing.T) {
 	}
 	t.Logf("mean loss cpu %.7f vulkan %.7f over %d steps", stats[0].MeanLoss, stats[1].MeanLoss, stats[1].Steps)
 	usedPrograms(t, d, "attn_ds", "xent_set")
+}
+
+// TestPruningDatabase builds the stories260K pruning database (Hessians
+// from the device forward's activations, SyrkTN through the host-slice
+// backend; structured OBS on the host) with --backend vulkan and with the
+// CPU: the removal orders must be identical and every level's error within
+// 1e-5 relative.
+func TestPruningDatabase(t *testing.T) {
+	needMirror(t)
+	d := open(t, Options{})
+	vk := &Backend{d: d}
+	defer func() {
+		for _, s := range vk.sc {
+			s.Free()
+		}
+	}()
+	docs, err := data.ReadTexts("hf-dataset:roneneldan/TinyStories/default/validation_prefix[:300]")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dbs [2]*prune.Database
+	for i, be := range []backend.Backend{cpu.New(), vk} {
+		m, tok, err := model.Open("hf:karpathy/tinyllamas/stories260K/stories260K.bin", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		seqs, err := prune.SampleSequences(docs, tok, 2048, 128, "first", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := t.TempDir() + "/db"
+		if err := prune.Build(context.Background(), be, m, seqs, prune.BuildOptions{Levels: 6}, out); err != nil {
+			t.Fatal(err)
+		}
+		if dbs[i], err = prune.OpenDatabase(out); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := vk.Err(); err != nil {
+		t.Fatalf("a host-slice product fell back to the CPU: %v", err)
+	}
+	worst := 0.0
+	for mi, a := range dbs[0].Man.Modules {
+		b := dbs[1].Man.Modules[mi]
+		if !slices.Equal(a.RemovalOrder, b.RemovalOrder) {
+			t.Errorf("%s: removal order %v, CPU %v", a.Name, b.RemovalOrder, a.RemovalOrder)
+		}
+		for li, la := range a.Levels {
+			lb := b.Levels[li]
+			if la.Removed != lb.Removed {
+				t.Errorf("%s level %d: %d removed, CPU %d", a.Name, li, lb.Removed, la.Removed)
+			}
+			if la.Error > 0 {
+				rel := math.Abs(la.Error-lb.Error) / la.Error
+				worst = math.Max(worst, rel)
+				if rel > 1e-5 {
+					t.Errorf("%s level %d: error %v, CPU %v", a.Name, li, lb.Error, la.Error)
+				}
+			}
+		}
+	}
+	t.Logf("%d modules: removal orders identical, worst relative level-error difference %.1e", len(dbs[0].Man.Modules), worst)
+	usedPrograms(t, d, "attn", "gemm_tn")
+}
+
+// TestSearchGeneration runs one generation of the training-aware search on
+// stories260K (4 offspring, 2 selection stages, fine-tuning in selection)
+// with --backend vulkan and with the CPU: the same candidates, the same
+// survivors at every stage and the same winner, fitness within 1e-5
+// relative. About 100 s on lavapipe: set DARWINLM_VULKAN_SLOW=1.
+func TestSearchGeneration(t *testing.T) {
+	needMirror(t)
+	if os.Getenv("DARWINLM_VULKAN_SLOW") == "" {
+		t.Skip("about 100 s on lavapipe: set DARWINLM_VULKAN_SLOW=1")
+	}
+	open(t, Options{}).Close() // skips without a driver
+	const spec = "hf:karpathy/tinyllamas/stories260K/stories260K.bin"
+	const text = "hf-dataset:roneneldan/TinyStories/default/validation_prefix[:500]"
+	m, tok, err := model.Open(spec, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	docs, err := data.ReadTexts(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs, err := prune.SampleSequences(docs, tok, 4096, 256, "first", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db := t.TempDir() + "/db"
+	if err := prune.Build(context.Background(), cpu.New(), m, seqs, prune.BuildOptions{Levels: 10}, db); err != nil {
+		t.Fatal(err)
+	}
+	var rows [2][]evolve.CandidateRow
+	var res [2]*evolve.Result
+	for i, be := range []string{"cpu", fmt.Sprintf("vulkan:%d", testDevice())} {
+		c := evolve.DefaultConfig()
+		dir := t.TempDir()
+		c.Model, c.Backend, c.Database, c.Calib, c.Sampler = spec, be, db, text, "first"
+		c.SeqLen, c.CalibTokens, c.TrainPoolTokens, c.EvalTokens = 128, 4000, 8000, 2000
+		c.TargetLevel, c.Offspring, c.Survivors = 5, 4, []int{2, 1}
+		c.FitnessTokens, c.TrainTokens, c.LR = []int{256, 512}, []int{512, 1024}, 1e-4
+		c.Generations, c.EvalEvery, c.Log, c.Out = 1, 1, dir+"/log", dir+"/out.txt"
+		if res[i], err = evolve.Run(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+		if rows[i], err = evolve.ReadCandidates(dir + "/log/candidates.parquet"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(rows[0]) != len(rows[1]) || len(rows[0]) == 0 {
+		t.Fatalf("%d candidate rows, CPU %d", len(rows[1]), len(rows[0]))
+	}
+	worst := 0.0
+	for j, a := range rows[0] {
+		b := rows[1][j]
+		if a.Candidate != b.Candidate || a.Stage != b.Stage || !slices.Equal(a.Levels, b.Levels) || a.Survived != b.Survived {
+			t.Errorf("row %d: candidate %d stage %d levels %v survived %v; CPU %d %d %v %v",
+				j, b.Candidate, b.Stage, b.Levels, b.Survived, a.Candidate, a.Stage, a.Levels, a.Survived)
+		}
+		rel := math.Abs(a.Fitness-b.Fitness) / a.Fitness
+		worst = math.Max(worst, rel)
+		if rel > 1e-5 {
+			t.Errorf("candidate %d stage %d: fitness %v, CPU %v", a.Candidate, a.Stage, b.Fitness, a.Fitness)
+		}
+	}
+	if !slices.Equal(res[0].Levels, res[1].Levels) {
+		t.Errorf("winner %v, CPU %v", res[1].Levels, res[0].Levels)
+	}
+	t.Logf("%d candidate rows: same candidates, survivors and winner %v; worst relative fitness difference %.1e", len(rows[0]), res[0].Levels, worst)
 }
