@@ -105,14 +105,16 @@ func must[T any](v T, err error) T {
 // Forward runs the model on seqs (each from position 0, attending causally to
 // itself) and returns the logits [Σlen × Vocab]. For float32 the logits are
 // bitwise those of model.Forward. The logits are valid until the next
-// Forward (the buffer is reused).
+// Forward (the buffer is reused). A device error panics (on the CPU only
+// token ids out of range, which panicked before the device interface too);
+// ForwardView returns it.
 func (g *Graph[F]) Forward(seqs [][]int) []F {
 	if g.resW != nil || g.res == nil {
 		g.hostWeights()
 	}
 	z := must(g.ForwardView(seqs))
 	if s, ok := g.dev.Host(z); ok {
-		return s
+		return must(s, g.dev.Sync())
 	}
 	if cap(g.hostOut) < z.N {
 		g.hostOut = make([]F, z.N)
