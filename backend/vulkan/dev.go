@@ -643,6 +643,7 @@ func (x *Dev) AdamW(w, g, m, v backend.View, s backend.AdamWStep) {
 type ropeTab struct {
 	n, half  int
 	cos, sin *Buffer
+	used     uint64 // d.ropeClock at the last use
 }
 
 // ropeTable returns r's tables covering n positions, uploading them when
@@ -655,6 +656,8 @@ func (d *Device) ropeTable(r backend.RopeTable, n int) (*ropeTab, error) {
 	}
 	if key != nil {
 		if rt := d.ropes[key]; rt != nil && rt.n >= n && rt.half == half {
+			d.ropeClock++
+			rt.used = d.ropeClock
 			return rt, nil
 		}
 	}
@@ -688,10 +691,27 @@ func (d *Device) ropeTable(r backend.RopeTable, n int) (*ropeTab, error) {
 	}
 	if old := d.ropes[key]; old != nil {
 		d.deferFree(old.cos, old.sin)
+		delete(d.ropes, key)
 	}
+	// A few tables at a time (a search makes a model, and a table, per
+	// candidate): the least recently used goes.
+	for len(d.ropes) >= maxRopeTables {
+		var lk any
+		for k, t := range d.ropes {
+			if lk == nil || t.used < d.ropes[lk].used {
+				lk = k
+			}
+		}
+		d.deferFree(d.ropes[lk].cos, d.ropes[lk].sin)
+		delete(d.ropes, lk)
+	}
+	d.ropeClock++
+	rt.used = d.ropeClock
 	d.ropes[key] = rt
 	return rt, nil
 }
+
+const maxRopeTables = 8
 
 // deferFree frees buffers after the batch being recorded.
 func (d *Device) deferFree(bs ...*Buffer) {

@@ -386,6 +386,35 @@ func TestDevRope(t *testing.T) {
 			}
 		}
 	}
+	// Many tables: at most maxRopeTables stay on the device, and a table
+	// evicted and used again is uploaded again and still right.
+	first := newTestRope(8, false, 4)
+	xs := randVec(r, 4*8)
+	for i := 0; i < 3*maxRopeTables; i++ {
+		rp := first
+		if i > 0 {
+			rp = newTestRope(8, false, 4)
+		}
+		x.Rope(put(t, x, xs), rp, []backend.Seq{{T: 4}}, 1, false)
+	}
+	if err := x.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(x.d.ropes); n > maxRopeTables {
+		t.Errorf("%d rope tables cached", n)
+	}
+	calls := first.calls
+	vx := put(t, x, xs)
+	x.Rope(vx, first, []backend.Seq{{T: 4}}, 1, true)
+	x.Rope(vx, first, []backend.Seq{{T: 4}}, 1, false) // the inverse undoes it
+	if first.calls == calls {
+		t.Error("an evicted table was not uploaded again")
+	}
+	ref, sc := f64(xs), make([]float64, len(xs))
+	for i := range sc {
+		sc[i] = math.Abs(ref[i]) + math.Abs(float64(xs[i^4])) // the pair (i, i+d/2) of head dim 8
+	}
+	cmp(t, "rope round trip after eviction", get(t, x, vx), ref, sc)
 }
 
 // attnRef is causal attention in float64 over one sequence: q [T × NH·D],

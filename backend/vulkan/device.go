@@ -72,6 +72,7 @@ type Device struct {
 	flagNext      int
 	flagFree      []int
 	ropes         map[any]*ropeTab
+	ropeClock     uint64
 	attnCap       int // floats of compact attention probabilities per dispatch (1<<26; tests lower it)
 
 	vmu  sync.Mutex
