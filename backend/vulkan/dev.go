@@ -1346,9 +1346,11 @@ func (x *Dev) CrossEntropy(dlogits, logits backend.View, targets []int, vocab in
 // KL: mean KL(softmax(teacher) ‖ softmax(logits)) over rows with a target;
 // weight·gradient is added into dlogits.
 func (x *Dev) KL(dlogits, logits, teacher backend.View, targets []int, vocab int, weight float64) (float64, error) {
+	if err := x.takeErr(); err != nil {
+		return 0, err
+	}
 	tv, err := x.view("KL", "teacher", teacher, len(targets)*vocab, false)
 	if err != nil {
-		x.takeErr()
 		return 0, err
 	}
 	return x.loss("KL", "kl", dlogits, logits, targets, vocab, weight,
@@ -1359,9 +1361,11 @@ func (x *Dev) KL(dlogits, logits, teacher backend.View, targets []int, vocab int
 // sides renormalised over them; weight·gradient is added into dlogits at
 // idx (the entries of a row must be distinct).
 func (x *Dev) SparseKL(dlogits, logits backend.View, idx []int32, val []float32, k int, targets []int, vocab int, weight float64) (float64, error) {
+	if err := x.takeErr(); err != nil {
+		return 0, err
+	}
 	rows := len(targets)
 	if k <= 0 || len(idx) < rows*k || len(val) < rows*k {
-		x.takeErr()
 		return 0, fmt.Errorf("vulkan: SparseKL: k %d with %d indices and %d values for %d rows", k, len(idx), len(val), rows)
 	}
 	for r, t := range targets {
@@ -1370,7 +1374,6 @@ func (x *Dev) SparseKL(dlogits, logits backend.View, idx []int32, val []float32,
 		}
 		for i, c := range idx[r*k : (r+1)*k] {
 			if c < 0 || int(c) >= vocab {
-				x.takeErr()
 				return 0, fmt.Errorf("vulkan: SparseKL: index %d (row %d, entry %d) outside the vocabulary of %d", c, r, i, vocab)
 			}
 		}

@@ -836,6 +836,16 @@ func TestDevStickyErrors(t *testing.T) {
 	if _, err := x.CrossEntropy(backend.View{}, a, []int{0}, 3, 1); err == nil || !strings.Contains(err.Error(), "group evenly") {
 		t.Errorf("loss: pending error not returned: %v", err)
 	}
+	// KL and SparseKL return a pending error too, even with bad operands
+	// of their own.
+	x.Zero(backend.View{Buf: a.Buf, Off: 2, N: 5})
+	if _, err := x.KL(backend.View{}, a, backend.View{}, []int{0}, 3, 1); err == nil || !strings.Contains(err.Error(), "Zero") {
+		t.Errorf("KL: pending error not returned: %v", err)
+	}
+	x.Zero(backend.View{Buf: a.Buf, Off: 2, N: 5})
+	if _, err := x.SparseKL(backend.View{}, a, nil, nil, 1, []int{0}, 3, 1); err == nil || !strings.Contains(err.Error(), "Zero") {
+		t.Errorf("SparseKL: pending error not returned: %v", err)
+	}
 	other := openDev(t)
 	ob := put(t, other, []float32{1, 2, 3})
 	x.Add(a, ob)
