@@ -200,7 +200,7 @@ func (d *Device) fits(op, name string, v View) error {
 // Alloc returns a zeroed buffer of n float32.
 func (x *Dev) Alloc(n int) (backend.View, error) {
 	if n < 0 {
-		return backend.View{}, fmt.Errorf("vulkan: alloc: negative size %d", n)
+		return backend.View{}, fmt.Errorf("vulkan: Alloc: negative size %d", n)
 	}
 	var b *Buffer
 	err := x.locked(func() error {
@@ -230,7 +230,7 @@ func (x *Dev) Free(v backend.View) {
 
 // Upload copies src into dst, in order with the recorded operations.
 func (x *Dev) Upload(dst backend.View, src []float32) error {
-	dv, err := x.view("upload", "dst", dst, len(src), false)
+	dv, err := x.view("Upload", "dst", dst, len(src), false)
 	if err != nil || len(src) == 0 {
 		return err
 	}
@@ -243,7 +243,7 @@ func (x *Dev) Download(dst []float32, src backend.View) error {
 	if err := x.takeErr(); err != nil {
 		return err
 	}
-	sv, err := x.view("download", "src", src, len(dst), false)
+	sv, err := x.view("Download", "src", src, len(dst), false)
 	if err != nil {
 		return err
 	}
