@@ -186,3 +186,27 @@ func TestFineTunerNonFiniteGradient(t *testing.T) {
 		}
 	}
 }
+
+// A closed FineTuner trains again, bitwise as a fresh one.
+func TestFineTunerClose(t *testing.T) {
+	be := cpu(t)
+	rc := randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 31, Layers: 2}
+	seqs := testSeqs(2, 9, rc.Vocab, 7)
+	for _, b := range []interface{ Name() string }{be, modeltest.CopyBackend{Backend: be}} {
+		ft := NewFineTuner(be, SelectionPreset())
+		if b != be {
+			ft = NewFineTuner(modeltest.CopyBackend{Backend: be}, SelectionPreset())
+		}
+		a, c := randomModel(rc, true, 1), randomModel(rc, true, 1)
+		if _, err := ft.Train(a, seqs); err != nil {
+			t.Fatal(err)
+		}
+		ft.Close()
+		if _, err := ft.Train(c, seqs); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(flatWeights(a), flatWeights(c)) {
+			t.Errorf("%s: training after Close differs", b.Name())
+		}
+	}
+}

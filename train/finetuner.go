@@ -76,6 +76,22 @@ func NewFineTuner(be backend.Backend, opts Options) *FineTuner {
 // backend); TrainResident takes weights resident there.
 func (f *FineTuner) Device() backend.Device[float32] { return f.dev }
 
+// Close releases the fine-tuner's device buffers (gradient and moment
+// arenas, activations); it may be used again afterwards (they are
+// reallocated).
+func (f *FineTuner) Close() {
+	for _, v := range []*backend.View{&f.gview, &f.mview, &f.vview} {
+		if !v.Nil() {
+			f.dev.Free(*v)
+		}
+		*v = backend.View{}
+	}
+	f.gbuf, f.mbuf, f.vbuf = nil, nil, nil
+	if f.graph != nil {
+		f.graph.Free()
+	}
+}
+
 // Options returns the fine-tuner's options.
 func (f *FineTuner) Options() Options { return f.opts }
 
