@@ -23,7 +23,7 @@ type arena struct {
 	used int // bytes
 }
 
-const arenaAlign = 256 // ≥ any minStorageBufferOffsetAlignment in practice; the shaders take offsets anyway
+const arenaAlign = 256 // granularity of prepared sizes
 
 func alignUp(n, a int) int { return (n + a - 1) / a * a }
 
@@ -78,9 +78,11 @@ func (d *Device) grow(a *arena, need, memType int, mapIt bool) error {
 	return nil
 }
 
-// take returns n 4-byte elements of an arena (prepared).
+// take returns n 4-byte elements of an arena (prepared). Regions are not
+// padded, so that an operation's takes sum to what it prepared: dispatch
+// binds any offset (aligned down, the rest in the push constants).
 func (d *Device) take(a *arena, n int) (View, error) {
-	bytes := alignUp(4*max(n, 1), arenaAlign)
+	bytes := 4 * max(n, 1)
 	if a.b == nil || a.used+bytes > a.b.bytes {
 		return View{}, fmt.Errorf("vulkan: internal error: arena not prepared for %d bytes", bytes)
 	}

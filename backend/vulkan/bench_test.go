@@ -69,6 +69,12 @@ func BenchmarkVulkanGemm(b *testing.B) {
 			tA, tB bool
 		}{{"NT", false, true}, {"NN", false, false}, {"TN", true, false}} {
 			b.Run(fmt.Sprintf("%s/%s/%d", d.Name(), op.name, n), func(b *testing.B) {
+				// warm-up outside the timing: pipeline creation compiles
+				// the shader (a large share of one iteration on lavapipe)
+				if err := d.Gemm(op.tA, op.tB, bc.All(), ba.All(), bw.All(), n, n, n, false); err != nil {
+					b.Fatal(err)
+				}
+				d.Flush()
 				for b.Loop() {
 					if err := d.Gemm(op.tA, op.tB, bc.All(), ba.All(), bw.All(), n, n, n, false); err != nil {
 						b.Fatal(err)
@@ -139,6 +145,9 @@ func BenchmarkVulkanForward(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Run(tm.name+"/"+dev.Name(), func(b *testing.B) {
+				if _, err := r.Forward(seqs[:1]); err != nil { // warm-up: pipelines
+					b.Fatal(err)
+				}
 				for b.Loop() {
 					if _, err := r.Forward(seqs); err != nil {
 						b.Fatal(err)
@@ -172,6 +181,9 @@ func BenchmarkVulkanFineTune(b *testing.B) {
 			}
 			seqs := pseudoSeqs(4, 256, m.Cfg.Vocab)
 			b.Run(tm.name+"/"+f.Device().Name(), func(b *testing.B) {
+				if _, err := f.TrainResident(r, [][]int{seqs[0][:16]}); err != nil { // warm-up: pipelines
+					b.Fatal(err)
+				}
 				for b.Loop() {
 					if _, err := f.TrainResident(r, seqs); err != nil {
 						b.Fatal(err)

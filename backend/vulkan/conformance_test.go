@@ -14,3 +14,10 @@ import (
 func TestConformance(t *testing.T) {
 	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{}).F32() }, 1e-5)
 }
+
+// TestConformanceStaging runs the suite with device buffers that are not
+// mapped (uploads and downloads through staging copies), the path of
+// discrete GPUs.
+func TestConformanceStaging(t *testing.T) {
+	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{ForceStaging: true}).F32() }, 1e-5)
+}

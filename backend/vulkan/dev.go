@@ -643,6 +643,7 @@ func (x *Dev) AdamW(w, g, m, v backend.View, s backend.AdamWStep) {
 type ropeTab struct {
 	n, half  int
 	cos, sin *Buffer
+	used     uint64 // d.ropeClock at the last use
 }
 
 // ropeTable returns r's tables covering n positions, uploading them when
@@ -655,6 +656,8 @@ func (d *Device) ropeTable(r backend.RopeTable, n int) (*ropeTab, error) {
 	}
 	if key != nil {
 		if rt := d.ropes[key]; rt != nil && rt.n >= n && rt.half == half {
+			d.ropeClock++
+			rt.used = d.ropeClock
 			return rt, nil
 		}
 	}
@@ -688,10 +691,27 @@ func (d *Device) ropeTable(r backend.RopeTable, n int) (*ropeTab, error) {
 	}
 	if old := d.ropes[key]; old != nil {
 		d.deferFree(old.cos, old.sin)
+		delete(d.ropes, key)
 	}
+	// A few tables at a time (a search makes a model, and a table, per
+	// candidate): the least recently used goes.
+	for len(d.ropes) >= maxRopeTables {
+		var lk any
+		for k, t := range d.ropes {
+			if lk == nil || t.used < d.ropes[lk].used {
+				lk = k
+			}
+		}
+		d.deferFree(d.ropes[lk].cos, d.ropes[lk].sin)
+		delete(d.ropes, lk)
+	}
+	d.ropeClock++
+	rt.used = d.ropeClock
 	d.ropes[key] = rt
 	return rt, nil
 }
+
+const maxRopeTables = 8
 
 // deferFree frees buffers after the batch being recorded.
 func (d *Device) deferFree(bs ...*Buffer) {
@@ -924,73 +944,109 @@ func (x *Dev) Attention(out, q, k, v backend.View, seqs []backend.AttnSeq, h bac
 					return err
 				}
 			}
-			all := append(append([]backend.AttnSeq(nil), own...), gat...)
-			pBase := make([]int, len(all))
-			np, ngat, nent := 0, 0, 0
-			for i, s := range all {
-				pBase[i] = np
-				np += h.NH * s.T * (s.Pos + s.T)
-				nent += s.T
+			// Entries: sequences whose probabilities are wanted get the
+			// layout [NH × T × S] in one region (then copied out); the
+			// others a compact row of last+1 per (query, head) (the same
+			// arithmetic: the loops stop at last+1 instead of S, past
+			// which everything is zero), in chunks of at most compactCap
+			// floats that reuse one region (the barrier after each
+			// dispatch orders the reuse).
+			type chunk struct {
+				ent  []int32
+				gat  bool
+				full bool
 			}
-			for _, s := range gat {
+			compactCap := min(d.maxElems(F32), d.attnCap)
+			var chunks []chunk
+			npFull, npCompact, ngat, nent := 0, 0, 0, 0
+			fullBase := map[int]int{} // index in seqs order (own, then gat) → offset
+			kvRow := make([]int, len(own)+len(gat))
+			for i, s := range own {
+				kvRow[i] = s.Row
+			}
+			row := 0
+			for i, s := range gat {
+				kvRow[len(own)+i] = row
+				row += s.Pos + s.T
 				ngat += (s.Pos + s.T) * kvs
 			}
-			sets := 2 * (1 + nent/d.props.Limits.MaxComputeWorkGroupCount[1])
-			if err := d.prepare(sets, 4*(h.NH+6*nent+64), 4*(np+2*ngat)); err != nil {
+			all := append(append([]backend.AttnSeq(nil), own...), gat...)
+			for pass := 0; pass < 2; pass++ { // own K/V, gathered K/V
+				lo, hi := 0, len(own)
+				if pass == 1 {
+					lo, hi = len(own), len(all)
+				}
+				var full chunk
+				cur, used := chunk{gat: pass == 1}, 0
+				for i := lo; i < hi; i++ {
+					s := all[i]
+					nent += s.T
+					if probs[i].B != nil {
+						fullBase[i] = npFull
+						for t := 0; t < s.T; t++ {
+							full.ent = append(full.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos), int32(t), int32(s.T), int32(npFull))
+						}
+						npFull += h.NH * s.T * (s.Pos + s.T)
+						continue
+					}
+					for t := 0; t < s.T; t++ {
+						need := h.NH * (s.Pos + t + 1)
+						if used+need > compactCap && len(cur.ent) > 0 {
+							chunks = append(chunks, cur)
+							cur, used = chunk{gat: pass == 1}, 0
+						}
+						cur.ent = append(cur.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos+t), 0, 1, int32(used))
+						used += need
+						npCompact = max(npCompact, used)
+					}
+				}
+				if len(cur.ent) > 0 {
+					chunks = append(chunks, cur)
+				}
+				if len(full.ent) > 0 {
+					full.gat, full.full = pass == 1, true
+					chunks = append(chunks, full)
+				}
+			}
+			sets := 0
+			for _, c := range chunks {
+				sets += 1 + len(c.ent)/6/d.props.Limits.MaxComputeWorkGroupCount[1]
+			}
+			if err := d.prepare(sets, 4*(h.NH+6*nent+64), 4*(npFull+npCompact+2*ngat+64)); err != nil {
 				return err
 			}
 			mv, err := d.hostData(intsBytes(kvmap))
 			if err != nil {
 				return err
 			}
-			pv, err := d.take(&d.scratch, np)
+			pf, err := d.take(&d.scratch, npFull)
 			if err != nil {
 				return err
 			}
-			if err := d.fits(op, "probabilities", pv); err != nil {
+			pcv, err := d.take(&d.scratch, npCompact)
+			if err != nil {
 				return err
 			}
-			scale := float32(1 / math.Sqrt(float64(h.D)))
-			run := func(seqs []backend.AttnSeq, kvRow0, pb []int, kb, vb View) error {
-				if len(seqs) == 0 {
-					return nil
-				}
-				ent := attnEntries(seqs, kvRow0, pb)
-				ev, err := d.hostData(int32Bytes(ent))
-				if err != nil {
-					return err
-				}
-				views := []View{qv, kb, vb, mv, {}, pv, ov}
-				return d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale), h.NH, len(ent)/6)
-			}
-			kvOwn := make([]int, len(own))
-			for i, s := range own {
-				kvOwn[i] = s.Row
-			}
-			if err := run(own, kvOwn, pBase[:len(own)], kv, vv); err != nil {
+			if err := errors.Join(d.fits(op, "probabilities", pf), d.fits(op, "probabilities", pcv)); err != nil {
 				return err
 			}
+			var gk, gv View
 			if len(gat) > 0 {
-				gk, err := d.take(&d.scratch, ngat)
-				if err != nil {
+				if gk, err = d.take(&d.scratch, ngat); err != nil {
 					return err
 				}
-				gv, err := d.take(&d.scratch, ngat)
-				if err != nil {
+				if gv, err = d.take(&d.scratch, ngat); err != nil {
 					return err
 				}
 				if err := errors.Join(d.fits(op, "gathered K", gk), d.fits(op, "gathered V", gv)); err != nil {
 					return err
 				}
-				kvRow0 := make([]int, len(gat))
-				row := 0
-				for i, s := range gat {
-					kvRow0[i] = row
+				for i := range gat {
 					for _, c := range []struct {
 						dst   View
 						parts []View
 					}{{gk, kParts[i]}, {gv, vParts[i]}} {
-						off := row * kvs
+						off := kvRow[len(own)+i] * kvs
 						for _, p := range c.parts {
 							if err := d.cmdCopy(sub(c.dst, off, p.N), p, p.N); err != nil {
 								return err
@@ -998,16 +1054,30 @@ func (x *Dev) Attention(out, q, k, v backend.View, seqs []backend.AttnSeq, h bac
 							off += p.N
 						}
 					}
-					row += s.Pos + s.T
 				}
-				if err := run(gat, kvRow0, pBase[len(own):], gk, gv); err != nil {
+			}
+			scale := float32(1 / math.Sqrt(float64(h.D)))
+			for _, c := range chunks {
+				ev, err := d.hostData(int32Bytes(c.ent))
+				if err != nil {
+					return err
+				}
+				kb, vb, pb := kv, vv, pcv
+				if c.gat {
+					kb, vb = gk, gv
+				}
+				if c.full {
+					pb = pf
+				}
+				views := []View{qv, kb, vb, mv, {}, pb, ov}
+				if err := d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale), h.NH, len(c.ent)/6); err != nil {
 					return err
 				}
 			}
 			for i, s := range all {
 				if probs[i].B != nil {
 					n := h.NH * s.T * (s.Pos + s.T)
-					if err := d.cmdCopy(probs[i], sub(pv, pBase[i], n), n); err != nil {
+					if err := d.cmdCopy(probs[i], sub(pf, fullBase[i], n), n); err != nil {
 						return err
 					}
 				}
@@ -1087,15 +1157,37 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 					return err
 				}
 			}
-			pBase, kvRow0 := make([]int, len(act)), make([]int, len(act))
-			np, nent := 0, 0
+			// Sequences in groups whose probabilities (and ds) fit
+			// attnCap floats; the groups run one after another and reuse
+			// the same two scratch regions (the barrier after each
+			// dispatch orders the reuse).
+			type group struct {
+				seqs      []backend.AttnSeq
+				probs     []View
+				np, nent  int
+				pBase, kv []int
+			}
+			limY := d.props.Limits.MaxComputeWorkGroupCount[1]
+			capP := min(d.maxElems(F32), d.attnCap)
+			var groups []*group
+			maxNP, nent, sets := 0, 0, 0
 			for i, s := range act {
-				pBase[i], kvRow0[i] = np, s.Row
-				np += h.NH * s.T * s.T
+				n := h.NH * s.T * s.T
+				if len(groups) == 0 || groups[len(groups)-1].np+n > capP {
+					groups = append(groups, &group{})
+				}
+				g := groups[len(groups)-1]
+				g.pBase, g.kv = append(g.pBase, g.np), append(g.kv, s.Row)
+				g.seqs, g.probs = append(g.seqs, s), append(g.probs, probs[i])
+				g.np += n
+				g.nent += s.T
+				maxNP = max(maxNP, g.np)
 				nent += s.T
 			}
-			sets := 4 * (1 + nent/d.props.Limits.MaxComputeWorkGroupCount[1])
-			if err := d.prepare(sets, 4*(len(kvmap)+len(grp)+6*nent+64), 4*2*np); err != nil {
+			for _, g := range groups {
+				sets += 4 * (1 + g.nent/limY)
+			}
+			if err := d.prepare(sets, 4*(len(kvmap)+len(grp)+6*nent+64), 4*(2*maxNP+64)); err != nil {
 				return err
 			}
 			mv, err := d.hostData(intsBytes(kvmap))
@@ -1106,15 +1198,11 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 			if err != nil {
 				return err
 			}
-			ev, err := d.hostData(int32Bytes(attnEntries(act, kvRow0, pBase)))
+			pv, err := d.take(&d.scratch, maxNP)
 			if err != nil {
 				return err
 			}
-			pv, err := d.take(&d.scratch, np)
-			if err != nil {
-				return err
-			}
-			dsv, err := d.take(&d.scratch, np)
+			dsv, err := d.take(&d.scratch, maxNP)
 			if err != nil {
 				return err
 			}
@@ -1122,23 +1210,32 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 				return err
 			}
 			scale := float32(1 / math.Sqrt(float64(h.D)))
-			if have {
-				for i, s := range act {
-					n := h.NH * s.T * s.T
-					if err := d.cmdCopy(sub(pv, pBase[i], n), probs[i], n); err != nil {
-						return err
-					}
+			for _, g := range groups {
+				ev, err := d.hostData(int32Bytes(attnEntries(g.seqs, g.kv, g.pBase)))
+				if err != nil {
+					return err
 				}
-			} else if err := d.attnDispatch("attn", []View{qv, kv, vv, mv, {}, pv, {}}, 4, ev, pc(h.NH, h.NKV, h.D, 1, scale), h.NH, nent); err != nil {
-				return err
+				if have {
+					for i, s := range g.seqs {
+						n := h.NH * s.T * s.T
+						if err := d.cmdCopy(sub(pv, g.pBase[i], n), g.probs[i], n); err != nil {
+							return err
+						}
+					}
+				} else if err := d.attnDispatch("attn", []View{qv, kv, vv, mv, {}, pv, {}}, 4, ev, pc(h.NH, h.NKV, h.D, 1, scale), h.NH, g.nent); err != nil {
+					return err
+				}
+				if err := d.attnDispatch("attn_ds", []View{dov, vv, mv, {}, pv, dsv}, 3, ev, pc(h.NH, h.NKV, h.D, scale), h.NH, g.nent); err != nil {
+					return err
+				}
+				if err := d.attnDispatch("attn_dq", []View{dsv, kv, mv, {}, dqv}, 3, ev, pc(h.NH, h.NKV, h.D), (qs+255)/256, g.nent); err != nil {
+					return err
+				}
+				if err := d.attnDispatch("attn_dkv", []View{dsv, pv, qv, dov, gv, {}, dkv, dvv}, 5, ev, pc(h.NH, h.NKV, h.D), (kvs+255)/256, g.nent); err != nil {
+					return err
+				}
 			}
-			if err := d.attnDispatch("attn_ds", []View{dov, vv, mv, {}, pv, dsv}, 3, ev, pc(h.NH, h.NKV, h.D, scale), h.NH, nent); err != nil {
-				return err
-			}
-			if err := d.attnDispatch("attn_dq", []View{dsv, kv, mv, {}, dqv}, 3, ev, pc(h.NH, h.NKV, h.D), (qs+255)/256, nent); err != nil {
-				return err
-			}
-			return d.attnDispatch("attn_dkv", []View{dsv, pv, qv, dov, gv, {}, dkv, dvv}, 5, ev, pc(h.NH, h.NKV, h.D), (kvs+255)/256, nent)
+			return nil
 		})
 	})
 }
@@ -1249,9 +1346,11 @@ func (x *Dev) CrossEntropy(dlogits, logits backend.View, targets []int, vocab in
 // KL: mean KL(softmax(teacher) ‖ softmax(logits)) over rows with a target;
 // weight·gradient is added into dlogits.
 func (x *Dev) KL(dlogits, logits, teacher backend.View, targets []int, vocab int, weight float64) (float64, error) {
+	if err := x.takeErr(); err != nil {
+		return 0, err
+	}
 	tv, err := x.view("KL", "teacher", teacher, len(targets)*vocab, false)
 	if err != nil {
-		x.takeErr()
 		return 0, err
 	}
 	return x.loss("KL", "kl", dlogits, logits, targets, vocab, weight,
@@ -1262,9 +1361,11 @@ func (x *Dev) KL(dlogits, logits, teacher backend.View, targets []int, vocab int
 // sides renormalised over them; weight·gradient is added into dlogits at
 // idx (the entries of a row must be distinct).
 func (x *Dev) SparseKL(dlogits, logits backend.View, idx []int32, val []float32, k int, targets []int, vocab int, weight float64) (float64, error) {
+	if err := x.takeErr(); err != nil {
+		return 0, err
+	}
 	rows := len(targets)
 	if k <= 0 || len(idx) < rows*k || len(val) < rows*k {
-		x.takeErr()
 		return 0, fmt.Errorf("vulkan: SparseKL: k %d with %d indices and %d values for %d rows", k, len(idx), len(val), rows)
 	}
 	for r, t := range targets {
@@ -1273,7 +1374,6 @@ func (x *Dev) SparseKL(dlogits, logits backend.View, idx []int32, val []float32,
 		}
 		for i, c := range idx[r*k : (r+1)*k] {
 			if c < 0 || int(c) >= vocab {
-				x.takeErr()
 				return 0, fmt.Errorf("vulkan: SparseKL: index %d (row %d, entry %d) outside the vocabulary of %d", c, r, i, vocab)
 			}
 		}

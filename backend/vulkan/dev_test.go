@@ -386,6 +386,35 @@ func TestDevRope(t *testing.T) {
 			}
 		}
 	}
+	// Many tables: at most maxRopeTables stay on the device, and a table
+	// evicted and used again is uploaded again and still right.
+	first := newTestRope(8, false, 4)
+	xs := randVec(r, 4*8)
+	for i := 0; i < 3*maxRopeTables; i++ {
+		rp := first
+		if i > 0 {
+			rp = newTestRope(8, false, 4)
+		}
+		x.Rope(put(t, x, xs), rp, []backend.Seq{{T: 4}}, 1, false)
+	}
+	if err := x.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(x.d.ropes); n > maxRopeTables {
+		t.Errorf("%d rope tables cached", n)
+	}
+	calls := first.calls
+	vx := put(t, x, xs)
+	x.Rope(vx, first, []backend.Seq{{T: 4}}, 1, true)
+	x.Rope(vx, first, []backend.Seq{{T: 4}}, 1, false) // the inverse undoes it
+	if first.calls == calls {
+		t.Error("an evicted table was not uploaded again")
+	}
+	ref, sc := f64(xs), make([]float64, len(xs))
+	for i := range sc {
+		sc[i] = math.Abs(ref[i]) + math.Abs(float64(xs[i^4])) // the pair (i, i+d/2) of head dim 8
+	}
+	cmp(t, "rope round trip after eviction", get(t, x, vx), ref, sc)
 }
 
 // attnRef is causal attention in float64 over one sequence: q [T × NH·D],
@@ -807,6 +836,16 @@ func TestDevStickyErrors(t *testing.T) {
 	if _, err := x.CrossEntropy(backend.View{}, a, []int{0}, 3, 1); err == nil || !strings.Contains(err.Error(), "group evenly") {
 		t.Errorf("loss: pending error not returned: %v", err)
 	}
+	// KL and SparseKL return a pending error too, even with bad operands
+	// of their own.
+	x.Zero(backend.View{Buf: a.Buf, Off: 2, N: 5})
+	if _, err := x.KL(backend.View{}, a, backend.View{}, []int{0}, 3, 1); err == nil || !strings.Contains(err.Error(), "Zero") {
+		t.Errorf("KL: pending error not returned: %v", err)
+	}
+	x.Zero(backend.View{Buf: a.Buf, Off: 2, N: 5})
+	if _, err := x.SparseKL(backend.View{}, a, nil, nil, 1, []int{0}, 3, 1); err == nil || !strings.Contains(err.Error(), "Zero") {
+		t.Errorf("SparseKL: pending error not returned: %v", err)
+	}
 	other := openDev(t)
 	ob := put(t, other, []float32{1, 2, 3})
 	x.Add(a, ob)
@@ -847,7 +886,9 @@ func TestDevOutOfMemory(t *testing.T) {
 func TestBackendFloat32Device(t *testing.T) {
 	d := open(t, Options{})
 	be := &Backend{d: d}
-	var _ interface{ Float32Device() backend.Device[float32] } = be
+	var _ interface {
+		Float32Device() backend.Device[float32]
+	} = be
 	x, y := be.Float32Device(), be.Float32Device()
 	if x.(*Dev).d != d || y.(*Dev).d != d {
 		t.Fatal("Float32Device is not on the backend's device")
@@ -920,5 +961,90 @@ func TestBackendFallback(t *testing.T) {
 	}
 	if be.Err() != nil {
 		t.Error("Err not cleared")
+	}
+}
+
+// TestDevAttentionCompact: without Probs the forward uses compact
+// probability rows in chunks that reuse one region (forced small here:
+// 64 floats, a few rows per chunk); the output is bitwise the one with Probs.
+func TestDevAttentionCompact(t *testing.T) {
+	x := openDev(t)
+	small := open(t, Options{}).F32()
+	small.d.attnCap = 64
+	r := rand.New(rand.NewPCG(12, 12))
+	h := backend.Heads{NH: 4, NKV: 2, D: 8}
+	qs, kvs := h.NH*h.D, h.NKV*h.D
+	const rows = 17
+	q, k, v := randVec(r, rows*qs), randVec(r, rows*kvs), randVec(r, rows*kvs)
+	past := randVec(r, 9*kvs)
+	var outs [][]float32
+	for i, dev := range []*Dev{x, small, x} {
+		vq, vk, vv := put(t, dev, q), put(t, dev, k), put(t, dev, v)
+		vp := put(t, dev, past)
+		out, _ := dev.Alloc(rows * qs)
+		seqs := []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: 7}}, {Seq: backend.Seq{Row: 7, T: 5}},
+			{Seq: backend.Seq{Row: 12, T: 5, Pos: 9}, K: []backend.View{vp, vk.Rows(12, 17, kvs)}, V: []backend.View{vp, vv.Rows(12, 17, kvs)}}}
+		if i == 0 { // with probabilities
+			for j := range seqs {
+				seqs[j].Probs, _ = dev.Alloc(h.NH * seqs[j].T * (seqs[j].Pos + seqs[j].T))
+			}
+		}
+		n0 := dev.d.Dispatches()
+		dev.Attention(out, vq, vk, vv, seqs, h)
+		outs = append(outs, get(t, dev, out))
+		if n := dev.d.Dispatches() - n0; i == 1 && n < 8 {
+			t.Errorf("small chunks: %d dispatches and copies", n)
+		}
+	}
+	for i := 1; i < len(outs); i++ {
+		for j := range outs[0] {
+			if outs[i][j] != outs[0][j] {
+				t.Fatalf("run %d: out[%d] = %v, with probabilities %v", i, j, outs[i][j], outs[0][j])
+			}
+		}
+	}
+}
+
+// TestDevAttentionBackwardGroups: sequences whose probabilities exceed the
+// scratch cap run in groups reusing one region; the gradients are bitwise
+// those of one group, from saved and from recomputed probabilities.
+func TestDevAttentionBackwardGroups(t *testing.T) {
+	x := openDev(t)
+	small := open(t, Options{}).F32()
+	small.d.attnCap = 64 // every sequence its own group
+	r := rand.New(rand.NewPCG(13, 13))
+	h := backend.Heads{NH: 3, NKV: 1, D: 4}
+	qs, kvs := h.NH*h.D, h.NKV*h.D
+	const rows = 15
+	q, k, v, do := randVec(r, rows*qs), randVec(r, rows*kvs), randVec(r, rows*kvs), randVec(r, rows*qs)
+	for _, saved := range []bool{true, false} {
+		var res [2][3][]float32
+		for i, dev := range []*Dev{x, small} {
+			vq, vk, vv, vdo := put(t, dev, q), put(t, dev, k), put(t, dev, v), put(t, dev, do)
+			seqs := []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: 6}}, {Seq: backend.Seq{Row: 6, T: 2}}, {Seq: backend.Seq{Row: 8, T: 7}}}
+			if saved {
+				out, _ := dev.Alloc(rows * qs)
+				for j := range seqs {
+					seqs[j].Probs, _ = dev.Alloc(h.NH * seqs[j].T * seqs[j].T)
+				}
+				dev.Attention(out, vq, vk, vv, seqs, h)
+			}
+			dq, _ := dev.Alloc(rows * qs)
+			dk, _ := dev.Alloc(rows * kvs)
+			dv, _ := dev.Alloc(rows * kvs)
+			n0 := dev.d.Dispatches()
+			dev.AttentionBackward(dq, dk, dv, vdo, vq, vk, vv, seqs, h)
+			res[i] = [3][]float32{get(t, dev, dq), get(t, dev, dk), get(t, dev, dv)}
+			if n := dev.d.Dispatches() - n0; i == 1 && n < 12 {
+				t.Errorf("groups: %d dispatches and copies", n)
+			}
+		}
+		for g := range res[0] {
+			for j := range res[0][g] {
+				if res[0][g][j] != res[1][g][j] {
+					t.Fatalf("saved=%v gradient %d element %d: %v in groups, %v in one", saved, g, j, res[1][g][j], res[0][g][j])
+				}
+			}
+		}
 	}
 }

@@ -72,6 +72,8 @@ type Device struct {
 	flagNext      int
 	flagFree      []int
 	ropes         map[any]*ropeTab
+	ropeClock     uint64
+	attnCap       int // floats of compact attention probabilities per dispatch (1<<26; tests lower it)
 
 	vmu  sync.Mutex
 	vmsg []string
@@ -85,7 +87,7 @@ func Open(o Options) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vulkan: loader: %w", err)
 	}
-	d := &Device{loader: loader, pipes: map[string]*pipeline{}, live: map[*Buffer]struct{}{}, ropes: map[any]*ropeTab{}}
+	d := &Device{loader: loader, pipes: map[string]*pipeline{}, live: map[*Buffer]struct{}{}, ropes: map[any]*ropeTab{}, attnCap: 1 << 26}
 	ici := core1_0.InstanceCreateInfo{APIVersion: common.Vulkan1_1, ApplicationName: "darwinlm"}
 	if o.Validation {
 		layers, _, err := loader.AvailableLayers()

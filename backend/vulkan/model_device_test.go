@@ -62,7 +62,14 @@ func maxRelDiff(a, b []float32) (float64, float64) {
 // with recomputed attention probabilities.
 func TestDeviceGraphGradients(t *testing.T) {
 	needMirror(t)
-	d := open(t, Options{})
+	for _, staging := range []bool{false, true} {
+		t.Run(fmt.Sprintf("staging=%v", staging), func(t *testing.T) { graphGradients(t, open(t, Options{ForceStaging: staging})) })
+	}
+}
+
+// graphGradients is TestDeviceGraphGradients on d (staging: unmapped device
+// buffers, the path of discrete GPUs).
+func graphGradients(t *testing.T, d *Device) {
 	for mi, spec := range []string{"hf:raincandy-u/TinyStories-656K", "hf:karpathy/tinyllamas/stories260K/stories260K.bin"} {
 		var grads [2][]train.Tensor[float32]
 		var loss [2]float64
