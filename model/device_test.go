@@ -158,3 +158,21 @@ func TestArenaReuse(t *testing.T) {
 	}
 	ar.Free()
 }
+
+// A released KV cache starts over: the same steps give the same logits,
+// on the host and on a copying device (whose freed buffers would fail).
+func TestKVCacheRelease(t *testing.T) {
+	be, _ := backend.Get("")
+	m := randomModel(randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 32, Inter: 48, Vocab: 50, Layers: 2}, false, 4)
+	for _, b := range []backend.Backend{be, modeltest.CopyBackend{Backend: be}} {
+		c := m.NewCache()
+		first := slices.Clone(m.Step(b, c, []int{1, 2, 3}))
+		m.Step(b, c, []int{4})
+		c.Release()
+		if c.Len != 0 {
+			t.Fatalf("length %d after Release", c.Len)
+		}
+		sameBits(t, "after Release", m.Step(b, c, []int{1, 2, 3}), first)
+		c.Release()
+	}
+}

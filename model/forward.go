@@ -44,6 +44,8 @@ type KVCache struct {
 	be  backend.Backend
 	m   *Model
 	res *Resident
+	// free releases a buffer of the device the cache lives on.
+	free func(backend.View)
 }
 
 // NewCache returns an empty cache for m.
@@ -51,10 +53,30 @@ func (m *Model) NewCache() *KVCache {
 	return &KVCache{k: make([]backend.View, len(m.Layers)), v: make([]backend.View, len(m.Layers))}
 }
 
+// Release frees the cache's device buffers and the weights Model.Step
+// made resident for it (nothing to free on the CPU). The cache is empty
+// afterwards.
+func (c *KVCache) Release() {
+	if c.free != nil {
+		for _, v := range append(c.k, c.v...) {
+			if !v.Nil() {
+				c.free(v)
+			}
+		}
+	}
+	c.res.Release()
+	clear(c.k)
+	clear(c.v)
+	c.Len, c.res, c.be, c.m, c.free = 0, nil, nil, nil, nil
+}
+
 // growCache makes room for n rows of width kvd in layer li's buffers of c
 // (keeping the rows cached so far, doubling as a slice append does) and
 // returns them.
 func growCache[F nn.Float](c *KVCache, dev backend.Device[F], li, kvd, n int) (k, v backend.View) {
+	if c.free == nil {
+		c.free = dev.Free
+	}
 	for _, b := range []*[]backend.View{&c.k, &c.v} {
 		old := (*b)[li]
 		if old.N >= n*kvd {
@@ -173,6 +195,7 @@ func (r *ResidentOf[F]) Forward(seqs [][]int) ([]F, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.Dev.Free(x)
 	return r.logitsHost(ar, x, rows)
 }
 
@@ -206,6 +229,7 @@ func (r *ResidentOf[F]) Step(cache *KVCache, tokens []int) ([]F, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer r.Dev.Free(x)
 	H := r.Cfg.Hidden
 	return r.logitsHost(ar, x.Slice((rows-1)*H, H), 1)
 }

@@ -441,14 +441,17 @@ func (m *Model) RunLayer(be backend.Backend, li int, x []float32, seqLens []int,
 	if err != nil {
 		return err
 	}
+	_, host := dev.Host(xv)
+	if !host {
+		defer dev.Free(xv)
+	}
 	ar := NewArena(dev)
 	defer ar.Free()
 	if err := r.RunLayer(ar, li, xv, seqLens, HostSink[float32](sink)); err != nil {
 		return err
 	}
-	if _, ok := dev.Host(xv); !ok {
+	if !host {
 		err = dev.Download(x, xv)
-		dev.Free(xv)
 	}
 	return err
 }

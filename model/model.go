@@ -4,6 +4,14 @@
 // Layers carry their own widths (heads, KV heads, MLP width) because
 // structured pruning removes attention heads and MLP neurons physically: a
 // pruned model is just a model whose layers are narrower.
+//
+// The forward pass runs on a backend.Device: Model.Upload makes the weights
+// resident (on the CPU device the views are the model's own slices, no
+// copy), and one layer forward (LayerForwardDevice) written against the
+// device's operations serves inference, KV-cache decoding, shared-prefix
+// segments, training and Hessian capture, with activations in an Arena of
+// device buffers. The Backend-taking methods (Forward, Hidden, Step, ...)
+// are thin wrappers over the device of nn.DeviceFor(be).
 package model
 
 import (

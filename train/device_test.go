@@ -1,6 +1,8 @@
 package train
 
 import (
+	"fmt"
+	"math"
 	"slices"
 	"testing"
 
@@ -157,6 +159,54 @@ func TestTrainerCopyDeviceMatchesHost(t *testing.T) {
 		}
 		if !slices.Equal(ws[0], ws[1]) {
 			t.Errorf("topK %d: trained weights differ between the copying device and the host", topK)
+		}
+	}
+}
+
+// A non-finite gradient stops fine-tuning with an error naming its step,
+// though the device reports it one step later (with the next loss, or at
+// the final sync): the stats are those of the steps before it.
+func TestFineTunerNonFiniteGradient(t *testing.T) {
+	rc := randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 31, Layers: 2}
+	seqs := testSeqs(4, 9, rc.Vocab, 5)
+	for _, bad := range []int{2, 4} {
+		ft := NewFineTuner(cpu(t), SelectionPreset())
+		ft.onStep = func(step int, params, grads []Tensor[float32]) {
+			if step == bad {
+				grads[1].Data[3] = float32(math.Inf(1)) // host views: the device's gradient
+			}
+		}
+		st, err := ft.Train(randomModel(rc, true, 2), seqs)
+		want := fmt.Sprintf("fine-tuning step %d: a gradient is not finite", bad)
+		if err == nil || err.Error() != want {
+			t.Fatalf("bad step %d: error %v, want %q", bad, err, want)
+		}
+		if st.Steps != bad-1 {
+			t.Errorf("bad step %d: %d steps reported, want %d", bad, st.Steps, bad-1)
+		}
+	}
+}
+
+// A closed FineTuner trains again, bitwise as a fresh one.
+func TestFineTunerClose(t *testing.T) {
+	be := cpu(t)
+	rc := randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 31, Layers: 2}
+	seqs := testSeqs(2, 9, rc.Vocab, 7)
+	for _, b := range []interface{ Name() string }{be, modeltest.CopyBackend{Backend: be}} {
+		ft := NewFineTuner(be, SelectionPreset())
+		if b != be {
+			ft = NewFineTuner(modeltest.CopyBackend{Backend: be}, SelectionPreset())
+		}
+		a, c := randomModel(rc, true, 1), randomModel(rc, true, 1)
+		if _, err := ft.Train(a, seqs); err != nil {
+			t.Fatal(err)
+		}
+		ft.Close()
+		if _, err := ft.Train(c, seqs); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(flatWeights(a), flatWeights(c)) {
+			t.Errorf("%s: training after Close differs", b.Name())
 		}
 	}
 }

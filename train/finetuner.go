@@ -76,6 +76,22 @@ func NewFineTuner(be backend.Backend, opts Options) *FineTuner {
 // backend); TrainResident takes weights resident there.
 func (f *FineTuner) Device() backend.Device[float32] { return f.dev }
 
+// Close releases the fine-tuner's device buffers (gradient and moment
+// arenas, activations); it may be used again afterwards (they are
+// reallocated).
+func (f *FineTuner) Close() {
+	for _, v := range []*backend.View{&f.gview, &f.mview, &f.vview} {
+		if !v.Nil() {
+			f.dev.Free(*v)
+		}
+		*v = backend.View{}
+	}
+	f.gbuf, f.mbuf, f.vbuf = nil, nil, nil
+	if f.graph != nil {
+		f.graph.Free()
+	}
+}
+
 // Options returns the fine-tuner's options.
 func (f *FineTuner) Options() Options { return f.opts }
 
@@ -221,6 +237,7 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 		a = f.opts.KDWeight
 	}
 	var sum float64
+	var prev FineTuneStats // st before the last step (a deferred error)
 	for i, s := range seqs {
 		batch := [][]int{s}
 		logits, err := f.graph.ForwardView(batch)
@@ -239,7 +256,11 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 			}
 			loss = (1-a)*loss + a*kd
 		}
-		if err != nil {
+		if errors.Is(err, backend.ErrNonFinite) && i > 0 {
+			// The previous step's AdamW met a non-finite gradient (its
+			// flag is read here, with the loss, instead of a sync per step).
+			return prev, fmt.Errorf("fine-tuning step %d: a gradient is not finite", i)
+		} else if err != nil {
 			return st, fmt.Errorf("fine-tuning step %d: %w", i+1, err)
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
@@ -262,14 +283,12 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 			for pi, p := range params {
 				dev.AdamW(p, grads[pi], mo[pi], vo[pi], c)
 			}
-			if err := dev.Sync(); errors.Is(err, backend.ErrNonFinite) {
-				return st, fmt.Errorf("fine-tuning step %d: a gradient is not finite", i+1)
-			} else if err != nil {
-				return st, fmt.Errorf("fine-tuning step %d: %w", i+1, err)
-			}
+			// A non-finite gradient is reported by the next step's loss
+			// or the final sync (one device round trip per step, not two).
 		} else if err := f.hostStep(i+1, opt, params, grads, mo, vo, lr); err != nil {
 			return st, err
 		}
+		prev = st
 		if i == 0 {
 			st.FirstLoss = loss
 		}
@@ -277,6 +296,11 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 		sum += loss
 		st.Steps++
 		st.Tokens += len(s)
+	}
+	if err := dev.Sync(); errors.Is(err, backend.ErrNonFinite) {
+		return prev, fmt.Errorf("fine-tuning step %d: a gradient is not finite", len(seqs))
+	} else if err != nil {
+		return st, fmt.Errorf("fine-tuning: %w", err)
 	}
 	if st.Steps > 0 {
 		st.MeanLoss = sum / float64(st.Steps)

@@ -61,6 +61,9 @@ func NewDeviceGraph[F nn.Float](r *model.ResidentOf[F]) *Graph[F] {
 // (e.g. the next candidate of a FineTuner); the arena is kept.
 func (g *Graph[F]) SetResident(r *model.ResidentOf[F]) {
 	if g.dev != r.Dev || g.ar == nil {
+		if g.ar != nil {
+			g.ar.Free()
+		}
 		g.ar = model.NewArena(r.Dev)
 	}
 	g.dev, g.res, g.resW = r.Dev, r, nil
