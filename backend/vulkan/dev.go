@@ -5,8 +5,9 @@ package vulkan
 // Dev: the device-resident interface backend.Device[float32] on a Vulkan
 // device. Buffers are *Buffer (F32), views are backend.View over them.
 // Operations are recorded into the device's batch (barriers between them)
-// and run at the next flush: Sync, Download, a loss, a full batch, or an
-// upload or free that must wait for them. Errors are sticky (the first is
+// and run at the next flush: Sync, Download, a loss or a full batch (an
+// upload into a buffer the batch uses is a recorded copy, a free of one
+// waits for the flush). Errors are sticky (the first is
 // kept, later operations are skipped, Sync returns and clears it); nothing
 // panics (a panic inside an operation, e.g. from a RopeTable, is recovered
 // and recorded).
