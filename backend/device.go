@@ -212,4 +212,18 @@ type Device[F Float] interface {
 	// AdamW updates w, m and v from g in place; a non-finite gradient
 	// makes the next Sync return ErrNonFinite.
 	AdamW(w, g, m, v View, s AdamWStep)
+
+	// SumSquares returns Σ x² over all elements of vs, in order, after
+	// every operation issued before (a sync, like the losses): the squared
+	// global gradient norm of clipping in one round trip. The host device
+	// accumulates in float64 element after element (train.GradNorm's
+	// order, bitwise); a GPU sums per-workgroup partials and reduces them
+	// in float64, within its stated tolerance. NaN and ±Inf propagate.
+	SumSquares(vs []View) (float64, error)
+	// Scale multiplies v by s in place (v *= s; gradient clipping).
+	Scale(v View, s float32)
+	// SGD updates w from g in place: w ← w − lr·(g + wd·w) (torch's SGD
+	// with coupled weight decay; the host device computes it in float64 and
+	// rounds once, as train.SGD).
+	SGD(w, g View, lr, wd float64)
 }

@@ -861,5 +861,48 @@ func (h *Host[F]) AdamW(w, g, m, v backend.View, s backend.AdamWStep) {
 	}
 }
 
+// SumSquares is SumSquares over the views in order, continuing one float64
+// accumulator (train.GradNorm's order); it returns the pending error first.
+func (h *Host[F]) SumSquares(vs []backend.View) (float64, error) {
+	if err := h.take(); err != nil {
+		return 0, err
+	}
+	var s float64
+	for i, v := range vs {
+		x, ok := h.slice("SumSquares", "view", v, v.N)
+		if !ok {
+			return 0, fmt.Errorf("%w (view %d of %d)", h.take(), i, len(vs))
+		}
+		s = SumSquares(s, x)
+	}
+	return s, nil
+}
+
+// Scale is the clipping kernel (Scale).
+func (h *Host[F]) Scale(v backend.View, c float32) {
+	if h.skip() {
+		return
+	}
+	if x, ok := h.slice("Scale", "v", v, v.N); ok {
+		Scale(x, F(c))
+	}
+}
+
+// SGD is the SGD kernel (SGD), in float64 rounded once.
+func (h *Host[F]) SGD(w, g backend.View, lr, wd float64) {
+	if h.skip() {
+		return
+	}
+	if g.N != w.N {
+		h.failf("SGD: g has %d elements, w %d", g.N, w.N)
+		return
+	}
+	ws, ok1 := h.slice("SGD", "w", w, w.N)
+	gs, ok2 := h.slice("SGD", "g", g, w.N)
+	if ok1 && ok2 {
+		SGD(ws, gs, lr, wd)
+	}
+}
+
 var _ backend.Device[float32] = (*Host[float32])(nil)
 var _ backend.Device[float64] = (*Host[float64])(nil)

@@ -61,6 +61,9 @@ var Programs = []Program{
 	{Name: "kl", Source: "loss.comp", Defines: []string{"KL"}},
 	{Name: "sparse_kl", Source: "loss.comp", Defines: []string{"SKL"}},
 	{Name: "adamw_step", Source: "adamw_step.comp"},
+	{Name: "sumsq", Source: "sumsq.comp"},
+	{Name: "scale", Source: "scale.comp"},
+	{Name: "sgd", Source: "sgd.comp"},
 	{Name: "gemm_coopmat", Source: "gemm_coopmat.comp", Target: "vulkan1.3",
 		Skip: "glslang-tools 12.0.0 does not support GL_KHR_cooperative_matrix"},
 }

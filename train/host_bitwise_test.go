@@ -161,6 +161,7 @@ func hostBitwise[F nn.Float](t *testing.T, be backend.Backend) {
 	hostBitwiseLosses(b, be)
 	if _, ok := any(b.d).(*nn.Host[float32]); ok {
 		hostBitwiseAdamW(t, be)
+		hostBitwiseClipSGD(t, be)
 	}
 }
 
@@ -377,6 +378,104 @@ func hostBitwiseAdamW(t *testing.T, be backend.Backend) {
 			if math.Float32bits(w[j]) != math.Float32bits(params[i].Data[j]) || m[j] != o.m[i][j] || v[j] != o.v[i][j] {
 				t.Fatalf("AdamW tensor %d [%d]: device (%v %v %v), train (%v %v %v)", i, j, w[j], m[j], v[j], params[i].Data[j], o.m[i][j], o.v[i][j])
 			}
+		}
+	}
+}
+
+// hostBitwiseClipSGD: the device's SumSquares, Scale and SGD give bitwise
+// train's GradNorm, ClipGrads and SGD, and those give bitwise the loops
+// train ran before the kernels moved to nn (written out here: a float64
+// sum in tensor order, g *= float32(coef), SGD in float64 rounded once),
+// on tensors large enough for the parallel chunks.
+func hostBitwiseClipSGD(t *testing.T, be backend.Backend) {
+	r := rand.New(rand.NewPCG(5, 11))
+	mk := func(n int, sc float64) []float32 {
+		x := make([]float32, n)
+		for i := range x {
+			x[i] = float32(r.NormFloat64() * sc)
+		}
+		return x
+	}
+	sizes := []int{37, 1<<15 + 1, 3<<15 + 77, 5}
+	var grads, old []Tensor[float32]
+	for _, n := range sizes {
+		g := mk(n, 1e-2)
+		grads = append(grads, Tensor[float32]{Data: g})
+		old = append(old, Tensor[float32]{Data: slices.Clone(g)})
+	}
+	d := nn.NewHost[float32](be)
+	views := make([]backend.View, len(grads))
+	for i, g := range grads {
+		views[i], _ = d.Resident(g.Data) // the same slices
+	}
+	// The norm.
+	var s float64
+	for _, g := range old {
+		for _, v := range g.Data {
+			s += float64(v) * float64(v)
+		}
+	}
+	ss, err := d.SumSquares(views)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Float64bits(ss) != math.Float64bits(s) || math.Float64bits(GradNorm(grads)) != math.Float64bits(math.Sqrt(s)) {
+		t.Fatalf("SumSquares %v, GradNorm² %v, the old loop %v", ss, GradNorm(grads), s)
+	}
+	// Clipping: ClipGrads on one copy, Scale on the device on another.
+	norm := math.Sqrt(s)
+	c := float32(0.5 / (norm + 1e-6))
+	for _, g := range old {
+		for i := range g.Data {
+			g.Data[i] *= c
+		}
+	}
+	dg := make([]Tensor[float32], len(grads))
+	for i, g := range grads {
+		dg[i] = Tensor[float32]{Data: slices.Clone(g.Data)}
+	}
+	if n := ClipGrads(dg, 0.5); n != norm {
+		t.Fatalf("ClipGrads returned %v, want %v", n, norm)
+	}
+	for _, v := range views {
+		d.Scale(v, c)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range grads {
+		if !slices.Equal(grads[i].Data, old[i].Data) || !slices.Equal(dg[i].Data, old[i].Data) {
+			t.Fatalf("clipping tensor %d: device, ClipGrads and the old loop differ", i)
+		}
+	}
+	// SGD with weight decay.
+	lr, wd := 0.037, 0.01
+	var ws, wold []Tensor[float32]
+	wv := make([]backend.View, len(sizes))
+	for i, n := range sizes {
+		w := mk(n, 1)
+		ws = append(ws, Tensor[float32]{Data: slices.Clone(w)})
+		wold = append(wold, Tensor[float32]{Data: slices.Clone(w)})
+		wv[i], _ = d.Resident(w)
+	}
+	(&SGD{WeightDecay: wd}).Step(ws, grads, lr)
+	for pi, p := range wold {
+		w, g := p.Data, grads[pi].Data
+		for i := range w {
+			wi := float64(w[i])
+			w[i] = float32(wi - lr*(float64(g[i])+wd*wi))
+		}
+	}
+	for i := range wv {
+		d.SGD(wv[i], views[i], lr, wd)
+	}
+	if err := d.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range ws {
+		dw, _ := d.Host(wv[i])
+		if !slices.Equal(ws[i].Data, wold[i].Data) || !slices.Equal(dw, wold[i].Data) {
+			t.Fatalf("SGD tensor %d: device, train.SGD and the old loop differ", i)
 		}
 	}
 }

@@ -103,13 +103,7 @@ func (o *SGD) Name() string { return "sgd" }
 func (o *SGD) Step(params, grads []Tensor[float32], lr float64) {
 	o.t++
 	for pi, p := range params {
-		w, g := p.Data, grads[pi].Data
-		parallel(len(w), func(i0, i1 int) {
-			for i := i0; i < i1; i++ {
-				wi := float64(w[i])
-				w[i] = float32(wi - lr*(float64(g[i])+o.WeightDecay*wi))
-			}
-		})
+		nn.SGD(p.Data, grads[pi].Data, lr, o.WeightDecay)
 	}
 }
 
@@ -122,9 +116,7 @@ func (o *SGD) SetSteps(n int)                            { o.t = n }
 func GradNorm(grads []Tensor[float32]) float64 {
 	var s float64
 	for _, g := range grads {
-		for _, v := range g.Data {
-			s += float64(v) * float64(v)
-		}
+		s = nn.SumSquares(s, g.Data)
 	}
 	return math.Sqrt(s)
 }
@@ -134,20 +126,28 @@ func GradNorm(grads []Tensor[float32]) float64 {
 // maxNorm ≤ 0 disables clipping.
 func ClipGrads(grads []Tensor[float32], maxNorm float64) float64 {
 	norm := GradNorm(grads)
-	if maxNorm <= 0 || math.IsNaN(norm) || math.IsInf(norm, 0) {
+	c, ok := clipCoef(norm, maxNorm)
+	if !ok {
 		return norm
+	}
+	for _, g := range grads {
+		nn.Scale(g.Data, c)
+	}
+	return norm
+}
+
+// clipCoef is the factor ClipGrads scales gradients of norm norm by, and
+// whether they are scaled at all (clipping on, a finite norm above
+// maxNorm).
+func clipCoef(norm, maxNorm float64) (float32, bool) {
+	if maxNorm <= 0 || math.IsNaN(norm) || math.IsInf(norm, 0) {
+		return 1, false
 	}
 	coef := maxNorm / (norm + 1e-6)
 	if coef >= 1 {
-		return norm
+		return 1, false
 	}
-	c := float32(coef)
-	for _, g := range grads {
-		for i := range g.Data {
-			g.Data[i] *= c
-		}
-	}
-	return norm
+	return float32(coef), true
 }
 
 // Schedule gives the learning rate of step s (0-based) of total steps.
@@ -189,14 +189,4 @@ func (s Schedule) At(step int) float64 {
 		return s.LR + (s.MinLR-s.LR)*p
 	}
 	return s.LR
-}
-
-func parallel(n int, f func(i0, i1 int)) {
-	const chunk = 1 << 15
-	if n <= chunk {
-		f(0, n)
-		return
-	}
-	nc := (n + chunk - 1) / chunk
-	nn.ParallelFor(nc, func(c int) { f(c*chunk, min(n, (c+1)*chunk)) })
 }

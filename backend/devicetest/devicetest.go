@@ -56,6 +56,8 @@ func RunT[F backend.Float](t *testing.T, open func(t *testing.T) backend.Device[
 		{"SparseKL", testSparseKL[F]},
 		{"AdamW", testAdamW[F]},
 		{"AdamWNonFinite", testAdamWNonFinite[F]},
+		{"SumSquares", testSumSquares[F]},
+		{"ScaleSGD", testScaleSGD[F]},
 		{"BadInput", testBadInput[F]},
 		{"Sticky", testSticky[F]},
 	}
@@ -911,6 +913,81 @@ func testAdamWNonFinite[F backend.Float](s *suite[F]) {
 	}
 }
 
+// ---- clipping and SGD ----
+
+func testSumSquares[F backend.Float](s *suite[F]) {
+	d := s.d
+	// Odd sizes, a view at an offset, an empty view, and one large enough
+	// for many workgroups of a GPU reduction; scales far apart.
+	sizes := []int{7, 0, 1, 300, 200003, 33}
+	scales := []float64{1, 1, 3e-3, 50, 0.02, 1e-4}
+	var views []backend.View
+	var want float64
+	for i, n := range sizes {
+		x := s.rnd(n, scales[i])
+		for _, v := range x {
+			want += v * v
+		}
+		buf := s.up(append(s.rnd(5, 1), x...))
+		views = append(views, buf.Slice(5, n))
+	}
+	got, err := d.SumSquares(views)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.closeScalar("SumSquares", got, want)
+	if got, err := d.SumSquares(nil); err != nil || got != 0 {
+		s.t.Fatalf("SumSquares of no views = %v, %v; want 0", got, err)
+	}
+	// It sees the operations issued before it.
+	d.Scale(views[3], 0.5)
+	x3 := s.down(views[3])
+	var w3 float64
+	for _, v := range x3 {
+		w3 += v * v
+	}
+	got, err = d.SumSquares(views[3:4])
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.closeScalar("SumSquares after Scale", got, w3)
+	// Non-finite values propagate.
+	nf := s.rnd(40, 1)
+	nf[17] = math.Inf(-1)
+	if got, err := d.SumSquares([]backend.View{views[0], s.up(nf)}); err != nil || !math.IsInf(got, 1) {
+		s.t.Fatalf("SumSquares with −Inf = %v, %v; want +Inf", got, err)
+	}
+	nf[17] = math.NaN()
+	if got, err := d.SumSquares([]backend.View{s.up(nf), views[0]}); err != nil || !math.IsNaN(got) {
+		s.t.Fatalf("SumSquares with NaN = %v, %v; want NaN", got, err)
+	}
+}
+
+func testScaleSGD[F backend.Float](s *suite[F]) {
+	const n = 1031
+	x := s.rnd(n, 2)
+	v := s.up(x)
+	const c = float32(0.3721)
+	s.d.Scale(v.Slice(3, n-5), c)
+	want := append([]float64(nil), x...)
+	for i := 3; i < n-2; i++ {
+		want[i] *= float64(c)
+	}
+	s.close("Scale", s.down(v), want)
+
+	w, g := s.rnd(n, 1), s.rnd(n, 0.1)
+	vw, vg := s.up(w), s.up(g)
+	for step := 0; step < 3; step++ {
+		lr, wd := 0.05*float64(step+1), 0.1
+		s.d.SGD(vw, vg, lr, wd)
+		for i := range w {
+			w[i] -= lr * (g[i] + wd*w[i])
+		}
+	}
+	s.close("SGD w", s.down(vw), w)
+	s.close("SGD g unchanged", s.down(vg), g)
+}
+
 // ---- bad operands and sticky errors ----
 
 type foreignBuf struct{}
@@ -962,6 +1039,9 @@ func testBadInput[F backend.Float](s *suite[F]) {
 	})
 	s.expectErr("AttentionBackward", func() { d.AttentionBackward(a, b, c, a, a, b, b, []backend.AttnSeq{{Seq: backend.Seq{T: 6}}}, hd) })
 	s.expectErr("AdamW", func() { d.AdamW(a, b.Slice(0, 5), c, c, adamStep(1e-3, 0.9, 0.999, 1e-8, 0, 1)) })
+	s.expectErr("Scale", func() { d.Scale(a.Slice(15, 8), 2) })
+	s.expectErr("SGD", func() { d.SGD(a, b.Slice(0, 5), 0.1, 0) })
+	s.expectErr("SGD", func() { d.SGD(a.Slice(-1, 5), b.Slice(0, 5), 0.1, 0) })
 	// Free, then use.
 	f := s.up(s.rnd(8, 1))
 	d.Free(f)
@@ -988,6 +1068,9 @@ func testBadInput[F backend.Float](s *suite[F]) {
 	loss("SparseKL", func() (float64, error) {
 		return d.SparseKL(backend.View{}, a, []int32{0}, []float32{1}, 1, []int{1, 2}, 5, 1) // too few entries
 	})
+	loss("SumSquares", func() (float64, error) { return d.SumSquares([]backend.View{a, b.Slice(18, 4)}) })
+	loss("SumSquares", func() (float64, error) { return d.SumSquares([]backend.View{{Buf: foreignBuf{}, N: 10}}) })
+	loss("SumSquares", func() (float64, error) { return d.SumSquares([]backend.View{f}) }) // freed
 	// Upload and Download check their views.
 	if err := d.Upload(a.Slice(18, 5), make([]F, 5)); err == nil {
 		s.t.Fatal("Upload past the end gave no error")
@@ -1026,6 +1109,11 @@ func testSticky[F backend.Float](s *suite[F]) {
 	d.Zero(a.Slice(10, 5))
 	if _, err := d.CrossEntropy(backend.View{}, a, []int{1}, 3, 1); err == nil || !strings.Contains(err.Error(), "Zero") {
 		s.t.Fatalf("loss after a failed Zero: %v, want the Zero error", err)
+	}
+	_ = d.Sync()
+	d.Scale(a.Slice(10, 5), 2)
+	if _, err := d.SumSquares([]backend.View{a}); err == nil || !strings.Contains(err.Error(), "Scale") {
+		s.t.Fatalf("SumSquares after a failed Scale: %v, want the Scale error", err)
 	}
 	_ = d.Sync()
 	// And the device works again.

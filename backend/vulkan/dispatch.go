@@ -43,6 +43,7 @@ var programs = map[string]struct{ bind, push int }{
 	"add": {2, 3}, "addbias": {2, 4}, "addbias_bwd": {2, 4}, "rope_seq": {4, 9},
 	"attn": {7, 12}, "attn_ds": {6, 10}, "attn_dq": {5, 8}, "attn_dkv": {8, 11},
 	"xent_set": {4, 8}, "kl": {5, 9}, "sparse_kl": {6, 11}, "adamw_step": {5, 14},
+	"sumsq": {2, 4}, "scale": {1, 3}, "sgd": {2, 5},
 }
 
 func (d *Device) pipeline(name string) (*pipeline, error) {
