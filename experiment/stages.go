@@ -280,6 +280,9 @@ func runPostTrain(e *Env) error {
 		bar.Add(1)
 	}
 	bar.Finish()
+	if err := tr.Sync(); err != nil { // the trained weights into m (a download on a GPU)
+		return err
+	}
 	e.Log("%d steps, %d tokens, final loss %.4f", steps, tokens, log[len(log)-1].Loss)
 	b, err := json.Marshal(log)
 	if err != nil {

@@ -61,6 +61,9 @@ type SaveModel func(dir string) error
 
 // SaveCheckpoint writes a checkpoint of t and the loader position into out.
 func SaveCheckpoint(out string, t *Trainer, ld *Loader, tokens int64, settings json.RawMessage, log []LogRow, save SaveModel, keep int) (string, error) {
+	if err := t.Sync(); err != nil { // the weights and optimizer state from the device
+		return "", err
+	}
 	name := fmt.Sprintf("step-%08d", t.Step)
 	final := filepath.Join(out, name)
 	tmp := filepath.Join(out, ".tmp-"+name)
@@ -174,6 +177,9 @@ func LoadCheckpoint(dir string, t *Trainer, ld *Loader) (State, []LogRow, error)
 		if err := load(s.Name, s.Data); err != nil {
 			return st, nil, err
 		}
+	}
+	if err := t.Reload(); err != nil { // onto the device
+		return st, nil, err
 	}
 	t.Step = st.Step
 	t.Opt.SetSteps(st.OptSteps)

@@ -21,8 +21,10 @@ import (
 //
 // Training runs on the backend's device (nn.DeviceFor): the model's weights
 // are made resident (on the CPU the views are the model's own slices), the
-// gradient and moment arenas live on the device, the losses and AdamW are
-// device operations, and only token ids and losses cross the bus; Train
+// gradient and moment arenas live on the device, the losses, gradient
+// clipping and the optimizer (AdamW or SGD) are device operations, and only
+// token ids, losses and (with clipping or SGD) the gradient norm cross the
+// bus; Train
 // writes the weights back to the model at the end (nothing to copy on the
 // CPU). TrainResident trains weights the caller keeps resident.
 //
@@ -201,7 +203,6 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 	}
 	g := carveResident(r, gv)
 	grads := residentTensors(g)
-	var opt Optimizer
 	var mo, vo []backend.View
 	if f.opts.Optimizer == "adamw" {
 		mv, err := f.growArena(&f.mview, &f.mbuf, n)
@@ -216,10 +217,8 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 		dev.Zero(vv)
 		mo, vo = splitView(params, mv), splitView(params, vv)
 		f.adam = AdamW{Beta1: f.opts.Beta1, Beta2: f.opts.Beta2, Eps: f.opts.Eps, WeightDecay: f.opts.WeightDecay}
-		opt = &f.adam
 	} else {
 		f.sgd = SGD{WeightDecay: f.opts.WeightDecay}
-		opt = &f.sgd
 	}
 	total := f.opts.Steps
 	if total == 0 {
@@ -268,24 +267,7 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 		}
 		dev.Zero(gv)
 		f.graph.BackwardView(dl, g)
-		// Without clipping the norm is not needed: AdamW's fused pass
-		// flags non-finite gradients itself.
-		fused := opt == &f.adam && f.opts.Clip <= 0
-		lr := sched.At(i)
-		if fused {
-			if f.onStep != nil {
-				if err := f.callOnStep(i+1, params, grads); err != nil {
-					return st, err
-				}
-			}
-			f.adam.t++
-			c := f.adam.stepConsts(lr)
-			for pi, p := range params {
-				dev.AdamW(p, grads[pi], mo[pi], vo[pi], c)
-			}
-			// A non-finite gradient is reported by the next step's loss
-			// or the final sync (one device round trip per step, not two).
-		} else if err := f.hostStep(i+1, opt, params, grads, mo, vo, lr); err != nil {
+		if err := f.step(i+1, sched.At(i), params, grads, mo, vo); err != nil {
 			return st, err
 		}
 		prev = st
@@ -321,39 +303,45 @@ func (f *FineTuner) fullKL(dl, logits backend.View, teacher []float32, tg []int,
 	return f.dev.KL(dl, logits, tv, tg, V, a)
 }
 
-// hostStep is an optimizer step on host tensors (clipping needs the global
-// gradient norm; SGD has no device kernel): the views' own slices on a host
-// device, a round trip through host copies otherwise.
-func (f *FineTuner) hostStep(step int, opt Optimizer, params, grads, mo, vo []backend.View, lr float64) error {
-	hp, err := hostCopies(f.dev, params, f.names)
-	if err != nil {
-		return err
-	}
-	hg, err := hostCopies(f.dev, grads, f.names)
-	if err != nil {
-		return err
-	}
-	if gn := ClipGrads(hg.tensors, f.opts.Clip); math.IsNaN(gn) || math.IsInf(gn, 0) {
-		return fmt.Errorf("fine-tuning step %d: gradient norm is %v", step, gn)
+// step clips the gradients and updates the weights on the device. The
+// global gradient norm is needed for clipping and for SGD's non-finite
+// check (one round trip: SumSquares); AdamW without clipping flags
+// non-finite gradients itself, and its flag is read with the next step's
+// loss or the final sync (see train), so that step costs no round trip.
+func (f *FineTuner) step(step int, lr float64, params, grads, mo, vo []backend.View) error {
+	dev := f.dev
+	adam := f.opts.Optimizer == "adamw"
+	if !adam || f.opts.Clip > 0 {
+		ss, err := dev.SumSquares(grads)
+		if err != nil {
+			return fmt.Errorf("fine-tuning step %d: %w", step, err)
+		}
+		gn := math.Sqrt(ss)
+		if math.IsNaN(gn) || math.IsInf(gn, 0) {
+			return fmt.Errorf("fine-tuning step %d: gradient norm is %v", step, gn)
+		}
+		if c, ok := clipCoef(gn, f.opts.Clip); ok {
+			for _, g := range grads {
+				dev.Scale(g, c)
+			}
+		}
 	}
 	if f.onStep != nil {
-		f.onStep(step, hp.tensors, hg.tensors)
+		if err := f.callOnStep(step, params, grads); err != nil {
+			return err
+		}
 	}
-	var hm, hv hostTensors
-	if opt == &f.adam {
-		if hm, err = hostCopies(f.dev, mo, nil); err != nil {
-			return err
+	if adam {
+		f.adam.t++
+		c := f.adam.stepConsts(lr)
+		for pi, p := range params {
+			dev.AdamW(p, grads[pi], mo[pi], vo[pi], c)
 		}
-		if hv, err = hostCopies(f.dev, vo, nil); err != nil {
-			return err
-		}
-		f.adam.m, f.adam.v = hm.slices(), hv.slices()
+		return nil
 	}
-	opt.Step(hp.tensors, hg.tensors, lr)
-	for _, h := range []hostTensors{hp, hm, hv} {
-		if err := h.back(f.dev); err != nil {
-			return err
-		}
+	f.sgd.t++
+	for pi, p := range params {
+		dev.SGD(p, grads[pi], lr, f.sgd.WeightDecay)
 	}
 	return nil
 }
@@ -374,7 +362,7 @@ func (f *FineTuner) callOnStep(step int, params, grads []backend.View) error {
 }
 
 // hostTensors are host slices of device views: the views' own slices on a
-// host device, else downloaded copies (back uploads them again).
+// host device, else downloaded copies.
 type hostTensors struct {
 	views   []backend.View
 	tensors []Tensor[float32]
@@ -398,26 +386,6 @@ func hostCopies(dev backend.Device[float32], views []backend.View, names []strin
 		}
 	}
 	return h, nil
-}
-
-func (h hostTensors) slices() [][]float32 {
-	out := make([][]float32, len(h.tensors))
-	for i, t := range h.tensors {
-		out[i] = t.Data
-	}
-	return out
-}
-
-func (h hostTensors) back(dev backend.Device[float32]) error {
-	if !h.copied {
-		return nil
-	}
-	for i, v := range h.views {
-		if err := dev.Upload(v, h.tensors[i].Data); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // growArena returns n elements of the device arena *v (regrown, zeroed,

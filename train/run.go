@@ -205,6 +205,9 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 		save = func(dir string) error { return cfg.SaveModel(m, dir) }
 	}
 	checkpoint := func() (string, error) {
+		if err := tr.Sync(); err != nil {
+			return "", err
+		}
 		if err := finiteParams(tr); err != nil {
 			return "", err
 		}

@@ -20,16 +20,22 @@ type Trainer struct {
 	Opts    Options
 	Step    int // completed steps
 
-	// The forward and backward passes run on dev (nn.DeviceFor(Be)) with
-	// W and G resident (on the CPU: the host slices themselves). The
-	// optimizer runs on the host tensors: on a GPU the gradients are
-	// downloaded after each backward pass and the weights uploaded before
-	// each forward pass, so W, G and the optimizer state (checkpoints) are
-	// always the host tensors.
+	// A step runs on dev (nn.DeviceFor(Be)): forward and backward passes,
+	// losses, gradient norm, clipping and the optimizer update, with W, G
+	// and the optimizer state resident (on the CPU: the host slices
+	// themselves, so nothing is copied). On a GPU only the loss and the
+	// gradient norm cross the bus per step; the host tensors (W, which are
+	// the model's, and the optimizer's state) are brought up to date by
+	// Sync (checkpoints, Close) and uploaded by Reload (LoadCheckpoint).
 	dev           backend.Device[float32]
 	res, gres     *model.Resident
 	graph         *Graph[float32]
 	params, grads []Tensor[float32]
+	pv, gv        []backend.View // res and gres in Tensors order
+	mom           *AdamW         // the optimizer whose moments are mv, vv
+	mv, vv        []backend.View
+	copied        bool  // dev keeps copies (a GPU): host tensors need Sync
+	stale         bool  // a step ran since the last Sync
 	err           error // the device error behind a NaN loss
 }
 
@@ -72,40 +78,145 @@ func NewTrainer(be backend.Backend, m, teacher *model.Model, o Options) (*Traine
 		return nil, err
 	}
 	t := &Trainer{Be: be, Model: m, Teacher: teacher, W: w, G: g, Opt: opt, Sched: sch, Opts: o,
-		dev: dev, res: res, gres: gres, graph: NewDeviceGraph(res), params: w.Tensors(), grads: g.Tensors()}
+		dev: dev, res: res, gres: gres, graph: NewDeviceGraph(res), params: w.Tensors(), grads: g.Tensors(),
+		pv: residentTensors(res), gv: residentTensors(gres)}
 	t.graph.SaveProbs = o.SaveProbs
+	for _, v := range t.pv {
+		if _, ok := dev.Host(v); !ok {
+			t.copied = true
+		}
+	}
+	if len(t.pv) != len(t.params) || len(t.gv) != len(t.params) {
+		t.Close()
+		return nil, fmt.Errorf("trainer: %d resident tensors for %d parameters", len(t.pv), len(t.params))
+	}
 	return t, nil
 }
 
-// Close releases the trainer's device buffers (weights and gradients on a
-// GPU, activations); the model keeps the trained weights.
-func (t *Trainer) Close() {
+// Close writes the trained weights back into the model (a download on a
+// GPU; see Sync) and releases the trainer's device buffers (weights,
+// gradients, optimizer state, activations). The trainer must not be used
+// afterwards.
+func (t *Trainer) Close() error {
+	err := t.Sync()
 	t.graph.Free()
+	t.freeMoments()
 	t.res.Release()
 	t.gres.Release()
+	return err
+}
+
+// Sync brings the host tensors up to date with the device after training
+// steps: the weights (W, the model's tensors) and the optimizer state
+// (Opt.State). On the CPU they are the device's own slices and nothing is
+// copied. It returns a pending device error.
+func (t *Trainer) Sync() error {
+	if !t.stale {
+		return t.dev.Sync()
+	}
+	w := t.W
+	if err := model.WriteBack(t.res, w.Embed, w.Norm, w.LMHead, w.Layers); err != nil {
+		return err
+	}
+	if t.mom != nil && t.copied {
+		for i := range t.mv {
+			if err := t.dev.Download(t.mom.m[i], t.mv[i]); err != nil {
+				return err
+			}
+			if err := t.dev.Download(t.mom.v[i], t.vv[i]); err != nil {
+				return err
+			}
+		}
+	}
+	t.stale = false
+	return nil
+}
+
+// Reload uploads the host tensors (W and the optimizer state) to the
+// device after they changed on the host (LoadCheckpoint calls it); on the
+// CPU they are the device's own slices and nothing is copied.
+func (t *Trainer) Reload() error {
+	w := t.W
+	if err := model.Reload(t.res, w.Embed, w.Norm, w.LMHead, w.Layers); err != nil {
+		return err
+	}
+	if t.mom != nil && t.copied {
+		for i := range t.mv {
+			if err := t.dev.Upload(t.mv[i], t.mom.m[i]); err != nil {
+				return err
+			}
+			if err := t.dev.Upload(t.vv[i], t.mom.v[i]); err != nil {
+				return err
+			}
+		}
+	}
+	t.stale = false
+	return nil
+}
+
+// moments returns o's moments resident on the device, made from its host
+// state (the host slices themselves on the CPU; uploaded copies, e.g. of a
+// loaded checkpoint's state, on a GPU).
+func (t *Trainer) moments(o *AdamW) error {
+	if t.mom == o {
+		return nil
+	}
+	t.freeMoments()
+	o.alloc(t.params)
+	mv, vv := make([]backend.View, len(t.params)), make([]backend.View, len(t.params))
+	var err error
+	for i := range t.params {
+		if mv[i], err = t.dev.Resident(o.m[i]); err == nil {
+			vv[i], err = t.dev.Resident(o.v[i])
+		}
+		if err != nil {
+			t.mv, t.vv = mv, vv
+			t.mom = o
+			t.freeMoments()
+			return err
+		}
+	}
+	t.mom, t.mv, t.vv = o, mv, vv
+	return nil
+}
+
+func (t *Trainer) freeMoments() {
+	if t.copied {
+		for _, vs := range [][]backend.View{t.mv, t.vv} {
+			for _, v := range vs {
+				if !v.Nil() {
+					t.dev.Free(v)
+				}
+			}
+		}
+	}
+	t.mom, t.mv, t.vv = nil, nil, nil
 }
 
 // Params and Grads list the trained tensors (Weights.Tensors order).
 func (t *Trainer) Params() []Tensor[float32] { return t.params }
 func (t *Trainer) Grads() []Tensor[float32]  { return t.grads }
 
-// Loss computes the training loss of a batch and, when backward is set, the
-// gradients (into t.G, which is cleared first). A device error (none on the
-// CPU for valid token ids) gives a NaN loss; TrainStep reports the error.
+// Loss computes the training loss of a batch with the weights on the
+// device and, when backward is set, the gradients (into t.G, which is
+// cleared first; a download on a GPU). A device error (none on the CPU for
+// valid token ids) gives a NaN loss; TrainStep reports the error.
 func (t *Trainer) Loss(seqs [][]int, backward bool) (loss, ce, kd float64) {
 	loss, ce, kd, t.err = t.loss(seqs, backward)
+	if t.err == nil && backward {
+		g := t.G
+		t.err = model.WriteBack(t.gres, g.Embed, g.Norm, g.LMHead, g.Layers)
+	}
 	if t.err != nil {
 		loss = math.NaN()
 	}
 	return loss, ce, kd
 }
 
+// loss is Loss leaving the gradients on the device.
 func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err error) {
 	V := t.Model.Cfg.Vocab
-	w, dev := t.W, t.dev
-	if err := model.Reload(t.res, w.Embed, w.Norm, w.LMHead, w.Layers); err != nil {
-		return 0, 0, 0, err
-	}
+	dev := t.dev
 	logits, err := t.graph.ForwardView(seqs)
 	if err != nil {
 		return 0, 0, 0, err
@@ -144,10 +255,6 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 			dev.Zero(v)
 		}
 		t.graph.BackwardView(dl, t.gres)
-		g := t.G
-		if err := model.WriteBack(t.gres, g.Embed, g.Norm, g.LMHead, g.Layers); err != nil {
-			return 0, 0, 0, err
-		}
 	}
 	return loss, ce, kd, nil
 }
@@ -160,20 +267,69 @@ func (t *Trainer) TrainStep(seqs [][]int) (StepStats, error) {
 	for _, s := range seqs {
 		st.Tokens += len(s)
 	}
-	st.Loss, st.CE, st.KD = t.Loss(seqs, true)
-	if t.err != nil {
-		return st, fmt.Errorf("step %d: %w; stopping (no checkpoint is written for this step)", st.Step, t.err)
+	var err error
+	st.Loss, st.CE, st.KD, err = t.loss(seqs, true)
+	if err == nil {
+		var ss float64
+		ss, err = t.dev.SumSquares(t.gv) // also reports the backward pass's errors
+		st.GradNorm = math.Sqrt(ss)
+	}
+	if err != nil {
+		st.Loss = math.NaN()
+		return st, fmt.Errorf("step %d: %w; stopping (no checkpoint is written for this step)", st.Step, err)
 	}
 	if math.IsNaN(st.Loss) || math.IsInf(st.Loss, 0) {
 		return st, fmt.Errorf("step %d: loss is %v; stopping (no checkpoint is written for this step)", st.Step, st.Loss)
 	}
-	st.GradNorm = ClipGrads(t.grads, t.Opts.Clip)
 	if math.IsNaN(st.GradNorm) || math.IsInf(st.GradNorm, 0) {
 		return st, fmt.Errorf("step %d: gradient norm is %v; stopping (no checkpoint is written for this step)", st.Step, st.GradNorm)
 	}
-	t.Opt.Step(t.params, t.grads, st.LR)
+	if c, ok := clipCoef(st.GradNorm, t.Opts.Clip); ok {
+		for _, g := range t.gv {
+			t.dev.Scale(g, c)
+		}
+	}
+	if err := t.optimize(st.LR); err != nil {
+		return st, fmt.Errorf("step %d: %w; stopping (no checkpoint is written for this step)", st.Step, err)
+	}
 	t.Step++
 	return st, nil
+}
+
+// optimize runs the optimizer update on the device (AdamW and SGD; another
+// Optimizer on host tensors, with a round trip), then syncs so that a
+// device error is reported by the step that caused it.
+func (t *Trainer) optimize(lr float64) error {
+	dev := t.dev
+	t.stale = t.stale || t.copied
+	switch o := t.Opt.(type) {
+	case *AdamW:
+		if err := t.moments(o); err != nil {
+			return err
+		}
+		o.t++
+		c := o.stepConsts(lr)
+		for i, p := range t.pv {
+			dev.AdamW(p, t.gv[i], t.mv[i], t.vv[i], c)
+		}
+	case *SGD:
+		o.t++
+		for i, p := range t.pv {
+			dev.SGD(p, t.gv[i], lr, o.WeightDecay)
+		}
+	default:
+		g := t.G
+		if err := model.WriteBack(t.gres, g.Embed, g.Norm, g.LMHead, g.Layers); err != nil {
+			return err
+		}
+		if err := t.Sync(); err != nil {
+			return err
+		}
+		t.Opt.Step(t.params, t.grads, lr)
+		return t.Reload()
+	}
+	// The norm was finite, so AdamW cannot flag a non-finite gradient.
+	return dev.Sync()
 }
 
 // FineTune trains m in place with one optimizer step per sequence (batch 1)
