@@ -123,9 +123,10 @@ func graphGradients(t *testing.T, d *Device) {
 	usedPrograms(t, d, "attn", "attn_ds", "attn_dq", "attn_dkv", "rope_seq", "xent_set", "rmsnorm_bwd_dx", "swiglu_bwd", "embed_bwd")
 }
 
-// TestDeviceFineTune: two SGD fine-tuning steps (forward, loss, backward on
-// the device; the host update) with FineTuner on the Vulkan backend vs the
-// CPU; every tensor's change within 1e-4 of the CPU's largest change.
+// TestDeviceFineTune: two SGD fine-tuning steps (forward, loss, backward,
+// gradient norm and the update on the device) with FineTuner on the Vulkan
+// backend vs the CPU; every tensor's change within 1e-4 of the CPU's
+// largest change.
 func TestDeviceFineTune(t *testing.T) {
 	needMirror(t)
 	d := open(t, Options{})
@@ -165,7 +166,7 @@ func TestDeviceFineTune(t *testing.T) {
 		}
 	}
 	t.Logf("mean loss cpu %.7f vulkan %.7f over %d steps", stats[0].MeanLoss, stats[1].MeanLoss, stats[1].Steps)
-	usedPrograms(t, d, "attn_ds", "xent_set")
+	usedPrograms(t, d, "attn_ds", "xent_set", "sumsq", "sgd")
 }
 
 // TestPruningDatabase builds the stories260K pruning database (Hessians
