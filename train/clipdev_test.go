@@ -231,3 +231,47 @@ func TestFineTunerResidentNoTransfers(t *testing.T) {
 		r.Release()
 	}
 }
+
+// Distillation in the Trainer keeps the teacher resident too: after the
+// first step (which uploads it), a step with full-vocabulary KL moves no
+// tensor across the bus and one with top-k KL downloads only the teacher's
+// logits for the host's top-k selection; the result is bitwise the host's.
+func TestTrainerDeviceTeacherResident(t *testing.T) {
+	be := cpu(t)
+	rc := randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 31, Layers: 2}
+	teacher := randomModel(rc, false, 8)
+	batches := [][][]int{testSeqs(2, 9, rc.Vocab, 1), testSeqs(2, 9, rc.Vocab, 2), testSeqs(2, 9, rc.Vocab, 3)}
+	for _, topK := range []int{0, 4} {
+		o := Options{Optimizer: "adamw", LR: 1e-2, Schedule: "constant", Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Clip: 0.5,
+			Steps: len(batches), KDWeight: 0.5, KDTopK: topK}
+		var ws [][]float32
+		var n atomic.Int64
+		for _, b := range []backend.Backend{be, busBackend{be, &n}} {
+			m := randomModel(rc, true, 6)
+			tr, err := NewTrainer(b, m, teacher, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, seqs := range batches {
+				before := n.Load()
+				if _, err := tr.TrainStep(seqs); err != nil {
+					t.Fatal(err)
+				}
+				want := int64(0)
+				if topK > 0 {
+					want = 1
+				}
+				if moved := n.Load() - before; b != be && i > 0 && moved != want {
+					t.Errorf("top-k %d: step %d made %d host transfers, want %d", topK, i+1, moved, want)
+				}
+			}
+			if err := tr.Close(); err != nil {
+				t.Fatal(err)
+			}
+			ws = append(ws, flatWeights(m))
+		}
+		if !slices.Equal(ws[0], ws[1]) {
+			t.Errorf("top-k %d: trained weights differ between the copying device and the host", topK)
+		}
+	}
+}

@@ -3,13 +3,18 @@ package train
 import (
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/nn"
 )
 
-// Trainer trains a model in place.
+// Trainer trains a model in place. Its steps run on the backend's device
+// with the weights, gradients and optimizer state resident there; on a GPU
+// the model's tensors (W) and the optimizer state are updated on the host
+// by Sync (SaveCheckpoint and Close call it), so call Sync before using the
+// model while the Trainer is open.
 type Trainer struct {
 	Be      backend.Backend
 	Model   *model.Model
@@ -34,7 +39,11 @@ type Trainer struct {
 	pv, gv        []backend.View // res and gres in Tensors order
 	mom           *AdamW         // the optimizer whose moments are mv, vv
 	mv, vv        []backend.View
-	copied        bool  // dev keeps copies (a GPU): host tensors need Sync
+	tres          *model.Resident // the teacher's weights on dev (made from tsrc)
+	tsrc          *model.Model
+	tarena        *model.Arena[float32]
+	tbuf          []float32 // host copy of the teacher's logits (top-k on a GPU)
+	copied        bool      // dev keeps copies (a GPU): host tensors need Sync
 	stale         bool  // a step ran since the last Sync
 	err           error // the device error behind a NaN loss
 }
@@ -101,9 +110,35 @@ func (t *Trainer) Close() error {
 	err := t.Sync()
 	t.graph.Free()
 	t.freeMoments()
+	t.freeTeacher()
 	t.res.Release()
 	t.gres.Release()
 	return err
+}
+
+// teacherLogits runs the teacher on the device (its weights uploaded once,
+// on the CPU its own slices) and returns its logits as a device view valid
+// until the next call.
+func (t *Trainer) teacherLogits(seqs [][]int) (backend.View, error) {
+	if t.tsrc != t.Teacher {
+		t.freeTeacher()
+		r, err := t.Teacher.Upload(t.dev)
+		if err != nil {
+			return backend.View{}, err
+		}
+		t.tres, t.tsrc, t.tarena = r, t.Teacher, model.NewArena(t.dev)
+	}
+	t.tarena.Reset()
+	z, _, err := t.tres.ForwardView(t.tarena, seqs)
+	return z, err
+}
+
+func (t *Trainer) freeTeacher() {
+	if t.tres != nil {
+		t.tarena.Free()
+		t.tres.Release()
+	}
+	t.tres, t.tsrc, t.tarena = nil, nil, nil
 }
 
 // Sync brings the host tensors up to date with the device after training
@@ -193,7 +228,9 @@ func (t *Trainer) freeMoments() {
 	t.mom, t.mv, t.vv = nil, nil, nil
 }
 
-// Params and Grads list the trained tensors (Weights.Tensors order).
+// Params and Grads list the trained tensors (Weights.Tensors order) as host
+// tensors: on a GPU, Params is current after Sync and Grads after Loss with
+// backward (TrainStep leaves the gradients on the device).
 func (t *Trainer) Params() []Tensor[float32] { return t.params }
 func (t *Trainer) Grads() []Tensor[float32]  { return t.grads }
 
@@ -232,18 +269,25 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 	}
 	loss = ce
 	if a > 0 {
-		tl := t.Teacher.Forward(t.Be, seqs)
+		var tz backend.View
+		if tz, err = t.teacherLogits(seqs); err != nil {
+			return 0, 0, 0, err
+		}
 		if t.Opts.KDTopK > 0 {
+			// The top-k selection runs on the host: the teacher's logits
+			// are downloaded (no copy on the CPU).
+			tl, ok := dev.Host(tz)
+			if !ok {
+				t.tbuf = slices.Grow(t.tbuf[:0], tz.N)[:tz.N]
+				if err := dev.Download(t.tbuf, tz); err != nil {
+					return 0, 0, 0, err
+				}
+				tl = t.tbuf
+			}
 			tk := NewTopKLogits(tl, len(tg), V, t.Opts.KDTopK)
 			kd, err = dev.SparseKL(dl, logits, tk.Idx, tk.Val, tk.K, tg, V, a)
 		} else {
-			var tv backend.View
-			if tv, err = dev.Resident(tl); err == nil {
-				kd, err = dev.KL(dl, logits, tv, tg, V, a)
-				if _, ok := dev.Host(tv); !ok {
-					dev.Free(tv)
-				}
-			}
+			kd, err = dev.KL(dl, logits, tz, tg, V, a)
 		}
 		if err != nil {
 			return 0, 0, 0, err
@@ -251,7 +295,7 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 		loss = (1-a)*ce + a*kd
 	}
 	if backward {
-		for _, v := range residentTensors(t.gres) {
+		for _, v := range t.gv {
 			dev.Zero(v)
 		}
 		t.graph.BackwardView(dl, t.gres)
