@@ -44,8 +44,8 @@ type Trainer struct {
 	tarena        *model.Arena[float32]
 	tbuf          []float32 // host copy of the teacher's logits (top-k on a GPU)
 	copied        bool      // dev keeps copies (a GPU): host tensors need Sync
-	stale         bool  // a step ran since the last Sync
-	err           error // the device error behind a NaN loss
+	stale         bool      // a step ran since the last Sync
+	err           error     // the device error behind a NaN loss
 }
 
 // StepStats describes one optimizer step.
