@@ -184,3 +184,58 @@ func TestDeviceTrainerResume(t *testing.T) {
 	}
 	t.Logf("%d steps, resumed after 2: bitwise", o.Steps)
 }
+
+// TestDeviceTrainerDistill: Trainer steps with distillation from a
+// resident teacher (stories260K with a sharpened head) on Vulkan vs the
+// CPU, full-vocabulary and top-8 KL: loss, KL and gradient norm within 1e-4
+// relative per step.
+func TestDeviceTrainerDistill(t *testing.T) {
+	needMirror(t)
+	d := open(t, Options{})
+	vk := &Backend{d: d}
+	spec := "hf:karpathy/tinyllamas/stories260K/stories260K.bin"
+	for _, k := range []int{0, 8} {
+		o := train.Options{Optimizer: "adamw", LR: 1e-3, Schedule: "constant", Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Clip: 1, Steps: 2, KDWeight: 0.5, KDTopK: k}
+		var stats [2][]train.StepStats
+		for i, be := range []backend.Backend{cpu.New(), vk} {
+			m, _, err := model.Open(spec, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			teach, _, err := model.Open(spec, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for j := range teach.Norm {
+				teach.Norm[j] *= 1.7
+			}
+			tr, err := train.NewTrainer(be, m, teach, o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for s := 0; s < o.Steps; s++ {
+				st, err := tr.TrainStep(stepSeqs(s, 2, 29, m.Cfg.Vocab))
+				if err != nil {
+					t.Fatal(err)
+				}
+				stats[i] = append(stats[i], st)
+			}
+			if err := tr.Close(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for s := range stats[0] {
+			c, v := stats[0][s], stats[1][s]
+			if c.KD <= 0 {
+				t.Fatalf("top-k %d step %d: KL %v on the CPU, want > 0", k, s+1, c.KD)
+			}
+			for _, p := range [][3]any{{"loss", v.Loss, c.Loss}, {"KL", v.KD, c.KD}, {"norm", v.GradNorm, c.GradNorm}} {
+				if g, w := p[1].(float64), p[2].(float64); math.Abs(g-w) > 1e-4*math.Abs(w) {
+					t.Errorf("top-k %d step %d: %s %.7g, CPU %.7g", k, s+1, p[0], g, w)
+				}
+			}
+			t.Logf("top-k %d step %d: KL cpu %.7f vulkan %.7f", k, s+1, c.KD, v.KD)
+		}
+	}
+	usedPrograms(t, d, "kl", "sparse_kl", "sumsq", "scale")
+}
