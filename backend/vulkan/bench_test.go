@@ -197,9 +197,9 @@ func BenchmarkVulkanFineTune(b *testing.B) {
 }
 
 // BenchmarkVulkanTrain: training tokens/s (forward, loss, backward, AdamW)
-// of the tiny models, batch 8 × 256, with train.Trainer (forward, backward
-// and losses on the device; the optimizer on the host around a gradient
-// download and a weight upload).
+// of the tiny models, batch 8 × 256, with train.Trainer (every step on the
+// device, weights, gradients and moments resident; only the loss and the
+// gradient norm come back).
 func BenchmarkVulkanTrain(b *testing.B) {
 	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
 		b.Skip("DARWINLM_HUB_MIRROR not set")
