@@ -811,6 +811,24 @@ func TestDevAdamW(t *testing.T) {
 	if err := x.Sync(); err != nil {
 		t.Errorf("second Sync: %v", err)
 	}
+	// The flag is a pending error like the host device's: the next loss
+	// or Download returns it too (once), and later operations still run.
+	x.AdamW(vw, padded(t, x, g), vm, vv, s)
+	z := put(t, x, []float32{1, 2, 3})
+	if _, err := x.CrossEntropy(backend.View{}, z, []int{0}, 3, 1); !errors.Is(err, backend.ErrNonFinite) {
+		t.Errorf("loss after an infinite gradient: %v", err)
+	}
+	if l, err := x.CrossEntropy(backend.View{}, z, []int{0}, 3, 1); err != nil || l <= 0 {
+		t.Errorf("the next loss: %v %v", l, err)
+	}
+	x.AdamW(vw, padded(t, x, g), vm, vv, s)
+	x.Add(z, z)
+	if err := x.Download(make([]float32, 3), z); !errors.Is(err, backend.ErrNonFinite) {
+		t.Errorf("Download after an infinite gradient: %v", err)
+	}
+	if got := get(t, x, z); got[0] != 2 {
+		t.Errorf("an operation after the non-finite step did not run: %v", got)
+	}
 }
 
 func TestDevStickyErrors(t *testing.T) {
