@@ -239,7 +239,7 @@ func (x *Dev) Upload(dst backend.View, src []float32) error {
 }
 
 // Download copies src into dst after every recorded operation; it returns
-// (and clears) a pending error instead.
+// (and clears) a pending error instead, backend.ErrNonFinite included.
 func (x *Dev) Download(dst []float32, src backend.View) error {
 	if err := x.takeErr(); err != nil {
 		return err
@@ -249,11 +249,33 @@ func (x *Dev) Download(dst []float32, src backend.View) error {
 		return err
 	}
 	return x.locked(func() error {
+		if err := x.d.flush(); err != nil {
+			return err
+		}
+		if x.flagged() {
+			return backend.ErrNonFinite
+		}
 		if len(dst) == 0 {
-			return x.d.flush()
+			return nil
 		}
 		return x.d.downloadLocked(float32Bytes(dst), sv)
 	})
+}
+
+// flagged reports (and clears) x's non-finite flag; the caller holds d.mu
+// and has flushed. The flag is a pending error like the host device's:
+// Sync, Download and the losses return it.
+func (x *Dev) flagged() bool {
+	d := x.d
+	if x.slot < 0 || d.flag == nil {
+		return false
+	}
+	w := d.flagWords()
+	if w[x.slot] == 0 {
+		return false
+	}
+	w[x.slot] = 0
+	return true
 }
 
 // Resident uploads a copy of host.
@@ -277,11 +299,8 @@ func (x *Dev) Sync() error {
 		if err := x.d.flush(); err != nil {
 			return err
 		}
-		if d := x.d; x.slot >= 0 && d.flag != nil {
-			if w := d.flagWords(); w[x.slot] != 0 {
-				w[x.slot] = 0
-				return backend.ErrNonFinite
-			}
+		if x.flagged() {
+			return backend.ErrNonFinite
 		}
 		return nil
 	})
@@ -1317,6 +1336,9 @@ func (x *Dev) loss(op, prog string, dlogits, logits backend.View, targets []int,
 		}
 		if err := d.flush(); err != nil {
 			return err
+		}
+		if x.flagged() { // an earlier AdamW met a non-finite gradient
+			return backend.ErrNonFinite
 		}
 		rl := unsafe.Slice((*float32)(unsafe.Add(d.host.b.ptr, 4*lv.Off)), rows)
 		for i, t := range targets {

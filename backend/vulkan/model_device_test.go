@@ -236,11 +236,11 @@ func TestPruningDatabase(t *testing.T) {
 // stories260K (4 offspring, 2 selection stages, fine-tuning in selection)
 // with --backend vulkan and with the CPU: the same candidates, the same
 // survivors at every stage and the same winner, fitness within 1e-5
-// relative. About 100 s on lavapipe: set DARWINLM_VULKAN_SLOW=1.
+// relative. About 75 s on lavapipe: set DARWINLM_VULKAN_SLOW=1.
 func TestSearchGeneration(t *testing.T) {
 	needMirror(t)
 	if os.Getenv("DARWINLM_VULKAN_SLOW") == "" {
-		t.Skip("about 100 s on lavapipe: set DARWINLM_VULKAN_SLOW=1")
+		t.Skip("about 75 s on lavapipe: set DARWINLM_VULKAN_SLOW=1")
 	}
 	open(t, Options{}).Close() // skips without a driver
 	const spec = "hf:karpathy/tinyllamas/stories260K/stories260K.bin"
