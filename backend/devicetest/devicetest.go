@@ -961,6 +961,16 @@ func testSumSquares[F backend.Float](s *suite[F]) {
 	if got, err := d.SumSquares([]backend.View{s.up(nf), views[0]}); err != nil || !math.IsNaN(got) {
 		s.t.Fatalf("SumSquares with NaN = %v, %v; want NaN", got, err)
 	}
+	// Like a loss, it returns a pending ErrNonFinite (and clears it).
+	g := s.rnd(9, 1)
+	g[4] = math.Inf(1)
+	d.AdamW(s.up(s.rnd(9, 1)), s.up(g), s.up(make([]float64, 9)), s.up(make([]float64, 9)), adamStep(1e-3, 0.9, 0.999, 1e-8, 0, 1))
+	if _, err := d.SumSquares(views[:1]); !errors.Is(err, backend.ErrNonFinite) {
+		s.t.Fatalf("SumSquares after a non-finite AdamW gradient: %v, want ErrNonFinite", err)
+	}
+	if got, err := d.SumSquares(views[:1]); err != nil || got == 0 {
+		s.t.Fatalf("SumSquares after the pending ErrNonFinite: %v, %v", got, err)
+	}
 }
 
 func testScaleSGD[F backend.Float](s *suite[F]) {

@@ -32,7 +32,8 @@ func sumsqPer(n int) int {
 // partials (well below the batch's descriptor sets).
 const sumsqBatch = 512
 
-// SumSquares returns Σ x² over vs after every recorded operation (a flush):
+// SumSquares returns Σ x² over vs after every recorded operation (a flush;
+// a pending error, backend.ErrNonFinite included, is returned instead):
 // float32 per-workgroup partials (compensated sums and a 256-way tree,
 // shaders/sumsq.comp) added on the host in float64 in view order. Relative
 // error ≤ about 12 float32 ulps (1e-6; docs/readme/clipdev.md).
@@ -88,6 +89,12 @@ func (x *Dev) SumSquares(vs []backend.View) (float64, error) {
 				sum += float64(s)
 			}
 			parts = parts[k:]
+		}
+		if err := d.flush(); err != nil { // a sync even without views
+			return err
+		}
+		if x.flagged() { // an earlier AdamW met a non-finite gradient
+			return backend.ErrNonFinite
 		}
 		return nil
 	})
