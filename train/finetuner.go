@@ -24,9 +24,8 @@ import (
 // gradient and moment arenas live on the device, the losses, gradient
 // clipping and the optimizer (AdamW or SGD) are device operations, and only
 // token ids, losses and (with clipping or SGD) the gradient norm cross the
-// bus; Train
-// writes the weights back to the model at the end (nothing to copy on the
-// CPU). TrainResident trains weights the caller keeps resident.
+// bus; Train writes the weights back to the model at the end (nothing to
+// copy on the CPU). TrainResident trains weights the caller keeps resident.
 //
 // A FineTuner is not safe for concurrent use; to fine-tune candidates in
 // parallel, use a Pool, or give each goroutine its own FineTuner with a
@@ -347,7 +346,8 @@ func (f *FineTuner) step(step int, lr float64, params, grads, mo, vo []backend.V
 }
 
 // callOnStep hands the step's parameters and gradients to the test hook as
-// host tensors.
+// host tensors (the views' own slices on a host device, else downloaded
+// copies).
 func (f *FineTuner) callOnStep(step int, params, grads []backend.View) error {
 	hp, err := hostCopies(f.dev, params, f.names)
 	if err != nil {
@@ -357,35 +357,24 @@ func (f *FineTuner) callOnStep(step int, params, grads []backend.View) error {
 	if err != nil {
 		return err
 	}
-	f.onStep(step, hp.tensors, hg.tensors)
+	f.onStep(step, hp, hg)
 	return nil
 }
 
-// hostTensors are host slices of device views: the views' own slices on a
-// host device, else downloaded copies.
-type hostTensors struct {
-	views   []backend.View
-	tensors []Tensor[float32]
-	copied  bool
-}
-
-func hostCopies(dev backend.Device[float32], views []backend.View, names []string) (hostTensors, error) {
-	h := hostTensors{views: views, tensors: make([]Tensor[float32], len(views))}
+func hostCopies(dev backend.Device[float32], views []backend.View, names []string) ([]Tensor[float32], error) {
+	out := make([]Tensor[float32], len(views))
 	for i, v := range views {
-		if len(names) == len(views) {
-			h.tensors[i].Name = names[i]
-		}
+		out[i].Name = names[i]
 		if s, ok := dev.Host(v); ok {
-			h.tensors[i].Data = s
+			out[i].Data = s
 			continue
 		}
-		h.copied = true
-		h.tensors[i].Data = make([]float32, v.N)
-		if err := dev.Download(h.tensors[i].Data, v); err != nil {
-			return h, err
+		out[i].Data = make([]float32, v.N)
+		if err := dev.Download(out[i].Data, v); err != nil {
+			return nil, err
 		}
 	}
-	return h, nil
+	return out, nil
 }
 
 // growArena returns n elements of the device arena *v (regrown, zeroed,
