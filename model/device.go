@@ -65,22 +65,22 @@ func UploadWeights[F nn.Float](dev backend.Device[F], c Config, embed, norm, lmH
 		r.LMHead = put(lmHead)
 	}
 	for i := range layers {
-		r.Layers[i], err = residentLayer(dev, &layers[i], put)
+		r.Layers[i] = residentLayer(&layers[i], put)
 	}
-	if err != nil {
+	if err != nil { // the first failure of put (kept across the layers)
 		r.Release()
 		return nil, fmt.Errorf("model: weights to %s: %w", dev.Name(), err)
 	}
 	return r, nil
 }
 
-func residentLayer[F nn.Float](dev backend.Device[F], l *LayerOf[F], put func([]F) backend.View) (DeviceLayer, error) {
+func residentLayer[F nn.Float](l *LayerOf[F], put func([]F) backend.View) DeviceLayer {
 	d := DeviceLayer{Heads: l.Heads, KVHeads: l.KVHeads, Inter: l.Inter, KVMap: l.KVMap}
 	dst := d.Tensors()
 	for t, s := range l.Tensors() {
 		*dst[t] = put(*s)
 	}
-	return d, nil
+	return d
 }
 
 // Rope returns the rotary tables grown to n positions.

@@ -189,7 +189,7 @@ func LayerForward[F nn.Float](be backend.Backend, rope *nn.Rope, c Config, li in
 		v, _ := dev.Resident(s) // a host device aliases, it cannot fail
 		return v
 	}
-	dl, _ := residentLayer(dev, l, put)
+	dl := residentLayer(l, put)
 	var da *DeviceActs
 	if a != nil {
 		da = &DeviceActs{}
