@@ -121,6 +121,9 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 		return 0, 0, 0, err
 	}
 	dl := t.graph.Arena().Take(logits.N)
+	if err := t.graph.Arena().Err(); err != nil {
+		return 0, 0, 0, err
+	}
 	a := 0.0
 	if t.Teacher != nil {
 		a = t.Opts.KDWeight
@@ -156,7 +159,9 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 		for _, v := range residentTensors(t.gres) {
 			dev.Zero(v)
 		}
-		t.graph.BackwardView(dl, t.gres)
+		if err := t.graph.BackwardView(dl, t.gres); err != nil {
+			return 0, 0, 0, err
+		}
 		g := t.G
 		if err := model.WriteBack(t.gres, g.Embed, g.Norm, g.LMHead, g.Layers); err != nil {
 			return 0, 0, 0, err
