@@ -219,6 +219,14 @@ func (a *Arena[F]) Take(n int) backend.View {
 	return v.Slice(0, n)
 }
 
+// fail keeps err as the arena's error (an allocation the arena's user made
+// for it, e.g. a KV cache's).
+func (a *Arena[F]) fail(err error) {
+	if a.err == nil {
+		a.err = err
+	}
+}
+
 // Mark returns the current stack position for Release.
 func (a *Arena[F]) Mark() int { return a.top }
 

@@ -71,9 +71,12 @@ func (c *KVCache) Release() {
 }
 
 // growCache makes room for n rows of width kvd in layer li's buffers of c
-// (keeping the rows cached so far, doubling as a slice append does) and
-// returns them.
-func growCache[F nn.Float](c *KVCache, dev backend.Device[F], li, kvd, n int) (k, v backend.View) {
+// on ar's device (keeping the rows cached so far, doubling as a slice
+// append does) and returns them. An allocation failure is kept as ar's
+// error (the cache keeps its old buffers; the absent views returned make
+// the device skip the step's later operations).
+func growCache[F nn.Float](c *KVCache, ar *Arena[F], li, kvd, n int) (k, v backend.View) {
+	dev := ar.dev
 	if c.free == nil {
 		c.free = dev.Free
 	}
@@ -84,7 +87,8 @@ func growCache[F nn.Float](c *KVCache, dev backend.Device[F], li, kvd, n int) (k
 		}
 		nv, err := dev.Alloc(max(n, 2*old.N/max(kvd, 1)) * kvd)
 		if err != nil {
-			continue // the device reports it at the next use of the view
+			ar.fail(err)
+			return backend.View{}, backend.View{}
 		}
 		if !old.Nil() {
 			dev.Copy(nv.Slice(0, c.Len*kvd), old.Slice(0, c.Len*kvd))
@@ -331,7 +335,11 @@ func (r *ResidentOf[F]) ForwardView(ar *Arena[F], seqs [][]int) (backend.View, i
 	}
 	z := ar.Take(rows * r.Cfg.Vocab)
 	r.Dev.MatNT(z, x, r.LMHead, rows, r.Cfg.Vocab, r.Cfg.Hidden, false)
-	return z, rows, ar.Err()
+	if err := ar.Err(); err != nil {
+		r.Dev.Sync() // drop the consequences of the failed allocation
+		return backend.View{}, 0, err
+	}
+	return z, rows, nil
 }
 
 // hiddenInto runs the model on segs into x [rows × Hidden] (see
@@ -365,7 +373,9 @@ func (r *ResidentOf[F]) hiddenInto(ar *Arena[F], x backend.View, segs []Segment,
 		dev.RMSNorm(x, backend.View{}, x, r.Norm, b.rows, H, r.Cfg.RMSEps)
 	}
 	err := ar.Err()
-	if err == nil && cache != nil {
+	if err != nil {
+		dev.Sync() // drop the consequences of the failed allocation
+	} else if cache != nil {
 		err = dev.Sync() // the cache grows only by a successful step
 	}
 	if err != nil {
