@@ -237,10 +237,16 @@ func (a *Arena[F]) Release(mark int) { a.top = mark }
 // Reset returns every buffer.
 func (a *Arena[F]) Reset() { a.top = 0 }
 
-// Err returns the first allocation failure and clears it.
+// Err returns the first allocation failure and clears it. The errors the
+// device recorded since (operations on the absent views handed out) are
+// its consequences: they are dropped (a Sync), so the device is usable
+// again after a transient failure such as a GPU out of memory.
 func (a *Arena[F]) Err() error {
 	err := a.err
 	a.err = nil
+	if err != nil {
+		a.dev.Sync()
+	}
 	return err
 }
 

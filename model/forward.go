@@ -336,7 +336,6 @@ func (r *ResidentOf[F]) ForwardView(ar *Arena[F], seqs [][]int) (backend.View, i
 	z := ar.Take(rows * r.Cfg.Vocab)
 	r.Dev.MatNT(z, x, r.LMHead, rows, r.Cfg.Vocab, r.Cfg.Hidden, false)
 	if err := ar.Err(); err != nil {
-		r.Dev.Sync() // drop the consequences of the failed allocation
 		return backend.View{}, 0, err
 	}
 	return z, rows, nil
@@ -373,9 +372,7 @@ func (r *ResidentOf[F]) hiddenInto(ar *Arena[F], x backend.View, segs []Segment,
 		dev.RMSNorm(x, backend.View{}, x, r.Norm, b.rows, H, r.Cfg.RMSEps)
 	}
 	err := ar.Err()
-	if err != nil {
-		dev.Sync() // drop the consequences of the failed allocation
-	} else if cache != nil {
+	if err == nil && cache != nil {
 		err = dev.Sync() // the cache grows only by a successful step
 	}
 	if err != nil {

@@ -161,7 +161,6 @@ func (g *Graph[F]) ForwardView(seqs [][]int) (backend.View, error) {
 	g.logits = ar.Take(g.rows * c.Vocab)
 	dev.MatNT(g.logits, g.xnF, r.LMHead, g.rows, c.Vocab, H, false)
 	if err := ar.Err(); err != nil {
-		dev.Sync() // drop the consequences of the failed allocation
 		return backend.View{}, err
 	}
 	return g.logits, nil
@@ -212,11 +211,7 @@ func (g *Graph[F]) BackwardView(dlogits backend.View, grads *model.ResidentOf[F]
 	}
 	dev.EmbedBackward(grads.Embed, dx, g.ids, H)
 	ar.Release(mark)
-	err := ar.Err()
-	if err != nil {
-		dev.Sync() // drop the consequences of the failed allocation
-	}
-	return err
+	return ar.Err()
 }
 
 // LayerForward applies decoder layer l to the residual stream x [rows ×
