@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -58,5 +60,56 @@ func TestGenerateDeviceFailureIsAnError(t *testing.T) {
 	}
 	if len(texts) == 2 && texts[0] != texts[1] {
 		t.Errorf("copying device printed %q, host %q", texts[1], texts[0])
+	}
+}
+
+// A device that cannot be had (here the Vulkan backend, which this binary
+// is built without, as on a machine without a Vulkan loader) fails every
+// command before it computes: exit status 1, one line on stderr naming
+// --backend and the reason, nothing on stdout, nothing written.
+func TestCLIBackendUnavailable(t *testing.T) {
+	needMirror(t)
+	text := filepath.Join(t.TempDir(), "story.txt")
+	if err := os.WriteFile(text, []byte(strings.Repeat("Once upon a time there was a cat. The cat liked milk. ", 60)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	table2, err := filepath.Abs("../../experiments/table2.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"ppl", "--quiet", "--text-file", text},
+		{"generate", "--quiet", "--max-tokens", "3"},
+		{"eval", "--quiet", "--tasks", "piqa", "--limit", "2", "--out", "OUT/r.json"},
+		{"database", "--quiet", "--calib", text, "--calib-tokens", "1024", "--seq-len", "128", "--sampler", "first", "--levels", "2", "--out", "OUT/db"},
+		{"train", "--quiet", "--data", text, "--seq-len", "32", "--batch", "2", "--steps", "1", "--out", "OUT/run"},
+		{"run", table2, "--results", "OUT/results"},
+		{"shear", "-q", "--data", text, "--target-params", "328000", "--steps", "2", "--seq-len", "32", "--batch", "2", "--out", "OUT/shear"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			work := t.TempDir()
+			out := filepath.Join(work, "out")
+			os.Mkdir(out, 0o755)
+			for i, a := range args {
+				args[i] = strings.ReplaceAll(a, "OUT", out)
+			}
+			r := runBin(t, work, []string{"DARWINLM_OFFLINE=1"}, append(args, "--backend", "vulkan")...)
+			if r.code != 1 {
+				t.Errorf("exit status %d, want 1\nstderr: %s", r.code, r.stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+			if len(lines) != 1 || !strings.Contains(lines[0], "--backend") || !strings.Contains(lines[0], "vulkan") {
+				t.Errorf("stderr %q: want one line naming --backend and vulkan", r.stderr)
+			}
+			if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
+				t.Errorf("panic: %s", r.stderr)
+			}
+			if r.stdout != "" {
+				t.Errorf("stdout on failure: %q", r.stdout)
+			}
+			if left := listTree(t, work); len(left) != 1 || left[0] != "out" {
+				t.Errorf("left behind: %v", left)
+			}
+		})
 	}
 }
