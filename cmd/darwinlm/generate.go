@@ -79,7 +79,7 @@ context length (a note on stderr says so).`,
 					ctx, ctx-len(ids), maxTokens, len(ids))
 			}
 			rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-			return generate(os.Stdout, be, m, tok, ids, limit, temperature, topP, rng)
+			return mf.computeErr(be, generate(os.Stdout, be, m, tok, ids, limit, temperature, topP, rng))
 		},
 	}
 	mf.register(c)
