@@ -28,7 +28,8 @@ type Trainer struct {
 	// always the host tensors.
 	dev           backend.Device[float32]
 	res, gres     *model.Resident
-	tres          *model.Resident // the teacher's weights (nil without one)
+	tres          *model.Resident // Teacher's weights (nil without one)
+	tresOf        *model.Model    // the teacher tres was made from
 	graph         *Graph[float32]
 	params, grads []Tensor[float32]
 	err           error // the device error behind a NaN loss
@@ -81,7 +82,7 @@ func NewTrainer(be backend.Backend, m, teacher *model.Model, o Options) (*Traine
 		}
 	}
 	t := &Trainer{Be: be, Model: m, Teacher: teacher, W: w, G: g, Opt: opt, Sched: sch, Opts: o,
-		dev: dev, res: res, gres: gres, tres: tres, graph: NewDeviceGraph(res), params: w.Tensors(), grads: g.Tensors()}
+		dev: dev, res: res, gres: gres, tres: tres, tresOf: teacher, graph: NewDeviceGraph(res), params: w.Tensors(), grads: g.Tensors()}
 	t.graph.SaveProbs = o.SaveProbs
 	return t, nil
 }
@@ -134,6 +135,14 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 	}
 	loss = ce
 	if a > 0 {
+		if t.tresOf != t.Teacher { // Teacher was replaced after NewTrainer
+			t.tres.Release()
+			if t.tres, err = t.Teacher.Upload(dev); err != nil {
+				t.tresOf = nil
+				return 0, 0, 0, fmt.Errorf("teacher: %w", err)
+			}
+			t.tresOf = t.Teacher
+		}
 		tl, err := t.tres.Forward(seqs)
 		if err != nil {
 			return 0, 0, 0, fmt.Errorf("teacher: %w", err)
