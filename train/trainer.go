@@ -28,6 +28,8 @@ type Trainer struct {
 	// always the host tensors.
 	dev           backend.Device[float32]
 	res, gres     *model.Resident
+	tres          *model.Resident // Teacher's weights (nil without one)
+	tresOf        *model.Model    // the teacher tres was made from
 	graph         *Graph[float32]
 	params, grads []Tensor[float32]
 	err           error // the device error behind a NaN loss
@@ -71,8 +73,16 @@ func NewTrainer(be backend.Backend, m, teacher *model.Model, o Options) (*Traine
 		res.Release()
 		return nil, err
 	}
+	var tres *model.Resident
+	if teacher != nil {
+		if tres, err = teacher.Upload(dev); err != nil {
+			res.Release()
+			gres.Release()
+			return nil, fmt.Errorf("teacher: %w", err)
+		}
+	}
 	t := &Trainer{Be: be, Model: m, Teacher: teacher, W: w, G: g, Opt: opt, Sched: sch, Opts: o,
-		dev: dev, res: res, gres: gres, graph: NewDeviceGraph(res), params: w.Tensors(), grads: g.Tensors()}
+		dev: dev, res: res, gres: gres, tres: tres, tresOf: teacher, graph: NewDeviceGraph(res), params: w.Tensors(), grads: g.Tensors()}
 	t.graph.SaveProbs = o.SaveProbs
 	return t, nil
 }
@@ -83,6 +93,7 @@ func (t *Trainer) Close() {
 	t.graph.Free()
 	t.res.Release()
 	t.gres.Release()
+	t.tres.Release()
 }
 
 // Params and Grads list the trained tensors (Weights.Tensors order).
@@ -111,6 +122,9 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 		return 0, 0, 0, err
 	}
 	dl := t.graph.Arena().Take(logits.N)
+	if err := t.graph.Arena().Err(); err != nil {
+		return 0, 0, 0, err
+	}
 	a := 0.0
 	if t.Teacher != nil {
 		a = t.Opts.KDWeight
@@ -121,7 +135,18 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 	}
 	loss = ce
 	if a > 0 {
-		tl := t.Teacher.Forward(t.Be, seqs)
+		if t.tresOf != t.Teacher { // Teacher was replaced after NewTrainer
+			t.tres.Release()
+			if t.tres, err = t.Teacher.Upload(dev); err != nil {
+				t.tresOf = nil
+				return 0, 0, 0, fmt.Errorf("teacher: %w", err)
+			}
+			t.tresOf = t.Teacher
+		}
+		tl, err := t.tres.Forward(seqs)
+		if err != nil {
+			return 0, 0, 0, fmt.Errorf("teacher: %w", err)
+		}
 		if t.Opts.KDTopK > 0 {
 			tk := NewTopKLogits(tl, len(tg), V, t.Opts.KDTopK)
 			kd, err = dev.SparseKL(dl, logits, tk.Idx, tk.Val, tk.K, tg, V, a)
@@ -143,7 +168,9 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 		for _, v := range residentTensors(t.gres) {
 			dev.Zero(v)
 		}
-		t.graph.BackwardView(dl, t.gres)
+		if err := t.graph.BackwardView(dl, t.gres); err != nil {
+			return 0, 0, 0, err
+		}
 		g := t.G
 		if err := model.WriteBack(t.gres, g.Embed, g.Norm, g.LMHead, g.Layers); err != nil {
 			return 0, 0, 0, err
