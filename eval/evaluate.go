@@ -149,7 +149,7 @@ func runPerplexity(lm LM, t *Task, o Options) (*TaskResult, error) {
 	}
 	cols, rows, path, err := read(t.TestSpec())
 	if err != nil {
-		return nil, fmt.Errorf("task %s: %v", t.Name(), err)
+		return nil, fmt.Errorf("task %s: %w", t.Name(), err)
 	}
 	if !containsStr(cols, t.Cfg.Column) {
 		return nil, fmt.Errorf("task %s: dataset %s has no column %q (its columns: %s)", t.Name(), path, t.Cfg.Column, strings.Join(cols, ", "))
@@ -171,7 +171,7 @@ func runPerplexity(lm LM, t *Task, o Options) (*TaskResult, error) {
 	}
 	p, err := pl.Perplexity(strings.Join(texts, j), o.SeqLen)
 	if err != nil {
-		return nil, fmt.Errorf("task %s: %v", t.Name(), err)
+		return nil, fmt.Errorf("task %s: %w", t.Name(), err)
 	}
 	return &TaskResult{Task: t.Name(), Alias: t.Name(), N: len(rows), PPL: &p, Dataset: t.TestSpec(),
 		Metrics: map[string]float64{"ppl": p.PPL}, Order: []string{"ppl"}}, nil
@@ -208,7 +208,7 @@ func runMC(lm LM, t *Task, subset string, shots int, o Options) ([]*TaskResult, 
 	}
 	res, err := lm.Loglikelihoods(reqs)
 	if err != nil {
-		return nil, fmt.Errorf("task %s: %v", t.Name(), err)
+		return nil, fmt.Errorf("task %s: %w", t.Name(), err)
 	}
 	if len(res) != len(reqs) {
 		return nil, fmt.Errorf("task %s: scorer returned %d results for %d requests", t.Name(), len(res), len(reqs))

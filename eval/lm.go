@@ -188,14 +188,24 @@ func (lm *ModelLM) Loglikelihoods(reqs []Request) ([]Result, error) {
 			done++
 		}
 	}
+	// The weights are made resident once for the call (on the CPU the
+	// views are the model's slices).
+	var r *model.Resident
+	if len(trees) > 0 {
+		var err error
+		if r, err = lm.M.Upload(nn.DeviceFor(lm.Be)); err != nil {
+			return nil, fmt.Errorf("loglikelihoods: %w", err)
+		}
+		defer r.Release()
+	}
 	for b := 0; b < len(trees); {
 		e, rows := b, 0
 		for e < len(trees) && (e == b || rows+trees[e].rows() <= budget && (lm.BatchGroups <= 0 || e-b < lm.BatchGroups)) {
 			rows += trees[e].rows()
 			e++
 		}
-		if err := lm.runTrees(trees[b:e], items, res); err != nil {
-			return nil, err
+		if err := lm.runTrees(r, trees[b:e], items, res); err != nil {
+			return nil, fmt.Errorf("loglikelihoods of %d requests (%d done): %w", len(reqs), done, err)
 		}
 		lm.ForwardTokens += int64(rows)
 		for _, t := range trees[b:e] {
@@ -230,9 +240,8 @@ func lcp(a, b []int) int {
 // Row layout per tree: prefix rows, then each suffix's rows. Every row gets
 // exactly the computation it would get in Forward(prefix+suffix): the same
 // position, and attention over the same keys and values.
-func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) error {
-	m := lm.M
-	c := m.Cfg
+func (lm *ModelLM) runTrees(r *model.Resident, trees []*tree, items []scoreItem, res []Result) error {
+	c := r.Cfg
 	H := c.Hidden
 	// One root segment per prefix, its suffixes as child segments; the model
 	// computes every row exactly as in an unshared forward pass. An empty
@@ -248,13 +257,6 @@ func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) erro
 			segs = append(segs, model.Segment{Tokens: s, Parent: parent})
 		}
 	}
-	// The weights are made resident once for the batch (on the CPU the
-	// views are the model's slices).
-	r, err := m.Upload(nn.DeviceFor(lm.Be))
-	if err != nil {
-		return err
-	}
-	defer r.Release()
 	x, _, err := r.HiddenSegments(segs)
 	if err != nil {
 		return err

@@ -20,9 +20,25 @@ type PPLResult struct {
 	SeqLen  int     `json:"seq_len"`
 }
 
-// Forwarder is the part of *model.Model the evaluation code needs.
+// Forwarder is the part of *model.Model the evaluation code needs. A
+// *model.Model is made resident on be's device once for the whole run and
+// a device error (e.g. out of GPU memory) is returned; other Forwarders
+// (test fakes) are called as they are.
 type Forwarder interface {
 	Forward(be backend.Backend, seqs [][]int) []float32
+}
+
+// residentForward returns the forward function of f on be: the resident
+// weights' error-returning Forward for a model (and their release).
+func residentForward(f Forwarder, be backend.Backend) (func([][]int) ([]float32, error), func(), error) {
+	if m, ok := f.(*model.Model); ok {
+		r, err := m.Upload(nn.DeviceFor(be))
+		if err != nil {
+			return nil, nil, err
+		}
+		return r.Forward, r.Release, nil
+	}
+	return func(seqs [][]int) ([]float32, error) { return f.Forward(be, seqs), nil }, func() {}, nil
 }
 
 // maxLogitFloats bounds the logits one Forward call may return (≈256 MiB).
@@ -61,6 +77,11 @@ func PerplexityIDs(f Forwarder, be backend.Backend, vocab int, ids []int, seqLen
 	// Small batches keep the progress bar moving; 16 windows already give
 	// the GEMMs thousands of rows.
 	batch := max(1, min(16, maxLogitFloats/(seqLen*vocab)))
+	forward, release, err := residentForward(f, be)
+	if err != nil {
+		return res, fmt.Errorf("perplexity: %w", err)
+	}
+	defer release()
 	if progress != nil {
 		progress(0, n)
 	}
@@ -70,7 +91,10 @@ func PerplexityIDs(f Forwarder, be backend.Backend, vocab int, ids []int, seqLen
 		for w := w0; w < w1; w++ {
 			seqs = append(seqs, ids[w*seqLen:(w+1)*seqLen])
 		}
-		logits := f.Forward(be, seqs)
+		logits, err := forward(seqs)
+		if err != nil {
+			return res, fmt.Errorf("perplexity: windows %d–%d of %d: %w", w0+1, w1, n, err)
+		}
 		if len(logits) != len(seqs)*seqLen*vocab {
 			return res, fmt.Errorf("perplexity: forward returned %d logits, want %d", len(logits), len(seqs)*seqLen*vocab)
 		}

@@ -6,6 +6,7 @@ import (
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/internal/progress"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -51,10 +52,21 @@ func NewDenseCache(be backend.Backend, dense *model.Model, seqs [][]int, k int, 
 			c.data = make([]float32, n)
 		}
 	}
+	// The dense weights are made resident once (on the CPU: its slices).
+	r, err := dense.Upload(nn.DeviceFor(be))
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("dense-logit cache: %w", err)
+	}
+	defer r.Release()
 	bar := progress.New(int64(len(seqs)), "dense logits")
 	for _, ch := range chunks(seqs) {
 		part := seqs[ch[0]:ch[1]]
-		z := dense.Forward(be, part)
+		z, err := r.Forward(part)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("dense-logit cache, sequences %d–%d of %d: %w", ch[0]+1, ch[1], len(seqs), err)
+		}
 		r0 := c.off[ch[0]]
 		n := len(z) / V
 		if k > 0 {

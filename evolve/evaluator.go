@@ -147,9 +147,15 @@ func (e *ModelEvaluator) HeldOut(ctx context.Context, levels []int) (ppl, kl, ca
 	}
 	ppl, kl = math.NaN(), math.NaN()
 	if len(e.evalPool) > 0 {
-		ppl = (&scorer{kind: FitnessPPL}).score(e.be, m, e.evalPool, nil)
-		kl = (&scorer{kind: FitnessKL, dense: e.dense}).score(e.be, m, e.evalPool, nil)
+		if ppl, err = (&scorer{kind: FitnessPPL}).scoreHost(e.be, m, e.evalPool, nil); err != nil {
+			return 0, 0, 0, fmt.Errorf("held-out perplexity: %w", err)
+		}
+		if kl, err = (&scorer{kind: FitnessKL, dense: e.dense}).scoreHost(e.be, m, e.evalPool, nil); err != nil {
+			return 0, 0, 0, fmt.Errorf("held-out KL: %w", err)
+		}
 	}
-	calibPPL = (&scorer{kind: FitnessPPL}).score(e.be, m, e.fitPool, nil)
+	if calibPPL, err = (&scorer{kind: FitnessPPL}).scoreHost(e.be, m, e.fitPool, nil); err != nil {
+		return 0, 0, 0, fmt.Errorf("fitness-pool perplexity: %w", err)
+	}
 	return ppl, kl, calibPPL, ctx.Err()
 }

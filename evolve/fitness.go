@@ -6,6 +6,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -62,10 +63,25 @@ type scorer struct {
 	cache *DenseCache // nil: run dense on the fly (held-out pool)
 }
 
-// score returns the fitness of m on seqs[i][:lens[i]] where seqs[i] is
-// sequence ids[i] of the cached pool (ids may be nil without a cache).
-func (s *scorer) score(be backend.Backend, m *model.Model, seqs [][]int, ids []int) float64 {
+// scoreHost returns the fitness of m on seqs[i][:lens[i]] where seqs[i] is
+// sequence ids[i] of the cached pool (ids may be nil without a cache). m
+// (and the dense model when it runs alongside) is made resident on be's
+// device for the call; a device error is returned.
+func (s *scorer) scoreHost(be backend.Backend, m *model.Model, seqs [][]int, ids []int) (float64, error) {
 	V := m.Cfg.Vocab
+	dev := nn.DeviceFor(be)
+	r, err := m.Upload(dev)
+	if err != nil {
+		return 0, err
+	}
+	defer r.Release()
+	var rd *model.Resident
+	if s.kind == FitnessKL && s.cache == nil {
+		if rd, err = s.dense.Upload(dev); err != nil {
+			return 0, fmt.Errorf("dense model: %w", err)
+		}
+		defer rd.Release()
+	}
 	var total float64
 	pos := 0
 	for _, c := range chunks(seqs) {
@@ -74,7 +90,10 @@ func (s *scorer) score(be backend.Backend, m *model.Model, seqs [][]int, ids []i
 		if n == 0 {
 			continue
 		}
-		logits := m.Forward(be, part)
+		logits, err := r.Forward(part)
+		if err != nil {
+			return 0, err
+		}
 		var mean float64
 		switch s.kind {
 		case FitnessPPL:
@@ -83,8 +102,8 @@ func (s *scorer) score(be backend.Backend, m *model.Model, seqs [][]int, ids []i
 			var t []float32
 			if s.cache != nil {
 				t = s.cache.full(ids[c[0]:c[1]], part)
-			} else {
-				t = s.dense.Forward(be, part)
+			} else if t, err = rd.Forward(part); err != nil {
+				return 0, fmt.Errorf("dense model: %w", err)
 			}
 			mean = train.KL(nil, logits, t, part, V, 1)
 		case FitnessSparseKL:
@@ -95,19 +114,19 @@ func (s *scorer) score(be backend.Backend, m *model.Model, seqs [][]int, ids []i
 		pos += n
 	}
 	if pos == 0 {
-		return math.NaN()
+		return math.NaN(), nil
 	}
 	f := total / float64(pos)
 	if s.kind == FitnessPPL {
-		return math.Exp(f)
+		return math.Exp(f), nil
 	}
-	return f
+	return f, nil
 }
 
-// scoreResident is score on weights resident on a device (the candidate
+// scoreResident is scoreHost on weights resident on a device (the candidate
 // stays there from fine-tuning to scoring): each chunk's logits stay on
 // the device and only the loss comes back. The losses are the host
-// functions' own kernels on the CPU device (bitwise score's results). It
+// functions' own kernels on the CPU device (bitwise scoreHost's results). It
 // needs the dense cache for kl and sparse_kl.
 func (s *scorer) scoreResident(r *model.Resident, ar *model.Arena[float32], seqs [][]int, ids []int) (float64, error) {
 	dev, V := r.Dev, r.Cfg.Vocab

@@ -186,6 +186,20 @@ func KLToDense(be backend.Backend, dense, m *model.Model, ids []int, seqLen int)
 	if nw == 0 {
 		return 0, 0, fmt.Errorf("kl: %d held-out tokens, fewer than one window of %d", len(ids), seqLen)
 	}
+	// Both models are made resident once (on the CPU: their slices).
+	dev := nn.DeviceFor(be)
+	rd, err := dense.Upload(dev)
+	if err != nil {
+		return 0, 0, fmt.Errorf("kl: dense model: %w", err)
+	}
+	defer rd.Release()
+	rm := rd
+	if m != dense {
+		if rm, err = m.Upload(dev); err != nil {
+			return 0, 0, fmt.Errorf("kl: %w", err)
+		}
+		defer rm.Release()
+	}
 	var sum float64
 	const batch = 8
 	for w0 := 0; w0 < nw; w0 += batch {
@@ -193,8 +207,14 @@ func KLToDense(be backend.Backend, dense, m *model.Model, ids []int, seqLen int)
 		for w := w0; w < min(nw, w0+batch); w++ {
 			seqs = append(seqs, ids[w*seqLen:(w+1)*seqLen])
 		}
-		pl := dense.Forward(be, seqs)
-		ql := m.Forward(be, seqs)
+		pl, err := rd.Forward(seqs)
+		if err != nil {
+			return 0, 0, fmt.Errorf("kl: dense model, windows %d–%d of %d: %w", w0+1, w0+len(seqs), nw, err)
+		}
+		ql, err := rm.Forward(seqs)
+		if err != nil {
+			return 0, 0, fmt.Errorf("kl: windows %d–%d of %d: %w", w0+1, w0+len(seqs), nw, err)
+		}
 		rows := len(seqs) * seqLen
 		part := make([]float64, rows)
 		nn.ParallelFor(rows, func(r int) {

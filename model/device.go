@@ -65,22 +65,22 @@ func UploadWeights[F nn.Float](dev backend.Device[F], c Config, embed, norm, lmH
 		r.LMHead = put(lmHead)
 	}
 	for i := range layers {
-		r.Layers[i], err = residentLayer(dev, &layers[i], put)
+		r.Layers[i] = residentLayer(&layers[i], put)
 	}
-	if err != nil {
+	if err != nil { // the first failure of put (kept across the layers)
 		r.Release()
 		return nil, fmt.Errorf("model: weights to %s: %w", dev.Name(), err)
 	}
 	return r, nil
 }
 
-func residentLayer[F nn.Float](dev backend.Device[F], l *LayerOf[F], put func([]F) backend.View) (DeviceLayer, error) {
+func residentLayer[F nn.Float](l *LayerOf[F], put func([]F) backend.View) DeviceLayer {
 	d := DeviceLayer{Heads: l.Heads, KVHeads: l.KVHeads, Inter: l.Inter, KVMap: l.KVMap}
 	dst := d.Tensors()
 	for t, s := range l.Tensors() {
 		*dst[t] = put(*s)
 	}
-	return d, nil
+	return d
 }
 
 // Rope returns the rotary tables grown to n positions.
@@ -219,6 +219,14 @@ func (a *Arena[F]) Take(n int) backend.View {
 	return v.Slice(0, n)
 }
 
+// fail keeps err as the arena's error (an allocation the arena's user made
+// for it, e.g. a KV cache's).
+func (a *Arena[F]) fail(err error) {
+	if a.err == nil {
+		a.err = err
+	}
+}
+
 // Mark returns the current stack position for Release.
 func (a *Arena[F]) Mark() int { return a.top }
 
@@ -229,10 +237,16 @@ func (a *Arena[F]) Release(mark int) { a.top = mark }
 // Reset returns every buffer.
 func (a *Arena[F]) Reset() { a.top = 0 }
 
-// Err returns the first allocation failure and clears it.
+// Err returns the first allocation failure and clears it. The errors the
+// device recorded since (operations on the absent views handed out) are
+// its consequences: they are dropped (a Sync), so the device is usable
+// again after a transient failure such as a GPU out of memory.
 func (a *Arena[F]) Err() error {
 	err := a.err
 	a.err = nil
+	if err != nil {
+		a.dev.Sync()
+	}
 	return err
 }
 

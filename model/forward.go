@@ -71,9 +71,12 @@ func (c *KVCache) Release() {
 }
 
 // growCache makes room for n rows of width kvd in layer li's buffers of c
-// (keeping the rows cached so far, doubling as a slice append does) and
-// returns them.
-func growCache[F nn.Float](c *KVCache, dev backend.Device[F], li, kvd, n int) (k, v backend.View) {
+// on ar's device (keeping the rows cached so far, doubling as a slice
+// append does) and returns them. An allocation failure is kept as ar's
+// error (the cache keeps its old buffers; the absent views returned make
+// the device skip the step's later operations).
+func growCache[F nn.Float](c *KVCache, ar *Arena[F], li, kvd, n int) (k, v backend.View) {
+	dev := ar.dev
 	if c.free == nil {
 		c.free = dev.Free
 	}
@@ -84,7 +87,8 @@ func growCache[F nn.Float](c *KVCache, dev backend.Device[F], li, kvd, n int) (k
 		}
 		nv, err := dev.Alloc(max(n, 2*old.N/max(kvd, 1)) * kvd)
 		if err != nil {
-			continue // the device reports it at the next use of the view
+			ar.fail(err)
+			return backend.View{}, backend.View{}
 		}
 		if !old.Nil() {
 			dev.Copy(nv.Slice(0, c.Len*kvd), old.Slice(0, c.Len*kvd))
@@ -98,9 +102,12 @@ func growCache[F nn.Float](c *KVCache, dev backend.Device[F], li, kvd, n int) (k
 // Forward runs the model on a batch of token sequences. Sequences may have
 // different lengths; each starts at position 0 and attends causally to
 // itself only. It returns logits [Σlen(seqs) × Vocab], rows in sequence order.
-// It runs on be's device (nn.DeviceFor); token ids must be in range (an
-// error of the device, only possible for bad ids on the CPU, panics: use
-// Resident.Forward to get it as an error).
+// It runs on be's device (nn.DeviceFor), uploading the weights for the call.
+//
+// Forward, Hidden, HiddenSink, Step and Logits are conveniences for tests
+// and examples: a device error (bad token ids; on a GPU also out of memory
+// or a lost device) PANICS. Production code makes the weights resident
+// once (Upload) and calls the Resident methods, which return the error.
 func (m *Model) Forward(be backend.Backend, seqs [][]int) []float32 {
 	r := m.mustUpload(be)
 	defer r.Release()
@@ -118,7 +125,8 @@ func must[T any](v T, err error) T {
 	return v
 }
 
-// Logits applies the LM head to rows of final hidden states.
+// Logits applies the LM head to rows of final hidden states. It panics on
+// a device error (see Forward; Resident.Logits returns it).
 func (m *Model) Logits(be backend.Backend, hidden []float32, rows int) []float32 {
 	r := m.mustUpload(be)
 	defer r.Release()
@@ -126,7 +134,8 @@ func (m *Model) Logits(be backend.Backend, hidden []float32, rows int) []float32
 }
 
 // Step runs new tokens of one sequence through the model, appending their
-// keys and values to cache, and returns the logits of the last token.
+// keys and values to cache, and returns the logits of the last token. It
+// panics on a device error (see Forward; Resident.Step returns it).
 func (m *Model) Step(be backend.Backend, cache *KVCache, tokens []int) []float32 {
 	if cache.res == nil || cache.be != be || cache.m != m {
 		cache.res.Release()
@@ -148,7 +157,8 @@ type Segment struct {
 
 // Hidden returns the final-normed hidden states [Σlen × Hidden] and the
 // number of rows. With a cache (one sequence only), positions continue after
-// the cached tokens and the cache is extended.
+// the cached tokens and the cache is extended. It panics on a device error
+// (see Forward; Resident.HiddenView returns it).
 func (m *Model) Hidden(be backend.Backend, seqs [][]int, cache *KVCache) ([]float32, int) {
 	if cache != nil && len(seqs) != 1 {
 		panic("model: a KV cache serves exactly one sequence")
@@ -179,7 +189,8 @@ func (m *Model) HiddenSegments(be backend.Backend, segs []Segment) ([]float32, i
 }
 
 // HiddenSink is Hidden (without a cache) with an activation sink that
-// receives every layer's o_proj and down_proj inputs.
+// receives every layer's o_proj and down_proj inputs. It panics on a
+// device error (see Forward; Resident.HiddenView returns it).
 func (m *Model) HiddenSink(be backend.Backend, seqs [][]int, sink ActivationSink) ([]float32, int) {
 	r := m.mustUpload(be)
 	defer r.Release()
@@ -324,7 +335,10 @@ func (r *ResidentOf[F]) ForwardView(ar *Arena[F], seqs [][]int) (backend.View, i
 	}
 	z := ar.Take(rows * r.Cfg.Vocab)
 	r.Dev.MatNT(z, x, r.LMHead, rows, r.Cfg.Vocab, r.Cfg.Hidden, false)
-	return z, rows, ar.Err()
+	if err := ar.Err(); err != nil {
+		return backend.View{}, 0, err
+	}
+	return z, rows, nil
 }
 
 // hiddenInto runs the model on segs into x [rows × Hidden] (see

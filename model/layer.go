@@ -189,7 +189,7 @@ func LayerForward[F nn.Float](be backend.Backend, rope *nn.Rope, c Config, li in
 		v, _ := dev.Resident(s) // a host device aliases, it cannot fail
 		return v
 	}
-	dl, _ := residentLayer(dev, l, put)
+	dl := residentLayer(l, put)
 	var da *DeviceActs
 	if a != nil {
 		da = &DeviceActs{}
@@ -322,7 +322,7 @@ func (p *layerPass[F]) run(l *DeviceLayer, x backend.View) {
 			s := backend.AttnSeq{Seq: backend.Seq{Row: sp.row, T: T, Pos: sp.pos}}
 			switch {
 			case p.cache != nil: // one segment (checked by the callers)
-				kc, vc := growCache(p.cache, dev, p.li, kvd, sp.pos+T)
+				kc, vc := growCache(p.cache, p.ar, p.li, kvd, sp.pos+T)
 				dev.Copy(kc.Slice(sp.pos*kvd, T*kvd), k.Rows(sp.row, sp.row+T, kvd))
 				dev.Copy(vc.Slice(sp.pos*kvd, T*kvd), v.Rows(sp.row, sp.row+T, kvd))
 				s.K, s.V = []backend.View{kc.Slice(0, (sp.pos+T)*kvd)}, []backend.View{vc.Slice(0, (sp.pos+T)*kvd)}

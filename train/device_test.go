@@ -38,7 +38,10 @@ func TestFineTunerCopyDeviceMatchesHost(t *testing.T) {
 			tc.opt(&o)
 			var tl []TeacherLogits
 			if tc.topK >= 0 {
-				tl = CacheTeacher(be, teacher, seqs, tc.topK)
+				var err error
+				if tl, err = CacheTeacher(be, teacher, seqs, tc.topK); err != nil {
+					t.Fatal(err)
+				}
 			}
 			var stats []FineTuneStats
 			var weights [][]float32

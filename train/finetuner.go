@@ -243,6 +243,9 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 			return st, fmt.Errorf("fine-tuning step %d: %w", i+1, err)
 		}
 		dl := f.graph.Arena().Take(logits.N)
+		if err := f.graph.Arena().Err(); err != nil {
+			return st, fmt.Errorf("fine-tuning step %d: %w", i+1, err)
+		}
 		tg := rowTargets(batch)
 		loss, err := dev.CrossEntropy(dl, logits, tg, V, 1-a)
 		if err == nil && teacher != nil {
@@ -265,7 +268,9 @@ func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogi
 			return st, fmt.Errorf("fine-tuning step %d: loss is %v", i+1, loss)
 		}
 		dev.Zero(gv)
-		f.graph.BackwardView(dl, g)
+		if err := f.graph.BackwardView(dl, g); err != nil {
+			return st, fmt.Errorf("fine-tuning step %d: %w", i+1, err)
+		}
 		if err := f.step(i+1, sched.At(i), params, grads, mo, vo); err != nil {
 			return st, err
 		}

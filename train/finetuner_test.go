@@ -355,7 +355,11 @@ func TestCachedTeacherLosses(t *testing.T) {
 		if _, err := ft.Train(a, tseqs); err == nil {
 			t.Error("Train with a kd weight but no teacher logits: no error")
 		}
-		if _, err := ft.TrainDistill(a, tseqs, CacheTeacher(be, teach, tseqs, topk)); err != nil {
+		tl, err := CacheTeacher(be, teach, tseqs, topk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ft.TrainDistill(a, tseqs, tl); err != nil {
 			t.Fatal(err)
 		}
 		tr, err := NewTrainer(be, b, teach, o)

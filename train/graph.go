@@ -176,7 +176,9 @@ func (g *Graph[F]) Rows() int { return g.rows }
 func (g *Graph[F]) Backward(dlogits []F, grads *Weights[F]) {
 	gr := must(model.UploadWeights(g.dev, grads.Cfg, grads.Embed, grads.Norm, grads.LMHead, grads.Layers, nil))
 	dl := must(g.dev.Resident(dlogits))
-	g.BackwardView(dl, gr)
+	if err := g.BackwardView(dl, gr); err != nil {
+		panic(err)
+	}
 	if err := model.WriteBack(gr, grads.Embed, grads.Norm, grads.LMHead, grads.Layers); err != nil {
 		panic(err)
 	}
@@ -185,8 +187,10 @@ func (g *Graph[F]) Backward(dlogits []F, grads *Weights[F]) {
 
 // BackwardView is Backward on the device: dlogits is a view on the graph's
 // device and the parameter gradients are accumulated into grads (views of
-// the weights' shapes; a tied head shares the embedding's).
-func (g *Graph[F]) BackwardView(dlogits backend.View, grads *model.ResidentOf[F]) {
+// the weights' shapes; a tied head shares the embedding's). It returns the
+// failure to allocate a temporary buffer (the device's own errors come
+// with its next Sync).
+func (g *Graph[F]) BackwardView(dlogits backend.View, grads *model.ResidentOf[F]) error {
 	r, dev, ar := g.res, g.dev, g.ar
 	c := r.Cfg
 	H, rows := c.Hidden, g.rows
@@ -207,6 +211,7 @@ func (g *Graph[F]) BackwardView(dlogits backend.View, grads *model.ResidentOf[F]
 	}
 	dev.EmbedBackward(grads.Embed, dx, g.ids, H)
 	ar.Release(mark)
+	return ar.Err()
 }
 
 // LayerForward applies decoder layer l to the residual stream x [rows ×

@@ -51,19 +51,28 @@ type TeacherLogits struct {
 }
 
 // CacheTeacher runs teacher once on each sequence and keeps its logits: in
-// full when k ≤ 0, else the top-k per position.
-func CacheTeacher(be backend.Backend, teacher *model.Model, seqs [][]int, k int) []TeacherLogits {
+// full when k ≤ 0, else the top-k per position. The teacher is made
+// resident on be's device once; a device error is returned.
+func CacheTeacher(be backend.Backend, teacher *model.Model, seqs [][]int, k int) ([]TeacherLogits, error) {
+	r, err := teacher.Upload(nn.DeviceFor(be))
+	if err != nil {
+		return nil, fmt.Errorf("teacher logits: %w", err)
+	}
+	defer r.Release()
 	out := make([]TeacherLogits, len(seqs))
 	V := teacher.Cfg.Vocab
 	for i, s := range seqs {
-		z := teacher.Forward(be, [][]int{s})
+		z, err := r.Forward([][]int{s})
+		if err != nil {
+			return nil, fmt.Errorf("teacher logits, sequence %d of %d: %w", i+1, len(seqs), err)
+		}
 		if k > 0 {
 			out[i].TopK = NewTopKLogits(z, len(s), V, k)
 		} else {
 			out[i].Full = z
 		}
 	}
-	return out
+	return out, nil
 }
 
 // SparseKLCached is SparseKL with the teacher's top-k given (t has one row

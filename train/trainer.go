@@ -11,10 +11,11 @@ import (
 )
 
 // Trainer trains a model in place. Its steps run on the backend's device
-// with the weights, gradients and optimizer state resident there; on a GPU
-// the model's tensors (W) and the optimizer state are updated on the host
-// by Sync (SaveCheckpoint and Close call it), so call Sync before using the
-// model while the Trainer is open.
+// with the weights, gradients and optimizer state resident there. On a GPU
+// the model's tensors (W) are written back (downloaded) by the schedule's
+// last step (Options.Steps; every step when it is 0 or has been passed), by
+// Sync and by Close, and the optimizer state by Sync (SaveCheckpoint calls
+// it); call Sync before using the model in the middle of a schedule.
 type Trainer struct {
 	Be      backend.Backend
 	Model   *model.Model
@@ -31,7 +32,8 @@ type Trainer struct {
 	// themselves, so nothing is copied). On a GPU only the loss and the
 	// gradient norm cross the bus per step; the host tensors (W, which are
 	// the model's, and the optimizer's state) are brought up to date by
-	// Sync (checkpoints, Close) and uploaded by Reload (LoadCheckpoint).
+	// Sync (checkpoints), W also by the last step and Close, and uploaded
+	// by Reload (LoadCheckpoint).
 	dev           backend.Device[float32]
 	res, gres     *model.Resident
 	graph         *Graph[float32]
@@ -39,13 +41,14 @@ type Trainer struct {
 	pv, gv        []backend.View // res and gres in Tensors order
 	mom           *AdamW         // the optimizer whose moments are mv, vv
 	mv, vv        []backend.View
-	tres          *model.Resident // the teacher's weights on dev (made from tsrc)
-	tsrc          *model.Model
-	tarena        *model.Arena[float32]
-	tbuf          []float32 // host copy of the teacher's logits (top-k on a GPU)
-	copied        bool      // dev keeps copies (a GPU): host tensors need Sync
-	stale         bool      // a step ran since the last Sync
-	err           error     // the device error behind a NaN loss
+	tres          *model.Resident       // Teacher's weights (nil without one)
+	tresOf        *model.Model          // the teacher tres was made from
+	tarena        *model.Arena[float32] // the teacher's activations and logits
+	tbuf          []float32             // host copy of the teacher's logits (top-k on a GPU)
+	copied        bool                  // dev keeps copies (a GPU): host tensors need Sync
+	wStale        bool                  // W (host) is older than the device's
+	mStale        bool                  // so is the optimizer's host state
+	err           error                 // the device error behind a NaN loss
 }
 
 // StepStats describes one optimizer step.
@@ -86,8 +89,16 @@ func NewTrainer(be backend.Backend, m, teacher *model.Model, o Options) (*Traine
 		res.Release()
 		return nil, err
 	}
+	var tres *model.Resident
+	if teacher != nil {
+		if tres, err = teacher.Upload(dev); err != nil {
+			res.Release()
+			gres.Release()
+			return nil, fmt.Errorf("teacher: %w", err)
+		}
+	}
 	t := &Trainer{Be: be, Model: m, Teacher: teacher, W: w, G: g, Opt: opt, Sched: sch, Opts: o,
-		dev: dev, res: res, gres: gres, graph: NewDeviceGraph(res), params: w.Tensors(), grads: g.Tensors(),
+		dev: dev, res: res, gres: gres, tres: tres, tresOf: teacher, graph: NewDeviceGraph(res), params: w.Tensors(), grads: g.Tensors(),
 		pv: residentTensors(res), gv: residentTensors(gres)}
 	t.graph.SaveProbs = o.SaveProbs
 	for _, v := range t.pv {
@@ -102,12 +113,15 @@ func NewTrainer(be backend.Backend, m, teacher *model.Model, o Options) (*Traine
 	return t, nil
 }
 
-// Close writes the trained weights back into the model (a download on a
-// GPU; see Sync) and releases the trainer's device buffers (weights,
-// gradients, optimizer state, activations). The trainer must not be used
-// afterwards.
+// Close writes the trained weights back into the model unless the last
+// step did (a download on a GPU) and releases the trainer's device buffers
+// (weights, gradients, optimizer state, activations). The trainer must not
+// be used afterwards.
 func (t *Trainer) Close() error {
-	err := t.Sync()
+	err := t.writeBack()
+	if err == nil {
+		err = t.dev.Sync()
+	}
 	t.graph.Free()
 	t.freeMoments()
 	t.freeTeacher()
@@ -117,28 +131,36 @@ func (t *Trainer) Close() error {
 }
 
 // teacherLogits runs the teacher on the device (its weights uploaded once,
-// on the CPU its own slices) and returns its logits as a device view valid
-// until the next call.
+// on the CPU its own slices; again when Teacher was replaced after
+// NewTrainer) and returns its logits as a device view valid until the next
+// call.
 func (t *Trainer) teacherLogits(seqs [][]int) (backend.View, error) {
-	if t.tsrc != t.Teacher {
-		t.freeTeacher()
-		r, err := t.Teacher.Upload(t.dev)
-		if err != nil {
-			return backend.View{}, err
+	if t.tresOf != t.Teacher {
+		t.tres.Release()
+		var err error
+		if t.tres, err = t.Teacher.Upload(t.dev); err != nil {
+			t.tresOf = nil
+			return backend.View{}, fmt.Errorf("teacher: %w", err)
 		}
-		t.tres, t.tsrc, t.tarena = r, t.Teacher, model.NewArena(t.dev)
+		t.tresOf = t.Teacher
+	}
+	if t.tarena == nil {
+		t.tarena = model.NewArena(t.dev)
 	}
 	t.tarena.Reset()
 	z, _, err := t.tres.ForwardView(t.tarena, seqs)
-	return z, err
+	if err != nil {
+		return backend.View{}, fmt.Errorf("teacher: %w", err)
+	}
+	return z, nil
 }
 
 func (t *Trainer) freeTeacher() {
-	if t.tres != nil {
+	if t.tarena != nil {
 		t.tarena.Free()
-		t.tres.Release()
 	}
-	t.tres, t.tsrc, t.tarena = nil, nil, nil
+	t.tres.Release()
+	t.tres, t.tresOf, t.tarena = nil, nil, nil
 }
 
 // Sync brings the host tensors up to date with the device after training
@@ -146,14 +168,10 @@ func (t *Trainer) freeTeacher() {
 // (Opt.State). On the CPU they are the device's own slices and nothing is
 // copied. It returns a pending device error.
 func (t *Trainer) Sync() error {
-	if !t.stale {
-		return t.dev.Sync()
-	}
-	w := t.W
-	if err := model.WriteBack(t.res, w.Embed, w.Norm, w.LMHead, w.Layers); err != nil {
+	if err := t.writeBack(); err != nil {
 		return err
 	}
-	if t.mom != nil && t.copied {
+	if t.mStale && t.mom != nil {
 		for i := range t.mv {
 			if err := t.dev.Download(t.mom.m[i], t.mv[i]); err != nil {
 				return err
@@ -163,7 +181,21 @@ func (t *Trainer) Sync() error {
 			}
 		}
 	}
-	t.stale = false
+	t.mStale = false
+	return t.dev.Sync()
+}
+
+// writeBack downloads the weights into W (the model's tensors) when a step
+// changed them on a GPU.
+func (t *Trainer) writeBack() error {
+	if !t.wStale {
+		return nil
+	}
+	w := t.W
+	if err := model.WriteBack(t.res, w.Embed, w.Norm, w.LMHead, w.Layers); err != nil {
+		return err
+	}
+	t.wStale = false
 	return nil
 }
 
@@ -185,7 +217,7 @@ func (t *Trainer) Reload() error {
 			}
 		}
 	}
-	t.stale = false
+	t.wStale, t.mStale = false, false
 	return nil
 }
 
@@ -259,6 +291,9 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 		return 0, 0, 0, err
 	}
 	dl := t.graph.Arena().Take(logits.N)
+	if err := t.graph.Arena().Err(); err != nil {
+		return 0, 0, 0, err
+	}
 	a := 0.0
 	if t.Teacher != nil {
 		a = t.Opts.KDWeight
@@ -298,7 +333,9 @@ func (t *Trainer) loss(seqs [][]int, backward bool) (loss, ce, kd float64, err e
 		for _, v := range t.gv {
 			dev.Zero(v)
 		}
-		t.graph.BackwardView(dl, t.gres)
+		if err := t.graph.BackwardView(dl, t.gres); err != nil {
+			return 0, 0, 0, err
+		}
 	}
 	return loss, ce, kd, nil
 }
@@ -336,6 +373,12 @@ func (t *Trainer) TrainStep(seqs [][]int) (StepStats, error) {
 	if err := t.optimize(st.LR); err != nil {
 		return st, fmt.Errorf("step %d: %w; stopping (no checkpoint is written for this step)", st.Step, err)
 	}
+	if t.Opts.Steps <= 0 || st.Step >= t.Opts.Steps {
+		// The schedule's end: the model gets its trained weights.
+		if err := t.writeBack(); err != nil {
+			return st, fmt.Errorf("step %d: %w; stopping (no checkpoint is written for this step)", st.Step, err)
+		}
+	}
 	t.Step++
 	return st, nil
 }
@@ -345,7 +388,8 @@ func (t *Trainer) TrainStep(seqs [][]int) (StepStats, error) {
 // device error is reported by the step that caused it.
 func (t *Trainer) optimize(lr float64) error {
 	dev := t.dev
-	t.stale = t.stale || t.copied
+	t.wStale = t.wStale || t.copied
+	t.mStale = t.mStale || t.copied
 	switch o := t.Opt.(type) {
 	case *AdamW:
 		if err := t.moments(o); err != nil {

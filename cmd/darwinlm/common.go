@@ -51,6 +51,15 @@ func (f *modelFlags) load() (*model.Model, tokenizer.Tokenizer, backend.Backend,
 	return m, tok, be, nil
 }
 
+// computeErr names the model and the device of a failed computation (a
+// device error such as a GPU out of memory says nothing of either).
+func (f *modelFlags) computeErr(be backend.Backend, err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%s on %s: %w", f.model, be.Name(), err)
+}
+
 // printJSON writes v as one JSON line on stdout. A non-finite number (which
 // JSON cannot hold) is reported by its field name.
 func printJSON(v any) error {

@@ -167,7 +167,7 @@ lm-eval's layout, to --out.`,
 			start := time.Now()
 			rep, err := eval.Evaluate(lm, reg, specs, opt)
 			if err != nil {
-				return err
+				return mf.computeErr(be, err)
 			}
 			lim := any(nil)
 			if limit > 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -11,6 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/tokenizer"
 )
 
@@ -75,28 +79,7 @@ context length (a note on stderr says so).`,
 					ctx, ctx-len(ids), maxTokens, len(ids))
 			}
 			rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
-			cache := m.NewCache()
-			defer cache.Release()
-			logits := m.Step(be, cache, ids)
-			printed := tok.Decode(ids)
-			fmt.Print(printed)
-			for len(ids) < limit {
-				next := sample(logits, temperature, topP, rng)
-				if next == tok.EOS() {
-					break
-				}
-				ids = append(ids, next)
-				// Decode the whole sequence and print what is new, so byte
-				// fallback tokens that form one character print correctly.
-				s := tok.Decode(ids)
-				if strings.HasPrefix(s, printed) {
-					fmt.Print(s[len(printed):])
-					printed = s
-				}
-				logits = m.Step(be, cache, []int{next})
-			}
-			fmt.Println()
-			return nil
+			return mf.computeErr(be, generate(os.Stdout, be, m, tok, ids, limit, temperature, topP, rng))
 		},
 	}
 	mf.register(c)
@@ -106,6 +89,46 @@ context length (a note on stderr says so).`,
 	c.Flags().Float64Var(&topP, "top-p", 1, "nucleus sampling threshold (with --temperature)")
 	c.Flags().Uint64Var(&seed, "seed", 0, "random seed for sampling")
 	addCommand(c)
+}
+
+// generate continues ids up to limit tokens (or EOS) with m on be's device
+// (the weights resident once, the keys and values in a KV cache there) and
+// writes the text to w as it grows, then a newline. A device error (e.g.
+// out of GPU memory) is returned, naming the token it stopped at.
+func generate(w io.Writer, be backend.Backend, m *model.Model, tok tokenizer.Tokenizer, ids []int, limit int, temperature, topP float64, rng *rand.Rand) error {
+	r, err := m.Upload(nn.DeviceFor(be))
+	if err != nil {
+		return fmt.Errorf("generate: %w", err)
+	}
+	defer r.Release()
+	cache := m.NewCache()
+	defer cache.Release()
+	logits, err := r.Step(cache, ids)
+	if err != nil {
+		return fmt.Errorf("generate: the %d-token prompt: %w", len(ids), err)
+	}
+	printed := tok.Decode(ids)
+	fmt.Fprint(w, printed)
+	for len(ids) < limit {
+		next := sample(logits, temperature, topP, rng)
+		if next == tok.EOS() {
+			break
+		}
+		ids = append(ids, next)
+		// Decode the whole sequence and print what is new, so byte
+		// fallback tokens that form one character print correctly.
+		s := tok.Decode(ids)
+		if strings.HasPrefix(s, printed) {
+			fmt.Fprint(w, s[len(printed):])
+			printed = s
+		}
+		if logits, err = r.Step(cache, []int{next}); err != nil {
+			fmt.Fprintln(w)
+			return fmt.Errorf("generate: token %d: %w", len(ids), err)
+		}
+	}
+	fmt.Fprintln(w)
+	return nil
 }
 
 // sample picks the next token: argmax when temperature is 0, otherwise a draw

@@ -68,7 +68,7 @@ Documents of a dataset are joined with "\n\n".`,
 			})
 			bar.Finish()
 			if err != nil {
-				return err
+				return mf.computeErr(be, err)
 			}
 			result := map[string]any{"ppl": res.PPL, "tokens": res.Tokens, "scored_tokens": res.Scored,
 				"windows": res.Windows, "seq_len": seqLen, "model": mf.model, "text_file": textFile, "backend": be.Name()}

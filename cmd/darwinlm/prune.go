@@ -108,7 +108,7 @@ into pieces of at most --seq-len (the reference's FineWeb-Edu sampler).`,
 				return err
 			}
 			if err := prune.Build(ctx, be, m, seqs, opts, out); err != nil {
-				return err
+				return mf.computeErr(be, err)
 			}
 			db, err := prune.OpenDatabase(out)
 			if err != nil {

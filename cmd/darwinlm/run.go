@@ -50,7 +50,7 @@ the model and the data are all checked before any compute.`,
 			}
 			be, err := backend.Get(backendName)
 			if err != nil {
-				return err
+				return fmt.Errorf("--backend: %w", err)
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 			defer stop()

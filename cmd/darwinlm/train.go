@@ -127,7 +127,7 @@ The loop is train.Run, which experiments call for post-training too.`,
 			}
 			res, err := train.Run(c.Context(), rc)
 			if err != nil {
-				return err
+				return mf.computeErr(be, err)
 			}
 			return printJSON(map[string]any{"steps": res.Steps, "tokens": res.Tokens, "final_loss": res.FinalLoss,
 				"checkpoint": res.Checkpoint, "final": res.Final, "seconds": res.Seconds, "tokens_per_s": res.TokensPerS})
