@@ -39,6 +39,27 @@ func transposePanelAVX(dst *float32, w int, src *float32, ld, n, groups int)
 func transposePanelBF16AVX(dst *float32, w int, src *uint16, ld, n, groups int)
 
 //go:noescape
+func copyChunksAVX(dst *float32, ds int, src *float32, ss, n, w int)
+
+var haveAVX = cpuid.CPU.Supports(cpuid.AVX)
+
+// copyChunks is copyChunksGo, with the AVX mover for the panel widths of
+// the kernels.
+func copyChunks(dst []float32, ds int, src []float32, ss, n, w int) {
+	if n <= 0 {
+		return
+	}
+	switch {
+	case !haveAVX || (w != 6 && w != 8 && w != 12 && w != 16 && w != 32):
+		copyChunksGo(dst, ds, src, ss, n, w)
+	case len(dst) < (n-1)*ds+w || len(src) < (n-1)*ss+w || ds < 0 || ss < 0:
+		panic("cpu: copyChunks out of range")
+	default:
+		copyChunksAVX(unsafe.SliceData(dst), ds, unsafe.SliceData(src), ss, n, w)
+	}
+}
+
+//go:noescape
 func axpyAVX512(alpha float32, x, y *float32, n int)
 
 //go:noescape
