@@ -182,16 +182,8 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 			ParallelFor(rows, func(r int) { softmaxCausalRow(rk, p[r*T:(r+1)*T], r%T, scale) })
 		}
 		be.MatMulNT(ds, dog, vh, rows, T, d, false) // dP
-		ParallelFor(rows, func(r int) {
-			pr, dr := p[r*T:(r+1)*T], ds[r*T:(r+1)*T]
-			var sum float64
-			for j, pj := range pr {
-				sum += float64(pj) * float64(dr[j])
-			}
-			fs := float32(sum)
-			for j, pj := range pr {
-				dr[j] = pj * (dr[j] - fs) * scale
-			}
+		ParallelFor((rows+dsBlock-1)/dsBlock, func(b int) {
+			dsRows(p, ds, b*dsBlock, min(b*dsBlock+dsBlock, rows), T, scale)
 		})
 		be.MatMulNN(dqg, ds, kh, rows, d, T, false)
 		be.MatMulTN(dkh, ds, qg, T, d, rows, false)
@@ -206,6 +198,69 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 			copy(dv[j*kvs+g*d:j*kvs+g*d+d], dvh[j*d:(j+1)*d])
 		}
 	}
+}
+
+// dsBlock rows of dS are done together: their row sums are independent
+// float64 chains the CPU overlaps (one chain is bound by the add latency).
+const dsBlock = 4
+
+// dsRows computes, for the stacked rows r0 ≤ r < r1 of P and dP (row r is
+// query t = r mod T, T columns), dS = scale·P ⊙ (dP − s) with
+// s = float32(Σ_j float64(P_j)·float64(dP_j)) summed in index order, in
+// place over ds: bitwise the plain row loop. The masked columns j > t add
+// float64(+0)·dP_j = ±0 to s, which leaves it unchanged (a float64 sum
+// starting at +0 is never −0), so they are left out of the sum when they
+// are exactly zero in P and finite in dP; otherwise the whole row is summed.
+// Every column, masked or not, still gets the elementwise update.
+func dsRows(p, ds []float32, r0, r1, T int, scale float32) {
+	var n [dsBlock]int // summed prefix of each row
+	var sum [dsBlock]float64
+	for r := r0; r < r1; r += dsBlock {
+		nb := min(dsBlock, r1-r)
+		c := T // common prefix of the block
+		for i := 0; i < nb; i++ {
+			n[i] = sumPrefix(p[(r+i)*T:(r+i+1)*T], ds[(r+i)*T:(r+i+1)*T], (r+i)%T)
+			c = min(c, n[i])
+			sum[i] = 0
+		}
+		if nb == dsBlock {
+			p0, p1, p2, p3 := p[r*T:r*T+c], p[(r+1)*T:(r+1)*T+c], p[(r+2)*T:(r+2)*T+c], p[(r+3)*T:(r+3)*T+c]
+			d0, d1, d2, d3 := ds[r*T:r*T+c], ds[(r+1)*T:(r+1)*T+c], ds[(r+2)*T:(r+2)*T+c], ds[(r+3)*T:(r+3)*T+c]
+			s0, s1, s2, s3 := sum[0], sum[1], sum[2], sum[3]
+			for j := range p0 {
+				s0 += float64(p0[j]) * float64(d0[j])
+				s1 += float64(p1[j]) * float64(d1[j])
+				s2 += float64(p2[j]) * float64(d2[j])
+				s3 += float64(p3[j]) * float64(d3[j])
+			}
+			sum[0], sum[1], sum[2], sum[3] = s0, s1, s2, s3
+		} else {
+			c = 0
+		}
+		for i := 0; i < nb; i++ {
+			pr, dr := p[(r+i)*T:(r+i+1)*T], ds[(r+i)*T:(r+i+1)*T]
+			s := sum[i]
+			for j := c; j < n[i]; j++ {
+				s += float64(pr[j]) * float64(dr[j])
+			}
+			fs := float32(s)
+			for j, pj := range pr {
+				dr[j] = pj * (dr[j] - fs) * scale
+			}
+		}
+	}
+}
+
+// sumPrefix is how much of a dS row must be summed: t+1 when every masked
+// column j > t has P_j == 0 and a finite dP_j, else the whole row.
+func sumPrefix(pr, dr []float32, t int) int {
+	dr = dr[:len(pr)]
+	for j := t + 1; j < len(pr); j++ {
+		if pr[j] != 0 || dr[j]-dr[j] != 0 {
+			return len(pr)
+		}
+	}
+	return t + 1
 }
 
 // gatherHead copies one head's rows out of an interleaved [n × stride]
