@@ -173,7 +173,7 @@ func (c *CPU) gemm(g *gemmJob, m, n int) {
 		w = min(w, nu)
 		nw = (nu + w - 1) / w * kn.nr
 	}
-	if g.aview != nil && readsDirect(*g.aview, kn.mr, nw, kn.nc) && !c.noDirect {
+	if g.aview != nil && readsDirect(*g.aview, kn.mr, kn.nr, nw, kn.nc) && !c.noDirect {
 		g.direct = g.aview
 	}
 	if splitN {
