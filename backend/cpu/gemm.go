@@ -350,15 +350,16 @@ func (g *gemmJob) tile(kn *kernel, ap []float32, ars, acs int, bp []float32, off
 // readsDirect reports whether A is better read in place than packed:
 // packing A costs about one element per nw multiply-adds, so it only pays
 // off for wide column ranges, and the in-place panel must not pile into a
-// few L1 sets (4 KiB aliasing, e.g. k = 4096). With a single column panel
-// (nw ≤ nr) every element of A is read once either way, so packing it is
-// pure overhead (the attention's dK = dSᵀ·Q with head dim 16).
+// few L1 sets (4 KiB aliasing, e.g. k = 4096). A with contiguous rows
+// (TN) one column panel wide (nw ≤ nr) is read in place whatever its
+// stride: packing would read it the same way, once, for nothing (the
+// attention's dK = dSᵀ·Q with head dim 16).
 func readsDirect(a view, mr, nr, nw, nc int) bool {
 	if nw > nc {
 		return false
 	}
 	switch {
-	case nw <= nr && (a.cs == 1 || a.rs == 1):
+	case a.rs == 1 && nw <= nr:
 		return true
 	case a.cs == 1:
 		// mr row streams along k: their offsets must fall in distinct sets.
