@@ -44,13 +44,9 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 		be.MatMulNT(s[:rows*Tk], qg[:rows*d], kh, rows, Tk, d, false)
 		ParallelFor(len(heads), func(hi int) {
 			h := heads[hi]
-			for t := 0; t < T; t++ {
-				row := s[(hi*T+t)*Tk : (hi*T+t+1)*Tk]
-				last := past + t
-				softmaxCausalRow(rk, row, last, scale)
-				if probs != nil {
-					copy(probs[(h*T+t)*Tk:(h*T+t+1)*Tk], row)
-				}
+			softmaxCausalRows(rk, s[hi*T*Tk:(hi+1)*T*Tk], Tk, T, past, scale)
+			if probs != nil {
+				copy(probs[h*T*Tk:(h+1)*T*Tk], s[hi*T*Tk:(hi+1)*T*Tk])
 			}
 		})
 		be.MatMulNN(og[:rows*d], s[:rows*Tk], vh, rows, d, Tk, false)
@@ -93,6 +89,27 @@ func kvGroups(nH, nKV int, kvMap []int) ([][]int, int) {
 		groups[g] = append(groups[g], h)
 	}
 	return groups, mx
+}
+
+// causalRowsKernel is implemented by a backend with a multi-row causal
+// softmax (the CPU one): bitwise SoftmaxCausalRow on each row.
+type causalRowsKernel interface {
+	SoftmaxCausalRows(s []float32, ld, n, last0 int, scale float32)
+}
+
+// smRows is the row block of the recomputed softmax (a unit of ParallelFor).
+const smRows = 32
+
+// softmaxCausalRows is softmaxCausalRow on n consecutive query rows of one
+// head: row i is s[i*ld:(i+1)*ld] with last = last0+i.
+func softmaxCausalRows(rk backend.RowKernels, s []float32, ld, n, last0 int, scale float32) {
+	if cr, ok := rk.(causalRowsKernel); ok {
+		cr.SoftmaxCausalRows(s, ld, n, last0, scale)
+		return
+	}
+	for i := 0; i < n; i++ {
+		softmaxCausalRow(rk, s[i*ld:(i+1)*ld], last0+i, scale)
+	}
 }
 
 // softmaxCausalRow turns raw scores row[0..last] into probabilities of
@@ -179,7 +196,12 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 			}
 		} else {
 			be.MatMulNT(p, qg, kh, rows, T, d, false)
-			ParallelFor(rows, func(r int) { softmaxCausalRow(rk, p[r*T:(r+1)*T], r%T, scale) })
+			nb := (T + smRows - 1) / smRows // row blocks per head
+			ParallelFor(len(heads)*nb, func(b int) {
+				t0 := b % nb * smRows
+				r0 := b/nb*T + t0
+				softmaxCausalRows(rk, p[r0*T:(r0+min(smRows, T-t0))*T], T, min(smRows, T-t0), t0, scale)
+			})
 		}
 		be.MatMulNT(ds, dog, vh, rows, T, d, false) // dP
 		ParallelFor((rows+dsBlock-1)/dsBlock, func(b int) {

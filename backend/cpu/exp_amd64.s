@@ -490,6 +490,46 @@ sexp2_done:
 	VZEROUPPER
 	RET
 
+// func softmaxExpAVX512(x *float32, n int, mx float32)
+// x[i] = expf(x[i] - mx): softmaxExpSumAVX512 without the sum (rows whose
+// sums are added elsewhere, several chains at once).
+TEXT ·softmaxExpAVX512(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS mx+16(FP), Z9
+	TESTQ CX, CX
+	JEQ sexpn512_done
+sexpn512_loop:
+	VMOVUPS (DI), Z0
+	VSUBPS Z9, Z0, Z0
+	EXPF512
+	VMOVUPS Z6, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ sexpn512_loop
+sexpn512_done:
+	VZEROUPPER
+	RET
+
+// func softmaxExpAVX2(x *float32, n int, mx float32)
+TEXT ·softmaxExpAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS mx+16(FP), Y9
+	TESTQ CX, CX
+	JEQ sexpn2_done
+sexpn2_loop:
+	VMOVUPS (DI), Y0
+	VSUBPS Y9, Y0, Y0
+	EXPF256
+	VMOVUPS Y6, (DI)
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ sexpn2_loop
+sexpn2_done:
+	VZEROUPPER
+	RET
+
 // func scalAVX512(x *float32, n int, s float32)
 // x[i] *= s.
 TEXT ·scalAVX512(SB), NOSPLIT, $0-20

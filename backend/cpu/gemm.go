@@ -26,6 +26,7 @@ type kernel struct {
 	expf     func(dst, src []float32)
 	smMax    func(x []float32, scale float32) float32
 	smExpSum func(x []float32, mx float32) float64
+	smExp    func(x []float32, mx float32) // smExpSum without the sum
 	scal     func(x []float32, s float32)
 	silu     func(out, gate, up []float32)
 	// narrow, if set, is a kernel with a smaller nr giving bitwise identical

@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -270,6 +271,75 @@ func BenchmarkSiLUMul(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				c.SiLUMul(o, g, u)
+			}
+		})
+	}
+}
+
+// TestSoftmaxCausalRowsBitwise: the multi-row softmax gives every row
+// bitwise what the purego SoftmaxCausalRow gives it, for every variant,
+// block counts that are not multiples of 8, rows longer than their last
+// entry, and specials (NaN, ±Inf, −0, huge values) anywhere.
+func TestSoftmaxCausalRowsBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(29, 30))
+	ref, _ := NewVariant("purego")
+	for _, name := range Available() {
+		c, _ := NewVariant(name)
+		for _, ld := range []int{1, 5, 9, 16, 17, 40, 128, 131, 256} {
+			for trial := 0; trial < 5; trial++ {
+				last0 := r.IntN(ld)
+				n := 1 + r.IntN(ld-last0)
+				s := make([]float32, n*ld+3)
+				amp := []float64{0.01, 1, 30, 1e4, 1}[trial]
+				for i := range s {
+					s[i] = float32(amp * r.NormFloat64())
+				}
+				if trial == 4 {
+					for k := 0; k < 4; k++ {
+						s[r.IntN(n*ld)] = []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.Copysign(0, -1))}[k]
+					}
+				}
+				scale := float32(0.05 + r.Float64())
+				want := append([]float32(nil), s...)
+				for i := 0; i < n; i++ {
+					ref.SoftmaxCausalRow(want[i*ld:(i+1)*ld], last0+i, scale)
+				}
+				got := append([]float32(nil), s...)
+				c.SoftmaxCausalRows(got, ld, n, last0, scale)
+				for i := range got {
+					if !sameBits(got[i], want[i]) {
+						t.Fatalf("%s ld=%d n=%d last0=%d trial %d: [%d] %g, row by row %g", name, ld, n, last0, trial, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkSoftmaxCausalRows: one head of causal scores (T = 128, the
+// fine-tuning window; 256, the search's) row by row and eight rows at a
+// time.
+func BenchmarkSoftmaxCausalRows(b *testing.B) {
+	for _, T := range []int{128, 256} {
+		s := make([]float32, T*T)
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := range s {
+			s[i] = float32(r.NormFloat64())
+		}
+		buf := make([]float32, T*T)
+		c := New()
+		b.Run(fmt.Sprintf("T=%d/rowByRow", T), func(b *testing.B) {
+			for b.Loop() {
+				copy(buf, s)
+				for i := 0; i < T; i++ {
+					c.SoftmaxCausalRow(buf[i*T:(i+1)*T], i, 0.25)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("T=%d/rows", T), func(b *testing.B) {
+			for b.Loop() {
+				copy(buf, s)
+				c.SoftmaxCausalRows(buf, T, T, 0, 0.25)
 			}
 		})
 	}

@@ -39,6 +39,12 @@ func transposePanelAVX(dst *float32, w int, src *float32, ld, n, groups int)
 func transposePanelBF16AVX(dst *float32, w int, src *uint16, ld, n, groups int)
 
 //go:noescape
+func softmaxExpAVX512(x *float32, n int, mx float32)
+
+//go:noescape
+func softmaxExpAVX2(x *float32, n int, mx float32)
+
+//go:noescape
 func copyChunksAVX(dst *float32, ds int, src *float32, ss, n, w int)
 
 var haveAVX = cpuid.CPU.Supports(cpuid.AVX)
@@ -86,7 +92,7 @@ func init() {
 			tr4:     transposeASM,
 			tr4bf:   transposeBF16ASM,
 		}
-		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512, softmaxExpSumAVX512, scalAVX512, siluMulAVX512)
+		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512, softmaxExpSumAVX512, softmaxExpAVX512, scalAVX512, siluMulAVX512)
 		registerKernel(k)
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
@@ -102,7 +108,7 @@ func init() {
 			tr4:     transposeASM,
 			tr4bf:   transposeBF16ASM,
 		}
-		setRowKernels(k, 8, expfAVX2, softmaxMaxAVX2, softmaxExpSumAVX2, scalAVX2, siluMulAVX2)
+		setRowKernels(k, 8, expfAVX2, softmaxMaxAVX2, softmaxExpSumAVX2, softmaxExpAVX2, scalAVX2, siluMulAVX2)
 		// 12×8 tiles for panels at most 8 wide (same FMA chain per element,
 		// so the same bits); not a variant of its own.
 		n8 := *k
@@ -275,6 +281,7 @@ func setRowKernels(k *kernel, w int,
 	expf func(dst, src *float32, n int),
 	smMax func(x *float32, n int, scale float32) float32,
 	smExpSum func(x *float32, n int, mx float32) float64,
+	smExp func(x *float32, n int, mx float32),
 	scal func(x *float32, n int, s float32),
 	silu func(out, gate, up *float32, n int)) {
 	k.expf = func(dst, src []float32) {
@@ -319,6 +326,22 @@ func setRowKernels(k *kernel, w int,
 			sum += float64(e)
 		}
 		return sum
+	}
+	k.smExp = func(x []float32, mx float32) {
+		nv := len(x) &^ (w - 1)
+		if nv > 0 {
+			smExp(unsafe.SliceData(x), nv, mx)
+		}
+		tail := x[nv:]
+		if len(tail) == 0 {
+			return
+		}
+		var buf [16]float32 // the ragged tail as in smExpSum
+		for j, v := range tail {
+			buf[j] = v - mx
+		}
+		expfPadded(&buf, w)
+		copy(tail, buf[:len(tail)])
 	}
 	k.scal = func(x []float32, s float32) {
 		nv := len(x) &^ (w - 1)
