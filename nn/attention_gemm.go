@@ -51,9 +51,7 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 		})
 		be.MatMulNN(og[:rows*d], s[:rows*Tk], vh, rows, d, Tk, false)
 		for hi, h := range heads {
-			for t := 0; t < T; t++ {
-				copy(out[t*qs+h*d:t*qs+h*d+d], og[(hi*T+t)*d:(hi*T+t+1)*d])
-			}
+			copyRows(out[h*d:], qs, og[hi*T*d:], d, T, d)
 		}
 	}
 }
@@ -211,14 +209,10 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 		be.MatMulTN(dkh, ds, qg, T, d, rows, false)
 		be.MatMulTN(dvh, p, dog, T, d, rows, false)
 		for hi, h := range heads {
-			for t := 0; t < T; t++ {
-				copy(dq[t*qs+h*d:t*qs+h*d+d], dqg[(hi*T+t)*d:(hi*T+t+1)*d])
-			}
+			copyRows(dq[h*d:], qs, dqg[hi*T*d:], d, T, d)
 		}
-		for j := 0; j < T; j++ {
-			copy(dk[j*kvs+g*d:j*kvs+g*d+d], dkh[j*d:(j+1)*d])
-			copy(dv[j*kvs+g*d:j*kvs+g*d+d], dvh[j*d:(j+1)*d])
-		}
+		copyRows(dk[g*d:], kvs, dkh, d, T, d)
+		copyRows(dv[g*d:], kvs, dvh, d, T, d)
 	}
 }
 
@@ -289,7 +283,28 @@ func sumPrefix(pr, dr []float32, t int) int {
 // activation (the head's d values start at column off) into a contiguous
 // [n × d] block.
 func gatherHead(dst, src []float32, n, stride, off, d int) {
-	for j := 0; j < n; j++ {
-		copy(dst[j*d:(j+1)*d], src[j*stride+off:j*stride+off+d])
+	copyRows(dst, d, src[off:], stride, n, d)
+}
+
+// copyRows copies n rows of d values, row j from src[j*ss:] to dst[j*ds:].
+// Head dims 8 and 16 move element by element (a memmove call per row of a
+// tiny head was most of the cost of gathering it).
+func copyRows(dst []float32, ds int, src []float32, ss, n, d int) {
+	switch d {
+	case 8:
+		for j := 0; j < n; j++ {
+			s, t := (*[8]float32)(src[j*ss:]), (*[8]float32)(dst[j*ds:])
+			t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7] = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+		}
+	case 16:
+		for j := 0; j < n; j++ {
+			s, t := (*[16]float32)(src[j*ss:]), (*[16]float32)(dst[j*ds:])
+			t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7] = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+			t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15] = s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15]
+		}
+	default:
+		for j := 0; j < n; j++ {
+			copy(dst[j*ds:j*ds+d], src[j*ss:j*ss+d])
+		}
 	}
 }

@@ -262,3 +262,32 @@ func TestDSRowsBitwise(t *testing.T) {
 		}
 	}
 }
+
+// TestCopyRows: the head gather/scatter against a plain element loop, for
+// the unrolled head dims and others, with strides on both sides and nothing
+// written outside the rows.
+func TestCopyRows(t *testing.T) {
+	for _, d := range []int{1, 3, 8, 16, 17} {
+		for _, c := range []struct{ n, ds, ss int }{{1, d, d}, {5, d, 3 * d}, {7, 2*d + 1, d}, {4, 4 * d, 5*d + 2}} {
+			src := make([]float32, (c.n-1)*c.ss+d+2)
+			for i := range src {
+				src[i] = float32(i) + 0.5
+			}
+			got, want := make([]float32, (c.n-1)*c.ds+d+3), make([]float32, (c.n-1)*c.ds+d+3)
+			for i := range got {
+				got[i], want[i] = -1, -1
+			}
+			for j := 0; j < c.n; j++ {
+				for i := 0; i < d; i++ {
+					want[j*c.ds+i] = src[j*c.ss+i]
+				}
+			}
+			copyRows(got, c.ds, src, c.ss, c.n, d)
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("d=%d %+v: [%d] = %v, want %v", d, c, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
