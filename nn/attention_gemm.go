@@ -41,7 +41,7 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 		for hi, h := range heads {
 			gatherHead(qg[hi*T*d:], q, T, qs, h*d, d)
 		}
-		be.MatMulNT(s[:rows*Tk], qg[:rows*d], kh, rows, Tk, d, false)
+		matNTCausal(be, s[:rows*Tk], qg[:rows*d], kh, rows, Tk, d, T, past)
 		ParallelFor(len(heads), func(hi int) {
 			h := heads[hi]
 			softmaxCausalRows(rk, s[hi*T*Tk:(hi+1)*T*Tk], Tk, T, past, scale)
@@ -51,7 +51,7 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 		})
 		be.MatMulNN(og[:rows*d], s[:rows*Tk], vh, rows, d, Tk, false)
 		for hi, h := range heads {
-			copyRows(out[h*d:], qs, og[hi*T*d:], d, T, d)
+			copyRows(out, h*d, qs, og, hi*T*d, d, T, d)
 		}
 	}
 }
@@ -87,6 +87,24 @@ func kvGroups(nH, nKV int, kvMap []int) ([][]int, int) {
 		groups[g] = append(groups[g], h)
 	}
 	return groups, mx
+}
+
+// causalScoresKernel is implemented by a backend that can leave out the
+// wholly masked tiles of the scores product S = Q·Kᵀ (the CPU one): the
+// visible entries are bitwise MatMulNT's, the rest is unspecified.
+type causalScoresKernel interface {
+	MatMulNTCausal(c, a, b []float32, m, n, k, T, past int)
+}
+
+// matNTCausal computes the attention scores of stacked query rows (row i is
+// query i mod T, which sees columns 0..past + i mod T); only the visible
+// entries are defined, which is all the causal softmax reads.
+func matNTCausal(be backend.Backend, c, a, b []float32, m, n, k, T, past int) {
+	if cs, ok := be.(causalScoresKernel); ok {
+		cs.MatMulNTCausal(c, a, b, m, n, k, T, past)
+		return
+	}
+	be.MatMulNT(c, a, b, m, n, k, false)
 }
 
 // causalRowsKernel is implemented by a backend with a multi-row causal
@@ -193,7 +211,7 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 				clear(row[t+1:])
 			}
 		} else {
-			be.MatMulNT(p, qg, kh, rows, T, d, false)
+			matNTCausal(be, p, qg, kh, rows, T, d, T, 0)
 			nb := (T + smRows - 1) / smRows // row blocks per head
 			ParallelFor(len(heads)*nb, func(b int) {
 				t0 := b % nb * smRows
@@ -209,10 +227,10 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 		be.MatMulTN(dkh, ds, qg, T, d, rows, false)
 		be.MatMulTN(dvh, p, dog, T, d, rows, false)
 		for hi, h := range heads {
-			copyRows(dq[h*d:], qs, dqg[hi*T*d:], d, T, d)
+			copyRows(dq, h*d, qs, dqg, hi*T*d, d, T, d)
 		}
-		copyRows(dk[g*d:], kvs, dkh, d, T, d)
-		copyRows(dv[g*d:], kvs, dvh, d, T, d)
+		copyRows(dk, g*d, kvs, dkh, 0, d, T, d)
+		copyRows(dv, g*d, kvs, dvh, 0, d, T, d)
 	}
 }
 
@@ -283,13 +301,17 @@ func sumPrefix(pr, dr []float32, t int) int {
 // activation (the head's d values start at column off) into a contiguous
 // [n × d] block.
 func gatherHead(dst, src []float32, n, stride, off, d int) {
-	copyRows(dst, d, src[off:], stride, n, d)
+	copyRows(dst, 0, d, src, off, stride, n, d)
 }
 
-// copyRows copies n rows of d values, row j from src[j*ss:] to dst[j*ds:].
-// Head dims 8 and 16 move element by element (a memmove call per row of a
-// tiny head was most of the cost of gathering it).
-func copyRows(dst []float32, ds int, src []float32, ss, n, d int) {
+// copyRows copies n rows of d values, row j from src[so+j*ss:] to
+// dst[do+j*ds:]. Head dims 8 and 16 move element by element (a memmove call
+// per row of a tiny head was most of the cost of gathering it).
+func copyRows(dst []float32, do, ds int, src []float32, so, ss, n, d int) {
+	if n <= 0 || d <= 0 {
+		return
+	}
+	dst, src = dst[do:], src[so:]
 	switch d {
 	case 8:
 		for j := 0; j < n; j++ {

@@ -268,7 +268,7 @@ func TestDSRowsBitwise(t *testing.T) {
 // written outside the rows.
 func TestCopyRows(t *testing.T) {
 	for _, d := range []int{1, 3, 8, 16, 17} {
-		for _, c := range []struct{ n, ds, ss int }{{1, d, d}, {5, d, 3 * d}, {7, 2*d + 1, d}, {4, 4 * d, 5*d + 2}} {
+		for _, c := range []struct{ n, ds, ss int }{{0, d, d}, {1, d, d}, {5, d, 3 * d}, {7, 2*d + 1, d}, {4, 4 * d, 5*d + 2}} {
 			src := make([]float32, (c.n-1)*c.ss+d+2)
 			for i := range src {
 				src[i] = float32(i) + 0.5
@@ -282,7 +282,7 @@ func TestCopyRows(t *testing.T) {
 					want[j*c.ds+i] = src[j*c.ss+i]
 				}
 			}
-			copyRows(got, c.ds, src, c.ss, c.n, d)
+			copyRows(got, 0, c.ds, src, 0, c.ss, c.n, d)
 			for i := range got {
 				if got[i] != want[i] {
 					t.Fatalf("d=%d %+v: [%d] = %v, want %v", d, c, i, got[i], want[i])

@@ -553,3 +553,42 @@ func TestNarrowKernelsBitwise(t *testing.T) {
 		}
 	}
 }
+
+// MatMulNTCausal must give MatMulNT's bits on every visible entry (column
+// ≤ past + row mod T), for every variant, one and two workers, ragged
+// tiles, T not dividing m, and past > 0.
+func TestMatMulNTCausal(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, base := range variants(t) {
+		for _, d := range [][5]int{{256, 128, 16, 128, 0}, {512, 256, 8, 256, 0}, {100, 70, 9, 37, 33}, {13, 13, 5, 13, 0}, {4, 9, 3, 2, 7}, {301, 300, 40, 300, 0}, {96, 140, 16, 48, 92}} {
+			m, n, k, T, past := d[0], d[1], d[2], d[3], d[4]
+			a, b := randVec(r, m*k), randVec(r, n*k)
+			want := make([]float32, m*n)
+			base.MatMulNT(want, a, b, m, n, k, false)
+			for _, w := range []int{1, 2} {
+				got := make([]float32, m*n)
+				for i := range got {
+					got[i] = float32(math.NaN())
+				}
+				base.WithWorkers(w).MatMulNTCausal(got, a, b, m, n, k, T, past)
+				skipped := 0
+				for i := 0; i < m; i++ {
+					for j := 0; j < n; j++ {
+						if j > past+i%T {
+							if got[i*n+j] != got[i*n+j] {
+								skipped++
+							}
+							continue
+						}
+						if math.Float32bits(got[i*n+j]) != math.Float32bits(want[i*n+j]) {
+							t.Fatalf("%s %v workers=%d: [%d,%d] = %g, MatMulNT %g", base.Name(), d, w, i, j, got[i*n+j], want[i*n+j])
+						}
+					}
+				}
+				if m == 256 && skipped == 0 && base.Variant() != "purego" {
+					t.Fatalf("%s %v: no tile was skipped", base.Name(), d)
+				}
+			}
+		}
+	}
+}

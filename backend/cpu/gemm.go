@@ -188,6 +188,10 @@ type gemmJob struct {
 	packB packer // columns of B, i.e. rows of Bᵀ
 	acc   bool
 	upper bool // compute only tiles touching the upper triangle (j ≥ i)
+	// causalT > 0 skips tiles whose every element is masked causal
+	// attention: row i holds query i mod causalT, which sees columns up to
+	// causalPast + i mod causalT.
+	causalT, causalPast int
 	// direct, when set, is A read in place by the micro-kernel for full row
 	// panels (only the ragged last panel is packed).
 	direct *view
@@ -310,6 +314,9 @@ func (g *gemmJob) runBlock(i0, i1, j0, j1 int) {
 					if g.upper && jc+jr+nrr-1 < i0+ir {
 						continue // strictly below the diagonal
 					}
+					if g.causalT > 0 && jc+jr > g.lastVisible(i0+ir, mrr) {
+						continue // masked for every row of the tile
+					}
 					off := (i0+ir)*g.ldc + jc + jr
 					if kn2 != nil && jr == nFull {
 						bp := w.b[jr*kb : jr*kb+kn2.nr*kb]
@@ -323,6 +330,15 @@ func (g *gemmJob) runBlock(i0, i1, j0, j1 int) {
 			}
 		}
 	}
+}
+
+// lastVisible is the last column any of rows r0..r0+n-1 sees (causalT > 0).
+func (g *gemmJob) lastVisible(r0, n int) int {
+	T := g.causalT
+	if r0/T != (r0+n-1)/T {
+		return g.causalPast + T - 1
+	}
+	return g.causalPast + (r0+n-1)%T
 }
 
 // tile computes the mrr×nrr tile of C at off with kernel kn.
