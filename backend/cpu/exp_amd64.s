@@ -35,6 +35,8 @@
 #define C_INF expfC<>+1216(SB)
 #define C_SIGN expfC<>+1280(SB)
 #define C_NINF expfC<>+1344(SB)
+#define C_FLO expfC<>+1408(SB)
+#define C_FHI expfC<>+1472(SB)
 
 // LOG2E
 DATA expfC<>+0(SB)/8, $0x3fb8aa3b3fb8aa3b
@@ -234,7 +236,62 @@ DATA expfC<>+1376(SB)/8, $0xff800000ff800000
 DATA expfC<>+1384(SB)/8, $0xff800000ff800000
 DATA expfC<>+1392(SB)/8, $0xff800000ff800000
 DATA expfC<>+1400(SB)/8, $0xff800000ff800000
-GLOBL expfC<>(SB), RODATA|NOPTR, $1408
+// FLO = -87, FHI = 88: inputs of the fast path (normal results, no special case)
+DATA expfC<>+1408(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1416(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1424(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1432(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1440(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1448(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1456(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1464(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1472(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1480(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1488(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1496(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1504(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1512(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1520(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1528(SB)/8, $0x42b0000042b00000
+GLOBL expfC<>(SB), RODATA|NOPTR, $1536
+
+// EXPF512_INRANGE sets the carry flag when every lane of Z0 lies in
+// [-87, 88] (so no NaN): then exp needs none of EXPF512's special cases (2^n
+// is a normal number, the second scale factor is 1 and no lane is
+// overflow, underflow or NaN), and EXPF512_FAST gives its bits with 15
+// fewer instructions. Uses K4.
+#define EXPF512_INRANGE \
+	VCMPPS $0x1d, C_FLO, Z0, K4; \
+	VCMPPS $0x12, C_FHI, Z0, K4, K4; \
+	KORTESTW K4, K4
+
+// EXPF512_FAST is EXPF512 for Z0 in [-87, 88] (see EXPF512_INRANGE).
+#define EXPF512_FAST \
+	VMULPS C_LOG2E, Z0, Z2; \
+	VADDPS C_MAGIC, Z2, Z2; \
+	VSUBPS C_MAGIC, Z2, Z3; \
+	VMULPS C_LN2HI, Z3, Z4; \
+	VSUBPS Z4, Z0, Z4; \
+	VMULPS C_LN2LO, Z3, Z3; \
+	VSUBPS Z3, Z4, Z4; \
+	VMULPS Z4, Z4, Z5; \
+	VMULPS C_P0, Z4, Z6; \
+	VADDPS C_P1, Z6, Z6; \
+	VMULPS Z4, Z6, Z6; \
+	VADDPS C_P2, Z6, Z6; \
+	VMULPS Z4, Z6, Z6; \
+	VADDPS C_P3, Z6, Z6; \
+	VMULPS Z4, Z6, Z6; \
+	VADDPS C_P4, Z6, Z6; \
+	VMULPS Z4, Z6, Z6; \
+	VADDPS C_P5, Z6, Z6; \
+	VMULPS Z5, Z6, Z6; \
+	VADDPS Z4, Z6, Z6; \
+	VADDPS C_ONE, Z6, Z6; \
+	VPSUBD C_MAGIC, Z2, Z2; \
+	VPADDD C_I127, Z2, Z3; \
+	VPSLLD $23, Z3, Z3; \
+	VMULPS Z3, Z6, Z6
 
 // EXPF512 computes Z6 = expf(Z0); it uses Z1-Z7 and K1-K3, Z0 is kept.
 #define EXPF512 \
@@ -337,7 +394,13 @@ TEXT ·expfAVX512(SB), NOSPLIT, $0-24
 	JEQ expf512_done
 expf512_loop:
 	VMOVUPS (SI), Z0
+	EXPF512_INRANGE
+	JCC expf512_slow
+	EXPF512_FAST
+	JMP expf512_store
+expf512_slow:
 	EXPF512
+expf512_store:
 	VMOVUPS Z6, (DI)
 	ADDQ $64, SI
 	ADDQ $64, DI
@@ -435,7 +498,13 @@ TEXT ·softmaxExpSumAVX512(SB), NOSPLIT, $0-32
 sexp512_loop:
 	VMOVUPS (DI), Z0
 	VSUBPS Z9, Z0, Z0
+	EXPF512_INRANGE
+	JCC sexp512_slow
+	EXPF512_FAST
+	JMP sexp512_store
+sexp512_slow:
 	EXPF512
+sexp512_store:
 	VMOVUPS Z6, (DI)
 	SUM1(0)
 	SUM1(4)
@@ -502,7 +571,13 @@ TEXT ·softmaxExpAVX512(SB), NOSPLIT, $0-20
 sexpn512_loop:
 	VMOVUPS (DI), Z0
 	VSUBPS Z9, Z0, Z0
+	EXPF512_INRANGE
+	JCC sexpn512_slow
+	EXPF512_FAST
+	JMP sexpn512_store
+sexpn512_slow:
 	EXPF512
+sexpn512_store:
 	VMOVUPS Z6, (DI)
 	ADDQ $64, DI
 	SUBQ $16, CX
@@ -577,7 +652,13 @@ TEXT ·siluMulAVX512(SB), NOSPLIT, $0-32
 silu512_loop:
 	VMOVUPS (SI), Z10
 	VPXORD C_SIGN, Z10, Z0
+	EXPF512_INRANGE
+	JCC silu512_slow
+	EXPF512_FAST
+	JMP silu512_exp
+silu512_slow:
 	EXPF512
+silu512_exp:
 	VADDPS C_ONE, Z6, Z6
 	VDIVPS Z6, Z10, Z6
 	VMULPS (DX), Z6, Z6

@@ -34,6 +34,20 @@ func expfInputs() []float32 {
 	for i := 0; i < 1<<20; i++ { // subnormal and near-underflow results
 		in = append(in, float32(-104+20*r.Float64()))
 	}
+	// Whole vectors inside the fast path's range [-87, 88], its ends and
+	// their neighbours included (aligned, so vectors of 16 and 8 lanes hold
+	// only one of them).
+	for len(in)%16 != 0 {
+		in = append(in, 0)
+	}
+	for _, v := range []float32{-87, 88, math.Nextafter32(-87, 0), math.Nextafter32(88, 0), math.Nextafter32(-87, -100), math.Nextafter32(88, 100)} {
+		for i := 0; i < 16; i++ {
+			in = append(in, v)
+		}
+	}
+	for i := 0; i < 1<<20; i++ {
+		in = append(in, float32(-87+175*r.Float64()))
+	}
 	for b := uint64(0); b < 1<<32; b += 1021 { // a sweep over all bit patterns
 		in = append(in, math.Float32frombits(uint32(b)))
 	}
