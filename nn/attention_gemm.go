@@ -185,6 +185,7 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 	dkh := carve(&rest, T*d)
 	dvh := carve(&rest, T*d)
 	rk, _ := be.(backend.RowKernels)
+	dsk, _ := be.(dsKernels)
 	for g, heads := range groups {
 		if len(heads) == 0 {
 			// No query head reads this K/V head: its gradient is zero.
@@ -221,7 +222,7 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 		}
 		be.MatMulNT(ds, dog, vh, rows, T, d, false) // dP
 		ParallelFor((rows+dsBlock-1)/dsBlock, func(b int) {
-			dsRows(p, ds, b*dsBlock, min(b*dsBlock+dsBlock, rows), T, scale)
+			dsRows(dsk, p, ds, b*dsBlock, min(b*dsBlock+dsBlock, rows), T, scale)
 		})
 		be.MatMulNN(dqg, ds, kh, rows, d, T, false)
 		be.MatMulTN(dkh, ds, qg, T, d, rows, false)
@@ -246,14 +247,14 @@ const dsBlock = 4
 // starting at +0 is never −0), so they are left out of the sum when they
 // are exactly zero in P and finite in dP; otherwise the whole row is summed.
 // Every column, masked or not, still gets the elementwise update.
-func dsRows(p, ds []float32, r0, r1, T int, scale float32) {
+func dsRows(dk dsKernels, p, ds []float32, r0, r1, T int, scale float32) {
 	var n [dsBlock]int // summed prefix of each row
 	var sum [dsBlock]float64
 	for r := r0; r < r1; r += dsBlock {
 		nb := min(dsBlock, r1-r)
 		c := T // common prefix of the block
 		for i := 0; i < nb; i++ {
-			n[i] = sumPrefix(p[(r+i)*T:(r+i+1)*T], ds[(r+i)*T:(r+i+1)*T], (r+i)%T)
+			n[i] = sumPrefix(dk, p[(r+i)*T:(r+i+1)*T], ds[(r+i)*T:(r+i+1)*T], (r+i)%T)
 			c = min(c, n[i])
 			sum[i] = 0
 		}
@@ -278,6 +279,10 @@ func dsRows(p, ds []float32, r0, r1, T int, scale float32) {
 				s += float64(pr[j]) * float64(dr[j])
 			}
 			fs := float32(s)
+			if dk != nil {
+				dk.AttnDSScale(pr, dr, fs, scale)
+				continue
+			}
 			for j, pj := range pr {
 				dr[j] = pj * (dr[j] - fs) * scale
 			}
@@ -285,9 +290,22 @@ func dsRows(p, ds []float32, r0, r1, T int, scale float32) {
 	}
 }
 
+// dsKernels is implemented by a backend with vector versions of dsRows'
+// elementwise loops (the CPU one), bitwise the loops.
+type dsKernels interface {
+	AttnDSScale(p, d []float32, fs, scale float32) // d[j] = p[j]·(d[j] − fs)·scale
+	AttnMaskedClean(p, d []float32) bool           // every p[j] == 0 and d[j] finite
+}
+
 // sumPrefix is how much of a dS row must be summed: t+1 when every masked
 // column j > t has P_j == 0 and a finite dP_j, else the whole row.
-func sumPrefix(pr, dr []float32, t int) int {
+func sumPrefix(dk dsKernels, pr, dr []float32, t int) int {
+	if dk != nil {
+		if dk.AttnMaskedClean(pr[t+1:], dr[t+1:len(pr)]) {
+			return t + 1
+		}
+		return len(pr)
+	}
 	dr = dr[:len(pr)]
 	for j := t + 1; j < len(pr); j++ {
 		if pr[j] != 0 || dr[j]-dr[j] != 0 {

@@ -248,14 +248,16 @@ func TestDSRowsBitwise(t *testing.T) {
 			}
 			want := append([]float32(nil), ds...)
 			dsRowsLoop(p, want, rows, c.T, 0.25)
-			for _, split := range []int{1, 3, rows} { // block boundaries anywhere
-				got := append([]float32(nil), ds...)
-				for r0 := 0; r0 < rows; r0 += split {
-					dsRows(p, got, r0, min(r0+split, rows), c.T, 0.25)
-				}
-				for k := range got {
-					if math.Float32bits(got[k]) != math.Float32bits(want[k]) {
-						t.Fatalf("T=%d heads=%d trial %d split %d: [%d] = %v (%#x), loop %v (%#x)", c.T, c.heads, trial, split, k, got[k], math.Float32bits(got[k]), want[k], math.Float32bits(want[k]))
+			for _, dk := range dsImpls() {
+				for _, split := range []int{1, 3, rows} { // block boundaries anywhere
+					got := append([]float32(nil), ds...)
+					for r0 := 0; r0 < rows; r0 += split {
+						dsRows(dk, p, got, r0, min(r0+split, rows), c.T, 0.25)
+					}
+					for k := range got {
+						if math.Float32bits(got[k]) != math.Float32bits(want[k]) {
+							t.Fatalf("%T T=%d heads=%d trial %d split %d: [%d] = %v (%#x), loop %v (%#x)", dk, c.T, c.heads, trial, split, k, got[k], math.Float32bits(got[k]), want[k], math.Float32bits(want[k]))
+						}
 					}
 				}
 			}
@@ -290,4 +292,17 @@ func TestCopyRows(t *testing.T) {
 			}
 		}
 	}
+}
+
+// dsImpls are dsRows' row kernels under test: none (the Go loops) and
+// every backend that has them.
+func dsImpls() []dsKernels {
+	out := []dsKernels{nil}
+	for _, name := range backend.Names() {
+		be, _ := backend.Get(name)
+		if dk, ok := be.(dsKernels); ok {
+			out = append(out, dk)
+		}
+	}
+	return out
 }

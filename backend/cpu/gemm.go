@@ -27,6 +27,9 @@ type kernel struct {
 	smMax    func(x []float32, scale float32) float32
 	smExpSum func(x []float32, mx float32) float64
 	smExp    func(x []float32, mx float32) // smExpSum without the sum
+	// Attention backward rows (AttnDSScale, AttnMaskedClean).
+	dsScale     func(p, d []float32, fs, scale float32)
+	maskedClean func(p, d []float32) bool
 	scal     func(x []float32, s float32)
 	silu     func(out, gate, up []float32)
 	// narrow, if set, is a kernel with a smaller nr giving bitwise identical

@@ -152,6 +152,31 @@ func softmaxExpGo(x []float32, mx float32) {
 	}
 }
 
+// AttnDSScale writes d[j] = p[j]·(d[j] − fs)·scale for j < len(p), bitwise
+// the Go loop (the elementwise half of the attention's dS = P ⊙ (dP − s)).
+func (c *CPU) AttnDSScale(p, d []float32, fs, scale float32) { c.kern.dsScale(p, d, fs, scale) }
+
+// AttnMaskedClean reports whether every p[j] is zero (either sign) and every
+// d[j] finite, j < len(p): masked columns that add nothing to dS's row sum.
+func (c *CPU) AttnMaskedClean(p, d []float32) bool { return c.kern.maskedClean(p, d) }
+
+func dsScaleGo(p, d []float32, fs, scale float32) {
+	d = d[:len(p)]
+	for j, pj := range p {
+		d[j] = pj * (d[j] - fs) * scale
+	}
+}
+
+func maskedCleanGo(p, d []float32) bool {
+	d = d[:len(p)]
+	for j, pj := range p {
+		if pj != 0 || d[j]-d[j] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 func scalGo(x []float32, s float32) {
 	for j := range x {
 		x[j] *= s

@@ -358,3 +358,57 @@ func BenchmarkSoftmaxCausalRows(b *testing.B) {
 		})
 	}
 }
+
+// TestAttnDSRowKernels: the attention-backward row kernels against plain
+// loops, bit for bit (NaNs of different payloads in both operands, ±Inf,
+// −0), at every length up to 70 and every variant.
+func TestAttnDSRowKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	specials := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), math.Float32frombits(0x7fc12345),
+		math.Float32frombits(0xffa00001), float32(math.Copysign(0, -1)), 0, 1e-40}
+	for _, name := range Available() {
+		c, _ := NewVariant(name)
+		for n := 0; n <= 70; n++ {
+			for trial := 0; trial < 4; trial++ {
+				p, d := randVec(r, n), randVec(r, n)
+				if trial >= 2 && n > 0 {
+					for k := 0; k < 3; k++ {
+						p[r.IntN(n)] = specials[r.IntN(len(specials))]
+						d[r.IntN(n)] = specials[r.IntN(len(specials))]
+					}
+				}
+				fs, scale := float32(r.NormFloat64()), float32(0.125)
+				want := append([]float32(nil), d...)
+				for j := range want {
+					want[j] = p[j] * (want[j] - fs) * scale
+				}
+				got := append([]float32(nil), d...)
+				c.AttnDSScale(p, got, fs, scale)
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("%s AttnDSScale n=%d [%d]: %#x, loop %#x", name, n, j, math.Float32bits(got[j]), math.Float32bits(want[j]))
+					}
+				}
+				// Masked columns: zeros in p (either sign), finite d, then
+				// one offender at a random place.
+				for j := range p {
+					p[j] = 0
+					if j%3 == 0 {
+						p[j] = float32(math.Copysign(0, -1))
+					}
+				}
+				if !c.AttnMaskedClean(p, d[:n]) && trial < 2 {
+					t.Fatalf("%s AttnMaskedClean n=%d: zeros and finite values reported unclean", name, n)
+				}
+				if n > 0 {
+					j := r.IntN(n)
+					bad := []struct{ p, d float32 }{{1e-30, 0}, {float32(math.NaN()), 0}, {0, float32(math.Inf(-1))}, {0, float32(math.NaN())}}[trial]
+					p[j], d[j] = bad.p, bad.d
+					if c.AttnMaskedClean(p, d) {
+						t.Fatalf("%s AttnMaskedClean n=%d: p=%g d=%g at %d not seen", name, n, bad.p, bad.d, j)
+					}
+				}
+			}
+		}
+	}
+}

@@ -45,6 +45,34 @@ func softmaxExpAVX512(x *float32, n int, mx float32)
 func softmaxExpAVX2(x *float32, n int, mx float32)
 
 //go:noescape
+func dsScaleAVX512(p, d *float32, n int, fs, scale float32)
+
+//go:noescape
+func maskedCleanAVX512(p, d *float32, n int) bool
+
+// attnDS512 fills the attention-backward row kernels of the AVX-512 variant.
+func attnDS512(k *kernel) {
+	k.dsScale = func(p, d []float32, fs, scale float32) {
+		n := len(p)
+		d = d[:n]
+		nv := n &^ 15
+		if nv > 0 {
+			dsScaleAVX512(unsafe.SliceData(p), unsafe.SliceData(d), nv, fs, scale)
+		}
+		dsScaleGo(p[nv:], d[nv:], fs, scale)
+	}
+	k.maskedClean = func(p, d []float32) bool {
+		n := len(p)
+		d = d[:n]
+		nv := n &^ 15
+		if nv > 0 && !maskedCleanAVX512(unsafe.SliceData(p), unsafe.SliceData(d), nv) {
+			return false
+		}
+		return maskedCleanGo(p[nv:], d[nv:])
+	}
+}
+
+//go:noescape
 func copyChunksAVX(dst *float32, ds int, src *float32, ss, n, w int)
 
 var haveAVX = cpuid.CPU.Supports(cpuid.AVX)
@@ -92,12 +120,14 @@ func init() {
 			tr4:     transposeASM,
 			tr4bf:   transposeBF16ASM,
 		}
+		attnDS512(k)
 		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512, softmaxExpSumAVX512, softmaxExpAVX512, scalAVX512, siluMulAVX512)
 		registerKernel(k)
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
 		k := &kernel{
 			name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512,
+			dsScale: dsScaleGo, maskedClean: maskedCleanGo,
 			micro: func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
 				checkMicro(a, b, c, k, ldc, 6, 16, ars, acs)
 				gemmKernAVX2(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load), ars, acs)
