@@ -30,8 +30,8 @@ type kernel struct {
 	// Attention backward rows (AttnDSScale, AttnMaskedClean).
 	dsScale     func(p, d []float32, fs, scale float32)
 	maskedClean func(p, d []float32) bool
-	scal     func(x []float32, s float32)
-	silu     func(out, gate, up []float32)
+	scal        func(x []float32, s float32)
+	silu        func(out, gate, up []float32)
 	// narrow, if set, is a kernel with a smaller nr giving bitwise identical
 	// results (avx512 → avx2 → avx2 12×8: same FMA chain), used when n ≤ its
 	// nr and for a ragged last column panel no wider than its nr (the
