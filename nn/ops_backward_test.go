@@ -205,3 +205,67 @@ func TestAttentionRecomputeBitwise(t *testing.T) {
 		}
 	}
 }
+
+// rmsNormRowLoops is the one-row-at-a-time RMSNorm forward and the row part
+// of its backward, which the four-row versions must reproduce bit for bit.
+func rmsNormRowLoops(out, rstd, x, w, dx, dout []float32, rows, dim int, eps float64) {
+	for r := 0; r < rows; r++ {
+		xr := x[r*dim : r*dim+dim]
+		var ss float64
+		for _, v := range xr {
+			ss += float64(v) * float64(v)
+		}
+		rs := 1 / math.Sqrt(ss/float64(dim)+eps)
+		rstd[r] = float32(rs)
+		s := float32(rs)
+		for i, v := range xr {
+			out[r*dim+i] = w[i] * (v * s)
+		}
+	}
+	for r := 0; r < rows; r++ {
+		xr, dy := x[r*dim:r*dim+dim], dout[r*dim:r*dim+dim]
+		s := float64(rstd[r])
+		var c float64
+		for i, v := range xr {
+			c += float64(dy[i]) * float64(w[i]) * float64(v)
+		}
+		fs, coef := float32(s), float32(s*s*s*c/float64(dim))
+		for j, v := range xr {
+			dx[r*dim+j] += fs*w[j]*dy[j] - coef*v
+		}
+	}
+}
+
+// TestRMSNormRowsBitwise: RMSNorm forward and backward (dx) against the
+// row-by-row loops, row counts across the four-row blocks and the
+// backward's 16-row chunks.
+func TestRMSNormRowsBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, dim := range []int{1, 5, 64, 128} {
+		for _, rows := range []int{1, 3, 4, 5, 7, 8, 9, 16, 17, 21, 33, 64} {
+			rnd := func(n int, s float64) []float32 {
+				v := make([]float32, n)
+				for i := range v {
+					v[i] = float32(s * r.NormFloat64())
+				}
+				return v
+			}
+			x, w, dout, dx0 := rnd(rows*dim, 3), rnd(dim, 1), rnd(rows*dim, 0.1), rnd(rows*dim, 1)
+			out, rstd, dx := make([]float32, rows*dim), make([]float32, rows), append([]float32(nil), dx0...)
+			wout, wrstd, wdx := make([]float32, rows*dim), make([]float32, rows), append([]float32(nil), dx0...)
+			RMSNormForwardT(out, rstd, x, w, rows, dim, 1e-5)
+			RMSNormBackward(dx, make([]float32, dim), dout, x, w, rstd, rows, dim)
+			rmsNormRowLoops(wout, wrstd, x, w, wdx, dout, rows, dim, 1e-5)
+			for _, c := range []struct {
+				n         string
+				got, want []float32
+			}{{"out", out, wout}, {"rstd", rstd, wrstd}, {"dx", dx, wdx}} {
+				for i := range c.got {
+					if math.Float32bits(c.got[i]) != math.Float32bits(c.want[i]) {
+						t.Fatalf("dim=%d rows=%d %s[%d] = %g, row loop %g", dim, rows, c.n, i, c.got[i], c.want[i])
+					}
+				}
+			}
+		}
+	}
+}
