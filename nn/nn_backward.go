@@ -205,6 +205,12 @@ func SwiGLUBackwardBE[F Float](be backend.Backend, dgate, dup, dout, gate, up []
 		return
 	}
 	dg32, du32, do32, u32 := any(dgate).([]float32), any(dup).([]float32), any(dout).([]float32), any(up).([]float32)
+	if sb, ok := be.(swigluBackwarder); ok {
+		parallelChunks(len(g32), 1<<14, func(i0, i1 int) {
+			sb.SwiGLUBackward(dg32[i0:i1], du32[i0:i1], do32[i0:i1], g32[i0:i1], u32[i0:i1])
+		})
+		return
+	}
 	parallelChunks(len(g32), 1<<14, func(i0, i1 int) {
 		sp := getScratch(i1 - i0)
 		defer putScratch(sp)
@@ -222,6 +228,12 @@ func SwiGLUBackwardBE[F Float](be backend.Backend, dgate, dup, dout, gate, up []
 			du32[i] = dy * g * sig
 		}
 	})
+}
+
+// swigluBackwarder is a backend with the whole float32 SwiGLU backward as
+// one vector kernel (the CPU one), bitwise SwiGLUBackward.
+type swigluBackwarder interface {
+	SwiGLUBackward(dgate, dup, dout, gate, up []float32)
 }
 
 // SwiGLUBackward back-propagates out = silu(gate)·up. dgate and dup are

@@ -696,3 +696,53 @@ silu2_loop:
 silu2_done:
 	VZEROUPPER
 	RET
+
+// func swigluBwdAVX512(dg, du, dout, gate, up *float32, n int)
+// The SwiGLU backward of nn.SwiGLUBackward for n a multiple of 16, with
+// σ = 1/(1 + expf(−g)): dg = dy·u·σ·(1 + g·(1−σ)), du = dy·g·σ, every
+// operation rounded in float32 with the operands in the order the Go loop
+// compiles to (so NaNs propagate alike).
+TEXT ·swigluBwdAVX512(SB), NOSPLIT, $0-48
+	MOVQ dg+0(FP), DI
+	MOVQ du+8(FP), R8
+	MOVQ dout+16(FP), SI
+	MOVQ gate+24(FP), DX
+	MOVQ up+32(FP), R9
+	MOVQ n+40(FP), CX
+	VMOVUPS C_ONE, Z11
+	TESTQ CX, CX
+	JEQ swbwd_done
+swbwd_loop:
+	VMOVUPS (DX), Z10
+	VPXORD C_SIGN, Z10, Z0
+	EXPF512_INRANGE
+	JCC swbwd_slow
+	EXPF512_FAST
+	JMP swbwd_exp
+swbwd_slow:
+	EXPF512
+swbwd_exp:
+	VADDPS Z11, Z6, Z12
+	VDIVPS Z12, Z11, Z13
+	VMOVUPS (SI), Z15
+	VMOVUPS (R9), Z14
+	VMULPS Z15, Z14, Z14
+	VMULPS Z13, Z14, Z14
+	VSUBPS Z13, Z11, Z16
+	VMULPS Z10, Z16, Z16
+	VADDPS Z11, Z16, Z16
+	VMULPS Z14, Z16, Z16
+	VMOVUPS Z16, (DI)
+	VMULPS Z10, Z15, Z17
+	VMULPS Z13, Z17, Z17
+	VMOVUPS Z17, (R8)
+	ADDQ $64, DI
+	ADDQ $64, R8
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, R9
+	SUBQ $16, CX
+	JNZ swbwd_loop
+swbwd_done:
+	VZEROUPPER
+	RET

@@ -30,6 +30,7 @@ type kernel struct {
 	// Attention backward rows (AttnDSScale, AttnMaskedClean).
 	dsScale     func(p, d []float32, fs, scale float32)
 	maskedClean func(p, d []float32) bool
+	swigluBwd   func(dg, du, dout, gate, up []float32) // SwiGLUBackward
 	scal        func(x []float32, s float32)
 	silu        func(out, gate, up []float32)
 	// narrow, if set, is a kernel with a smaller nr giving bitwise identical

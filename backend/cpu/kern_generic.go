@@ -13,7 +13,7 @@ func init() {
 		tr4: transposeGo, tr4bf: transposeBF16Go,
 		expf: expfGo, smMax: softmaxMaxGo, smExpSum: softmaxExpSumGo, smExp: softmaxExpGo,
 		scal: scalGo, silu: siluMulGo,
-		dsScale: dsScaleGo, maskedClean: maskedCleanGo,
+		dsScale: dsScaleGo, maskedClean: maskedCleanGo, swigluBwd: swigluBwdGo,
 	})
 }
 

@@ -160,6 +160,25 @@ func (c *CPU) AttnDSScale(p, d []float32, fs, scale float32) { c.kern.dsScale(p,
 // d[j] finite, j < len(p): masked columns that add nothing to dS's row sum.
 func (c *CPU) AttnMaskedClean(p, d []float32) bool { return c.kern.maskedClean(p, d) }
 
+// SwiGLUBackward back-propagates out = silu(gate)·up for i < len(gate):
+// with σ = 1/(1 + expf(−g)), dgate = dout·up·σ·(1 + g·(1−σ)) and
+// dup = dout·g·σ, bitwise nn.SwiGLUBackward's float32 loop. dgate and dup
+// must not alias the inputs.
+func (c *CPU) SwiGLUBackward(dgate, dup, dout, gate, up []float32) {
+	c.kern.swigluBwd(dgate, dup, dout, gate, up)
+}
+
+func swigluBwdGo(dg, du, dout, gate, up []float32) {
+	n := len(gate)
+	dg, du, dout, up = dg[:n], du[:n], dout[:n], up[:n]
+	for i, g := range gate {
+		sig := 1 / (1 + fastmath.Expf(-g))
+		dy := dout[i]
+		dg[i] = dy * up[i] * sig * (1 + g*(1-sig))
+		du[i] = dy * g * sig
+	}
+}
+
 func dsScaleGo(p, d []float32, fs, scale float32) {
 	d = d[:len(p)]
 	for j, pj := range p {

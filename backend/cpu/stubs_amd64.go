@@ -50,6 +50,9 @@ func dsScaleAVX512(p, d *float32, n int, fs, scale float32)
 //go:noescape
 func maskedCleanAVX512(p, d *float32, n int) bool
 
+//go:noescape
+func swigluBwdAVX512(dg, du, dout, gate, up *float32, n int)
+
 // attnDS512 fills the attention-backward row kernels of the AVX-512 variant.
 func attnDS512(k *kernel) {
 	k.dsScale = func(p, d []float32, fs, scale float32) {
@@ -60,6 +63,15 @@ func attnDS512(k *kernel) {
 			dsScaleAVX512(unsafe.SliceData(p), unsafe.SliceData(d), nv, fs, scale)
 		}
 		dsScaleGo(p[nv:], d[nv:], fs, scale)
+	}
+	k.swigluBwd = func(dg, du, dout, gate, up []float32) {
+		n := len(gate)
+		dg, du, dout, up = dg[:n], du[:n], dout[:n], up[:n]
+		nv := n &^ 15
+		if nv > 0 {
+			swigluBwdAVX512(unsafe.SliceData(dg), unsafe.SliceData(du), unsafe.SliceData(dout), unsafe.SliceData(gate), unsafe.SliceData(up), nv)
+		}
+		swigluBwdGo(dg[nv:], du[nv:], dout[nv:], gate[nv:], up[nv:])
 	}
 	k.maskedClean = func(p, d []float32) bool {
 		n := len(p)
@@ -127,7 +139,7 @@ func init() {
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
 		k := &kernel{
 			name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512,
-			dsScale: dsScaleGo, maskedClean: maskedCleanGo,
+			dsScale: dsScaleGo, maskedClean: maskedCleanGo, swigluBwd: swigluBwdGo,
 			micro: func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
 				checkMicro(a, b, c, k, ldc, 6, 16, ars, acs)
 				gemmKernAVX2(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load), ars, acs)
