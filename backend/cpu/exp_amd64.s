@@ -255,6 +255,19 @@ DATA expfC<>+1520(SB)/8, $0x42b0000042b00000
 DATA expfC<>+1528(SB)/8, $0x42b0000042b00000
 GLOBL expfC<>(SB), RODATA|NOPTR, $1536
 
+// TAILMASK, for the row kernels with a masked tail (the M variants), sets
+// K5 to the low n mod 16 bits and CX to n rounded down to a multiple of 16;
+// it uses AX.
+#define TAILMASK \
+	MOVQ n+8(FP), CX; \
+	ANDQ $15, CX; \
+	MOVL $1, AX; \
+	SHLL CX, AX; \
+	DECL AX; \
+	KMOVW AX, K5; \
+	MOVQ n+8(FP), CX; \
+	ANDQ $-16, CX
+
 // EXPF512_INRANGE sets the carry flag when every lane of Z0 lies in
 // [-87, 88] (so no NaN): then exp needs none of EXPF512's special cases (2^n
 // is a normal number, the second scale factor is 1 and no lane is
@@ -744,5 +757,105 @@ swbwd_exp:
 	SUBQ $16, CX
 	JNZ swbwd_loop
 swbwd_done:
+	VZEROUPPER
+	RET
+
+// The M variants take any n: the last n mod 16 elements go through the
+// same lane-wise arithmetic under a mask (K5; TAILMASK at the top).
+
+// func softmaxMaxAVX512M(x *float32, n int, scale float32) float32
+TEXT ·softmaxMaxAVX512M(SB), NOSPLIT, $0-28
+	MOVQ x+0(FP), DI
+	TAILMASK
+	VBROADCASTSS scale+16(FP), Z9
+	VMOVUPS C_NINF, Z8
+	TESTQ CX, CX
+	JEQ smaxm_tail
+smaxm_loop:
+	VMULPS (DI), Z9, Z0
+	VMOVUPS Z0, (DI)
+	VMAXPS Z8, Z0, Z8
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ smaxm_loop
+smaxm_tail:
+	KORTESTW K5, K5
+	JEQ smaxm_reduce
+	VMOVUPS.Z (DI), K5, Z0
+	VMULPS Z0, Z9, Z0
+	VMOVUPS Z0, K5, (DI)
+	VMAXPS Z8, Z0, K5, Z8
+smaxm_reduce:
+	VEXTRACTF64X4 $1, Z8, Y1
+	VMAXPS Y1, Y8, Y8
+	VEXTRACTF128 $1, Y8, X1
+	VMAXPS X1, X8, X8
+	VPERMILPS $0x4e, X8, X1
+	VMAXPS X1, X8, X8
+	VPERMILPS $0xb1, X8, X1
+	VMAXPS X1, X8, X8
+	VMOVSS X8, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func softmaxExpAVX512M(x *float32, n int, mx float32)
+TEXT ·softmaxExpAVX512M(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	TAILMASK
+	VBROADCASTSS mx+16(FP), Z9
+	TESTQ CX, CX
+	JEQ sexpm_tail
+sexpm_loop:
+	VMOVUPS (DI), Z0
+	VSUBPS Z9, Z0, Z0
+	EXPF512_INRANGE
+	JCC sexpm_slow
+	EXPF512_FAST
+	JMP sexpm_store
+sexpm_slow:
+	EXPF512
+sexpm_store:
+	VMOVUPS Z6, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ sexpm_loop
+sexpm_tail:
+	KORTESTW K5, K5
+	JEQ sexpm_done
+	VMOVAPS Z9, Z0
+	VMOVUPS (DI), K5, Z0
+	VSUBPS Z9, Z0, Z0
+	EXPF512_INRANGE
+	JCC sexpm_tslow
+	EXPF512_FAST
+	JMP sexpm_tstore
+sexpm_tslow:
+	EXPF512
+sexpm_tstore:
+	VMOVUPS Z6, K5, (DI)
+sexpm_done:
+	VZEROUPPER
+	RET
+
+// func scalAVX512M(x *float32, n int, s float32)
+TEXT ·scalAVX512M(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	TAILMASK
+	VBROADCASTSS s+16(FP), Z9
+	TESTQ CX, CX
+	JEQ scalm_tail
+scalm_loop:
+	VMULPS (DI), Z9, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ scalm_loop
+scalm_tail:
+	KORTESTW K5, K5
+	JEQ scalm_done
+	VMOVUPS.Z (DI), K5, Z0
+	VMULPS Z0, Z9, Z0
+	VMOVUPS Z0, K5, (DI)
+scalm_done:
 	VZEROUPPER
 	RET

@@ -53,6 +53,37 @@ func maskedCleanAVX512(p, d *float32, n int) bool
 //go:noescape
 func swigluBwdAVX512(dg, du, dout, gate, up *float32, n int)
 
+//go:noescape
+func softmaxMaxAVX512M(x *float32, n int, scale float32) float32
+
+//go:noescape
+func softmaxExpAVX512M(x *float32, n int, mx float32)
+
+//go:noescape
+func scalAVX512M(x *float32, n int, s float32)
+
+// maskedTails512 replaces the softmax row kernels of the AVX-512 variant by
+// ones that finish a row under a lane mask (same lane-wise arithmetic as the
+// vector body and the Go tails: bitwise the same rows).
+func maskedTails512(k *kernel) {
+	k.smMax = func(x []float32, scale float32) float32 {
+		if len(x) == 0 {
+			return float32(math.Inf(-1))
+		}
+		return softmaxMaxAVX512M(unsafe.SliceData(x), len(x), scale)
+	}
+	k.smExp = func(x []float32, mx float32) {
+		if len(x) > 0 {
+			softmaxExpAVX512M(unsafe.SliceData(x), len(x), mx)
+		}
+	}
+	k.scal = func(x []float32, s float32) {
+		if len(x) > 0 {
+			scalAVX512M(unsafe.SliceData(x), len(x), s)
+		}
+	}
+}
+
 // attnDS512 fills the attention-backward row kernels of the AVX-512 variant.
 func attnDS512(k *kernel) {
 	k.dsScale = func(p, d []float32, fs, scale float32) {
@@ -134,6 +165,7 @@ func init() {
 		}
 		attnDS512(k)
 		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512, softmaxExpSumAVX512, softmaxExpAVX512, scalAVX512, siluMulAVX512)
+		maskedTails512(k)
 		registerKernel(k)
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
