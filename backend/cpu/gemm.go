@@ -83,16 +83,16 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 				copyChunks(dst[ir*kb:], w, src, v.cs, kb, w)
 				continue
 			}
+			// The ragged last panel, zero-padded, element by element (a
+			// memmove and a memclr call per k-step cost more).
 			for p := 0; p < kb; p++ {
-				off := ir*kb + p*w
-				copy(dst[off:off+rows], src[p*v.cs:p*v.cs+rows])
-			}
-		}
-		if rem := rb % w; rem != 0 {
-			ir := rb - rem
-			for p := 0; p < kb; p++ {
-				off := ir*kb + p*w
-				clear(dst[off+rem : off+w])
+				d, s := dst[ir*kb+p*w:ir*kb+p*w+w], src[p*v.cs:p*v.cs+rows]
+				for q, x := range s {
+					d[q] = x
+				}
+				for q := rows; q < w; q++ {
+					d[q] = 0
+				}
 			}
 		}
 		return
@@ -112,7 +112,9 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 		}
 		if rows < w {
 			for p := 0; p < kb; p++ {
-				clear(panel[p*w+rows : p*w+w])
+				for q := p*w + rows; q < p*w+w; q++ { // no memclr call per k-step
+					panel[q] = 0
+				}
 			}
 		}
 	}
@@ -176,7 +178,9 @@ func (v bview) pack(dst []float32, r0, rb, p0, kb, w int) {
 		v.tr(panel, w, v.d[(r0+ir)*v.ld+p0:], v.ld, rows, kb)
 		if rows < w {
 			for p := 0; p < kb; p++ {
-				clear(panel[p*w+rows : p*w+w])
+				for q := p*w + rows; q < p*w+w; q++ { // no memclr call per k-step
+					panel[q] = 0
+				}
 			}
 		}
 	}
