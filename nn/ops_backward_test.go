@@ -269,3 +269,46 @@ func TestRMSNormRowsBitwise(t *testing.T) {
 		}
 	}
 }
+
+// TestRopeBitwise: the rotation against the one-loop form with the pairing
+// chosen per element, both pairings, both directions, float32 and float64.
+func TestRopeBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 44))
+	for _, inter := range []bool{false, true} {
+		for _, d := range []int{2, 8, 16, 64} {
+			rope := NewRope(d, 10000, inter, nil)
+			const T, nH, pos0 = 7, 3, 5
+			rope.Ensure(pos0 + T)
+			x := make([]float32, T*nH*d)
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+			for _, sign := range []float32{1, -1} {
+				want := append([]float32(nil), x...)
+				for tt := 0; tt < T; tt++ {
+					cos, sin := rope.Table(pos0 + tt)
+					for h := 0; h < nH; h++ {
+						v := want[(tt*nH+h)*d : (tt*nH+h)*d+d]
+						for i := 0; i < d/2; i++ {
+							a, b := i, i+d/2
+							if inter {
+								a, b = 2*i, 2*i+1
+							}
+							c, s := cos[i], sign*sin[i]
+							x0, x1 := v[a], v[b]
+							v[a] = x0*c - x1*s
+							v[b] = x1*c + x0*s
+						}
+					}
+				}
+				got := append([]float32(nil), x...)
+				ropeApplyT(rope, got, T, nH, pos0, sign)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("interleaved=%v d=%d sign=%g: [%d] = %g, loop %g", inter, d, sign, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
