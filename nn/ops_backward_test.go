@@ -271,7 +271,7 @@ func TestRMSNormRowsBitwise(t *testing.T) {
 }
 
 // TestRopeBitwise: the rotation against the one-loop form with the pairing
-// chosen per element, both pairings, both directions, float32 and float64.
+// chosen per element, both pairings and both directions.
 func TestRopeBitwise(t *testing.T) {
 	r := rand.New(rand.NewPCG(43, 44))
 	for _, inter := range []bool{false, true} {
