@@ -13,6 +13,8 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -95,7 +97,20 @@ func Get(name string) (Backend, error) { return Open(name, -1) }
 // Open is Get with a device index for backends with several devices
 // (--device); device < 0 lets the backend choose. A device index given to a
 // backend without devices, or to "auto", is an error.
+//
+// A name may carry its device as "name:N" (e.g. "vulkan:0"), for settings
+// that hold only a backend name (the search's); device must then be < 0.
 func Open(name string, device int) (Backend, error) {
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		n, err := strconv.Atoi(name[i+1:])
+		if err != nil || n < 0 {
+			return nil, fmt.Errorf("backend %q: the device after ':' must be an index ≥ 0", name)
+		}
+		if device >= 0 && device != n {
+			return nil, fmt.Errorf("backend %q and --device %d disagree", name, device)
+		}
+		name, device = name[:i], n
+	}
 	mu.Lock()
 	auto := name == "" || name == "auto"
 	tries := append([]string(nil), autoTry...)

@@ -65,7 +65,9 @@ func (v View) Check(op, name string, n int) error {
 }
 
 // ErrNonFinite is returned by Device.Sync when AdamW met a gradient that is
-// NaN or infinite (the step is still applied, as the host code did).
+// NaN or infinite (the step is still applied, as the host code did). Unlike
+// other errors it does not skip later operations, so the remaining tensors
+// of the step are updated too.
 var ErrNonFinite = errors.New("a gradient is not finite")
 
 // Seq is one run of rows of a packed batch: rows [Row, Row+T) hold the
@@ -158,7 +160,9 @@ type Device[F Float] interface {
 	MatNT(c, a, b View, m, n, k int, acc bool)
 	MatNN(c, a, b View, m, n, k int, acc bool)
 	MatTN(c, a, b View, m, n, k int, acc bool)
-	// Syrk: H[n×n] += X[k×n]ᵀ·X[k×n] (the full symmetric matrix).
+	// Syrk: H[n×n] += X[k×n]ᵀ·X[k×n] (the full symmetric matrix). H must
+	// be symmetric on entry: a device may update one triangle and mirror it
+	// (the CPU backend's SyrkTN does).
 	Syrk(h, x View, n, k int)
 
 	// RMSNorm: out = x/rms(x)·w per row of dim values; rstd (may be

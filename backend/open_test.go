@@ -55,4 +55,19 @@ func TestOpenDevices(t *testing.T) {
 	if _, err := backend.Open("nope", -1); err == nil || !strings.Contains(err.Error(), "fakegpu") {
 		t.Errorf("unknown backend: %v", err)
 	}
+	// The device in the name ("fakegpu:3"), as the search's settings hold it.
+	if be, err := backend.Get("fakegpu:3"); err != nil || be.Name() != "purego" {
+		t.Errorf("fakegpu:3: %v %v", be, err)
+	}
+	if gotDev[len(gotDev)-1] != 3 {
+		t.Errorf("fakegpu:3 passed device %d", gotDev[len(gotDev)-1])
+	}
+	for _, bad := range []string{"fakegpu:x", "fakegpu:-1", "cpu:0"} {
+		if _, err := backend.Get(bad); err == nil {
+			t.Errorf("%s: no error", bad)
+		}
+	}
+	if _, err := backend.Open("fakegpu:3", 2); err == nil || !strings.Contains(err.Error(), "disagree") {
+		t.Errorf("fakegpu:3 with --device 2: %v", err)
+	}
 }

@@ -194,7 +194,9 @@ func (lm *ModelLM) Loglikelihoods(reqs []Request) ([]Result, error) {
 			rows += trees[e].rows()
 			e++
 		}
-		lm.runTrees(trees[b:e], items, res)
+		if err := lm.runTrees(trees[b:e], items, res); err != nil {
+			return nil, err
+		}
 		lm.ForwardTokens += int64(rows)
 		for _, t := range trees[b:e] {
 			done += len(t.items)
@@ -228,7 +230,7 @@ func lcp(a, b []int) int {
 // Row layout per tree: prefix rows, then each suffix's rows. Every row gets
 // exactly the computation it would get in Forward(prefix+suffix): the same
 // position, and attention over the same keys and values.
-func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
+func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) error {
 	m := lm.M
 	c := m.Cfg
 	H := c.Hidden
@@ -246,9 +248,16 @@ func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
 			segs = append(segs, model.Segment{Tokens: s, Parent: parent})
 		}
 	}
-	x, _, err := m.HiddenSegments(lm.Be, segs)
+	// The weights are made resident once for the batch (on the CPU the
+	// views are the model's slices).
+	r, err := m.Upload(nn.DeviceFor(lm.Be))
 	if err != nil {
-		panic(err) // segments are built above with parents first
+		return err
+	}
+	defer r.Release()
+	x, _, err := r.HiddenSegments(segs)
+	if err != nil {
+		return err
 	}
 	// Gather the hidden rows that predict continuation tokens.
 	type need struct{ item, pos int }
@@ -280,7 +289,10 @@ func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
 	V := c.Vocab
 	for s := 0; s < len(needs); s += 256 {
 		e := min(len(needs), s+256)
-		logits := m.Logits(lm.Be, sel[s*H:e*H], e-s)
+		logits, err := r.Logits(sel[s*H:e*H], e-s)
+		if err != nil {
+			return err
+		}
 		for i := s; i < e; i++ {
 			nd := needs[i]
 			it := &items[nd.item]
@@ -294,6 +306,7 @@ func (lm *ModelLM) runTrees(trees []*tree, items []scoreItem, res []Result) {
 			}
 		}
 	}
+	return nil
 }
 
 func argmax(row []float32) int {

@@ -29,6 +29,7 @@ type ModelEvaluator struct {
 	be                           backend.Backend // held-out evaluation (all cores)
 	bes                          []backend.Backend
 	tuners                       []*train.FineTuner
+	arenas                       []*model.Arena[float32] // per worker, on its tuner's device
 	stitch                       Stitcher
 	dense                        *model.Model
 	fit                          scorer
@@ -60,7 +61,9 @@ func NewModelEvaluator(be backend.Backend, workers int, dense *model.Model, st S
 			wb = c.WithWorkers(max(1, c.Workers()/workers))
 		}
 		e.bes = append(e.bes, wb)
-		e.tuners = append(e.tuners, train.NewFineTuner(wb, opts))
+		ft := train.NewFineTuner(wb, opts)
+		e.tuners = append(e.tuners, ft)
+		e.arenas = append(e.arenas, model.NewArena(ft.Device()))
 	}
 	return e, nil
 }
@@ -82,7 +85,6 @@ func (e *ModelEvaluator) Evaluate(ctx context.Context, worker int, levels []int,
 	if err != nil {
 		return Score{}, err
 	}
-	be := e.bes[worker]
 	if len(e.bes) > 1 {
 		// Every core runs its own candidate: no per-op fan-out (train.Pool's
 		// reasoning; results do not depend on it).
@@ -90,9 +92,20 @@ func (e *ModelEvaluator) Evaluate(ctx context.Context, worker int, levels []int,
 	}
 	fs, ids := e.fitSeqs(b)
 	sc := Score{Before: math.NaN(), Params: m.NumParams()}
+	// The candidate is made resident on the worker's device once for its
+	// fine-tuning and scoring (on the CPU the views are its slices).
+	dev, ar := e.tuners[worker].Device(), e.arenas[worker]
 	var f0 float64
 	if before || len(b.Train) == 0 {
-		f0 = e.fit.score(be, m, fs, ids)
+		r, err := m.Upload(dev)
+		if err != nil {
+			return Score{}, err
+		}
+		f0, err = e.fit.scoreResident(r, ar, fs, ids)
+		r.Release()
+		if err != nil {
+			return Score{}, err
+		}
 	}
 	if before {
 		sc.Before = f0
@@ -104,15 +117,22 @@ func (e *ModelEvaluator) Evaluate(ctx context.Context, worker int, levels []int,
 	if err := ctx.Err(); err != nil {
 		return Score{}, err
 	}
-	mc := m.Clone()
+	mc := m.Clone() // m's tensors may be the dense model's
+	r, err := mc.Upload(dev)
+	if err != nil {
+		return Score{}, err
+	}
+	defer r.Release()
 	ts := make([][]int, len(b.Train))
 	for i, j := range b.Train {
 		ts[i] = e.trainPool[j]
 	}
-	if _, err := e.tuners[worker].Train(mc, ts); err != nil {
+	if _, err := e.tuners[worker].TrainResident(r, ts); err != nil {
 		return Score{}, err
 	}
-	sc.Fitness = e.fit.score(be, mc, fs, ids)
+	if sc.Fitness, err = e.fit.scoreResident(r, ar, fs, ids); err != nil {
+		return Score{}, err
+	}
 	return sc, nil
 }
 

@@ -103,3 +103,60 @@ func (s *scorer) score(be backend.Backend, m *model.Model, seqs [][]int, ids []i
 	}
 	return f
 }
+
+// scoreResident is score on weights resident on a device (the candidate
+// stays there from fine-tuning to scoring): each chunk's logits stay on
+// the device and only the loss comes back. The losses are the host
+// functions' own kernels on the CPU device (bitwise score's results). It
+// needs the dense cache for kl and sparse_kl.
+func (s *scorer) scoreResident(r *model.Resident, ar *model.Arena[float32], seqs [][]int, ids []int) (float64, error) {
+	dev, V := r.Dev, r.Cfg.Vocab
+	if s.kind != FitnessPPL && s.cache == nil {
+		return 0, fmt.Errorf("evolve: fitness %s on a device needs the dense-logit cache", s.kind)
+	}
+	var total float64
+	pos := 0
+	for _, c := range chunks(seqs) {
+		part := seqs[c[0]:c[1]]
+		n := train.Positions(part)
+		if n == 0 {
+			continue
+		}
+		mark := ar.Mark()
+		z, _, err := r.ForwardView(ar, part)
+		if err != nil {
+			return 0, err
+		}
+		tg := train.RowTargets(part)
+		var mean float64
+		switch s.kind {
+		case FitnessPPL:
+			mean, err = dev.CrossEntropy(backend.View{}, z, tg, V, 1)
+		case FitnessKL:
+			var tv backend.View
+			if tv, err = dev.Resident(s.cache.full(ids[c[0]:c[1]], part)); err == nil {
+				mean, err = dev.KL(backend.View{}, z, tv, tg, V, 1)
+				if _, ok := dev.Host(tv); !ok {
+					dev.Free(tv)
+				}
+			}
+		case FitnessSparseKL:
+			t := s.cache.topK(ids[c[0]:c[1]], part)
+			mean, err = dev.SparseKL(backend.View{}, z, t.Idx, t.Val, t.K, tg, V, 1)
+		}
+		ar.Release(mark)
+		if err != nil {
+			return 0, err
+		}
+		total += mean * float64(n)
+		pos += n
+	}
+	if pos == 0 {
+		return math.NaN(), nil
+	}
+	f := total / float64(pos)
+	if s.kind == FitnessPPL {
+		return math.Exp(f), nil
+	}
+	return f, nil
+}

@@ -263,6 +263,7 @@ func runPostTrain(e *Env) error {
 	if err != nil {
 		return err
 	}
+	defer tr.Close()
 	bar := progress.New(int64(steps), e.Stage.ID+" steps")
 	var log []TrainRow
 	var tokens int64

@@ -4,12 +4,21 @@
 // Layers carry their own widths (heads, KV heads, MLP width) because
 // structured pruning removes attention heads and MLP neurons physically: a
 // pruned model is just a model whose layers are narrower.
+//
+// The forward pass runs on a backend.Device: Model.Upload makes the weights
+// resident (on the CPU device the views are the model's own slices, no
+// copy), and one layer forward (LayerForwardDevice) written against the
+// device's operations serves inference, KV-cache decoding, shared-prefix
+// segments, training and Hessian capture, with activations in an Arena of
+// device buffers. The Backend-taking methods (Forward, Hidden, Step, ...)
+// are thin wrappers over the device of nn.DeviceFor(be).
 package model
 
 import (
 	"fmt"
 	"sync"
 
+	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/nn"
 )
 
@@ -64,11 +73,12 @@ type Config struct {
 	BOS, EOS     int
 }
 
-// LayerOf is one decoder block with weights of element type F (float32 for
-// inference; training also instantiates float64 twins for gradient checks).
+// LayerT is one decoder block whose tensors are stored as T: host slices
+// (LayerOf) or views of buffers resident on a device (DeviceLayer).
 // Weight matrices are row-major [out × in] as in PyTorch. A layer with
 // Heads == 0 has no attention (it is the identity plus the residual); one
-// with Inter == 0 has no MLP.
+// with Inter == 0 has no MLP. An absent tensor (an optional bias) is the
+// zero T (nil slice, zero View).
 //
 // KVMap gives, for each of the Heads query heads, the K/V head in
 // [0, KVHeads) it reads. nil means the standard grouping, head h reading
@@ -77,45 +87,66 @@ type Config struct {
 // K/V heads they use (groups then have different sizes); every K/V head is
 // read by at least one query head. KVMap is never written in place, so
 // derived layers may share it.
-type LayerOf[F nn.Float] struct {
+type LayerT[T any] struct {
 	Heads, KVHeads, Inter int
 	KVMap                 []int
 
-	AttnNorm   []F // [hidden]
-	Wq         []F // [Heads*headDim × hidden]
-	Wk, Wv     []F // [KVHeads*headDim × hidden]
-	Bq, Bk, Bv []F // optional biases, nil when absent
-	Wo         []F // [hidden × Heads*headDim]
+	AttnNorm   T // [hidden]
+	Wq         T // [Heads*headDim × hidden]
+	Wk, Wv     T // [KVHeads*headDim × hidden]
+	Bq, Bk, Bv T // optional biases, absent when the model has none
+	Wo         T // [hidden × Heads*headDim]
 
-	MLPNorm    []F // [hidden]
-	Wgate, Wup []F // [Inter × hidden]
-	Wdown      []F // [hidden × Inter]
-	Bgate, Bup []F // optional (mlp_bias)
-	Bdown, Bo  []F // optional (mlp_bias / o_proj bias)
+	MLPNorm    T // [hidden]
+	Wgate, Wup T // [Inter × hidden]
+	Wdown      T // [hidden × Inter]
+	Bgate, Bup T // optional (mlp_bias)
+	Bdown, Bo  T // optional (mlp_bias / o_proj bias)
 }
+
+// LayerOf is a decoder block with host weights of element type F (float32
+// for inference; training also instantiates float64 twins for gradient
+// checks).
+type LayerOf[F nn.Float] = LayerT[[]F]
+
+// DeviceLayer is a decoder block whose weights are resident on a device.
+type DeviceLayer = LayerT[backend.View]
 
 // Layer is a float32 decoder block, the one models hold.
 type Layer = LayerOf[float32]
 
 // KVHead is the K/V head query head h reads (see KVMap).
-func (l *LayerOf[F]) KVHead(h int) int { return nn.KVHead(h, l.Heads, l.KVHeads, l.KVMap) }
+func (l *LayerT[T]) KVHead(h int) int { return nn.KVHead(h, l.Heads, l.KVHeads, l.KVMap) }
 
 // Tensors returns pointers to the layer's 16 tensors in the order of
 // LayerTensors.
-func (l *LayerOf[F]) Tensors() [NumLayerTensors]*[]F {
-	return [NumLayerTensors]*[]F{
+func (l *LayerT[T]) Tensors() [NumLayerTensors]*T {
+	return [NumLayerTensors]*T{
 		&l.AttnNorm, &l.Wq, &l.Bq, &l.Wk, &l.Bk, &l.Wv, &l.Bv, &l.Wo, &l.Bo,
 		&l.MLPNorm, &l.Wgate, &l.Bgate, &l.Wup, &l.Bup, &l.Wdown, &l.Bdown,
 	}
 }
 
 // NumParams counts the layer's parameters.
-func (l *LayerOf[F]) NumParams() int64 {
+func (l *LayerT[T]) NumParams() int64 {
 	var n int64
 	for _, s := range l.Tensors() {
-		n += int64(len(*s))
+		n += int64(tensorLen(*s))
 	}
 	return n
+}
+
+// tensorLen is the number of elements of a layer tensor of any storage.
+func tensorLen(t any) int {
+	switch v := t.(type) {
+	case []float32:
+		return len(v)
+	case []float64:
+		return len(v)
+	case backend.View:
+		return v.N
+	}
+	return 0
 }
 
 // checkKVMap checks a layer's head layout: without a map, heads must be a

@@ -45,6 +45,15 @@ func NewRope(headDim int, theta float64, interleaved bool, sc *RopeScaling) *Rop
 	return &Rope{HeadDim: headDim, Interleaved: interleaved, invFreq: inv}
 }
 
+// HeadDimension is the rotated head dimension (backend.RopeTable).
+func (r *Rope) HeadDimension() int { return r.HeadDim }
+
+// IsInterleaved reports llama2.c's pairing (backend.RopeTable).
+func (r *Rope) IsInterleaved() bool { return r.Interleaved }
+
+// Positions is the number of positions the tables cover (see Ensure).
+func (r *Rope) Positions() int { return r.maxPos }
+
 // Table returns cos and sin for position pos (length HeadDim/2 each).
 func (r *Rope) Table(pos int) (cos, sin []float32) {
 	half := r.HeadDim / 2

@@ -1,5 +1,7 @@
 package nn
 
+import "github.com/darwinlm/darwinlm-go/backend"
+
 // RopeForwardT is the generic twin of Rope.Forward (tables stay float32, as
 // they are part of the model's definition).
 func RopeForwardT[F Float](r *Rope, x []F, T, nHeads, pos0 int) {
@@ -12,14 +14,18 @@ func RopeBackwardT[F Float](r *Rope, dx []F, T, nHeads, pos0 int) {
 	ropeApplyT(r, dx, T, nHeads, pos0, -1)
 }
 
-func ropeApplyT[F Float](r *Rope, x []F, T, nHeads, pos0 int, sign F) {
-	d := r.HeadDim
+// ropeApplyT rotates x [T × nHeads × d] in place, row t at position pos0+t,
+// by the angles of r (sign −1: the inverse rotation). R is *Rope or any
+// other table (the host device's Rope op).
+func ropeApplyT[F Float, R backend.RopeTable](r R, x []F, T, nHeads, pos0 int, sign F) {
+	d := r.HeadDimension()
+	interleaved := r.IsInterleaved()
 	half := d / 2
 	for t := 0; t < T; t++ {
 		cos, sin := r.Table(pos0 + t)
 		for h := 0; h < nHeads; h++ {
 			v := x[(t*nHeads+h)*d : (t*nHeads+h)*d+d]
-			if r.Interleaved {
+			if interleaved {
 				for i := 0; i < half; i++ {
 					c, s := F(cos[i]), sign*F(sin[i])
 					x0, x1 := v[2*i], v[2*i+1]

@@ -2,6 +2,7 @@ package prune
 
 import (
 	"context"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/model/modeltest"
+	"github.com/darwinlm/darwinlm-go/nn"
 )
 
 // randomLayerProblem makes a weight [rows × cols] and the Hessian of n
@@ -47,8 +49,16 @@ func randomLayerProblem(b testing.TB, rows, cols, n int, seed uint64) ([]float32
 			}
 		}
 	}
-	h := newHessian(cols)
-	h.add(cpu(b), x, n, cols)
+	dev := nn.DeviceFor(cpu(b))
+	h, err := newHessian(dev, cols)
+	if err != nil {
+		b.Fatal(err)
+	}
+	xv, _ := dev.Resident(x)
+	h.add(dev, xv, n, cols)
+	if err := errors.Join(h.err, dev.Sync()); err != nil {
+		b.Fatal(err)
+	}
 	return w, h.finish(2.0 / float64(n/512))
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/darwinlm/darwinlm-go/internal/atomicfile"
 	"github.com/darwinlm/darwinlm-go/internal/progress"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/safetensors"
 )
 
@@ -270,10 +271,25 @@ func Build(ctx context.Context, be backend.Backend, dense *model.Model, calib []
 		bar.Add(1)
 		return nil
 	}
+	// The layers run on be's device with the weights resident; the
+	// Hessians are formed there (Syrk) and summed in float64 on the host.
+	dev := nn.DeviceFor(be)
+	rd, err := dense.Upload(dev)
+	if err != nil {
+		return fmt.Errorf("database: %w", err)
+	}
+	defer rd.Release()
+	ar := model.NewArena(dev)
+	defer ar.Free()
 	var pending []pendingModule
 	for li := range dense.Layers {
 		l := &dense.Layers[li]
-		hs := [2]*hessian{newHessian(l.Heads * c.HeadDim), newHessian(l.Inter)}
+		var hs [2]*hessian
+		for k, n := range []int{l.Heads * c.HeadDim, l.Inter} {
+			if hs[k], err = newHessian(dev, n); err != nil {
+				return fmt.Errorf("database: layer %d: %w", li, err)
+			}
+		}
 		for b, seqs := range batches {
 			if err := ctx.Err(); err != nil {
 				return err
@@ -286,8 +302,8 @@ func Build(ctx context.Context, be backend.Backend, dense *model.Model, calib []
 			for i, s := range seqs {
 				lens[i] = len(s)
 			}
-			if err := dense.RunLayer(be, li, x, lens, hessianSink{be, hs}); err != nil {
-				return err
+			if err := runLayer(dev, rd, ar, li, x, lens, hessianSink{hs}); err != nil {
+				return fmt.Errorf("database: layer %d: %w", li, err)
 			}
 			if li+1 < len(dense.Layers) {
 				if err := store.put(b, x); err != nil {
@@ -462,44 +478,92 @@ func fileInfo(dir, rel string, info *LevelInfo) error {
 	return nil
 }
 
+// runLayer applies layer li of the resident model to the hidden states x
+// in place (on a host device x itself is the device buffer; otherwise it is
+// uploaded and downloaded), reporting activations to sink.
+func runLayer(dev backend.Device[float32], rd *model.Resident, ar *model.Arena[float32], li int, x []float32, lens []int, sink hessianSink) error {
+	xv, err := dev.Resident(x)
+	if err != nil {
+		return err
+	}
+	err = rd.RunLayer(ar, li, xv, lens, sink)
+	if err == nil {
+		err = sink.err()
+	}
+	if _, ok := dev.Host(xv); ok {
+		return err
+	}
+	if err == nil {
+		err = dev.Download(x, xv)
+	}
+	dev.Free(xv)
+	return err
+}
+
 // hessianSink routes o_proj inputs to hs[0] and down_proj inputs to hs[1].
 type hessianSink struct {
-	be backend.Backend
 	hs [2]*hessian
 }
 
-func (s hessianSink) Activation(layer int, kind model.ActKind, x []float32, rows, cols int) {
+func (s hessianSink) DeviceActivation(dev backend.Device[float32], layer int, kind model.ActKind, x backend.View, rows, cols int) {
 	switch kind {
 	case model.OProjInput:
-		s.hs[0].add(s.be, x, rows, cols)
+		s.hs[0].add(dev, x, rows, cols)
 	case model.DownProjInput:
-		s.hs[1].add(s.be, x, rows, cols)
+		s.hs[1].add(dev, x, rows, cols)
 	}
 }
 
-// hessian accumulates XᵀX in float64 across batches; each batch's product
-// is formed by the backend's SyrkTN in float32 first.
+// err returns the first error of either Hessian.
+func (s hessianSink) err() error {
+	return errors.Join(s.hs[0].err, s.hs[1].err)
+}
+
+// hessian accumulates XᵀX in float64 across batches; each chunk's product
+// is formed by the device's Syrk in float32 first (on the CPU the backend's
+// SyrkTN into a host slice, as before the device interface).
 type hessian struct {
 	n       int
 	acc     []float64
-	scratch []float32
+	dev     backend.Device[float32]
+	scratch backend.View // n×n on the device
+	host    []float32    // its host copy when the device is not the host
+	err     error
 }
 
-func newHessian(n int) *hessian {
-	return &hessian{n: n, acc: make([]float64, n*n), scratch: make([]float32, n*n)}
+func newHessian(dev backend.Device[float32], n int) (*hessian, error) {
+	v, err := dev.Alloc(n * n)
+	if err != nil {
+		return nil, fmt.Errorf("Hessian of %d×%d: %w", n, n, err)
+	}
+	return &hessian{n: n, acc: make([]float64, n*n), dev: dev, scratch: v}, nil
 }
 
-func (h *hessian) add(be backend.Backend, x []float32, rows, cols int) {
+func (h *hessian) add(dev backend.Device[float32], x backend.View, rows, cols int) {
+	if h.err != nil {
+		return
+	}
 	if cols != h.n {
-		panic(fmt.Sprintf("prune: activation width %d, Hessian %d", cols, h.n))
+		h.err = fmt.Errorf("prune: activation width %d, Hessian %d", cols, h.n)
+		return
 	}
 	// Chunks of rows keep float32 sums short before they reach float64.
 	const chunk = 512
 	for r0 := 0; r0 < rows; r0 += chunk {
 		r1 := min(rows, r0+chunk)
-		clear(h.scratch)
-		be.SyrkTN(h.scratch, x[r0*cols:r1*cols], cols, r1-r0)
-		for i, v := range h.scratch {
+		dev.Zero(h.scratch)
+		dev.Syrk(h.scratch, x.Rows(r0, r1, cols), cols, r1-r0)
+		hs, ok := dev.Host(h.scratch)
+		if !ok {
+			if h.host == nil {
+				h.host = make([]float32, h.n*h.n)
+			}
+			if h.err = dev.Download(h.host, h.scratch); h.err != nil {
+				return
+			}
+			hs = h.host
+		}
+		for i, v := range hs {
 			h.acc[i] += float64(v)
 		}
 	}
@@ -510,7 +574,8 @@ func (h *hessian) finish(scale float64) []float64 {
 	for i := range h.acc {
 		h.acc[i] *= scale
 	}
-	h.scratch = nil
+	h.dev.Free(h.scratch)
+	h.scratch, h.host = backend.View{}, nil
 	return h.acc
 }
 

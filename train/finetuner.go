@@ -1,6 +1,7 @@
 package train
 
 import (
+	"errors"
 	"fmt"
 	"math"
 
@@ -18,6 +19,13 @@ import (
 // starts a fresh optimizer (zero moments, step counter 0), so the result of
 // a call does not depend on what the FineTuner did before.
 //
+// Training runs on the backend's device (nn.DeviceFor): the model's weights
+// are made resident (on the CPU the views are the model's own slices), the
+// gradient and moment arenas live on the device, the losses and AdamW are
+// device operations, and only token ids and losses cross the bus; Train
+// writes the weights back to the model at the end (nothing to copy on the
+// CPU). TrainResident trains weights the caller keeps resident.
+//
 // A FineTuner is not safe for concurrent use; to fine-tune candidates in
 // parallel, use a Pool, or give each goroutine its own FineTuner with a
 // single-worker backend (cpu.(*CPU).WithWorkers(1)). With a single-worker
@@ -28,12 +36,17 @@ type FineTuner struct {
 	opts Options
 	err  error
 
-	workers          int       // goroutines for the element-wise work (the backend's)
-	gbuf, mbuf, vbuf []float32 // arenas: gradients, AdamW moments
-	dlogits          []float32
-	graph            Graph[float32]
-	adam             AdamW
-	sgd              SGD
+	workers int // goroutines for the element-wise work (the backend's)
+	dev     backend.Device[float32]
+	// Arenas on dev: gradients and AdamW moments, grown to the largest
+	// model seen and carved per model. gbuf, mbuf and vbuf are their host
+	// slices on a host device (nil otherwise).
+	gview, mview, vview backend.View
+	gbuf, mbuf, vbuf    []float32
+	graph               *Graph[float32]
+	names               []string // the current model's tensor names (onStep)
+	adam                AdamW
+	sgd                 SGD
 
 	// onStep, when set (tests), sees the parameters and gradients of each
 	// step just before the optimizer update.
@@ -56,10 +69,27 @@ func NewFineTuner(be backend.Backend, opts Options) *FineTuner {
 	if opts.Schedule == "" {
 		opts.Schedule = "constant"
 	}
-	f := &FineTuner{be: be, opts: opts, err: opts.Validate(), workers: backendWorkers(be)}
-	f.graph.Be = be
-	f.graph.SaveProbs = opts.SaveProbs
-	return f
+	return &FineTuner{be: be, opts: opts, err: opts.Validate(), workers: backendWorkers(be), dev: nn.DeviceFor(be)}
+}
+
+// Device is the device the fine-tuner trains on (nn.DeviceFor of its
+// backend); TrainResident takes weights resident there.
+func (f *FineTuner) Device() backend.Device[float32] { return f.dev }
+
+// Close releases the fine-tuner's device buffers (gradient and moment
+// arenas, activations); it may be used again afterwards (they are
+// reallocated).
+func (f *FineTuner) Close() {
+	for _, v := range []*backend.View{&f.gview, &f.mview, &f.vview} {
+		if !v.Nil() {
+			f.dev.Free(*v)
+		}
+		*v = backend.View{}
+	}
+	f.gbuf, f.mbuf, f.vbuf = nil, nil, nil
+	if f.graph != nil {
+		f.graph.Free()
+	}
 }
 
 // Options returns the fine-tuner's options.
@@ -76,7 +106,17 @@ func (f *FineTuner) Train(m *model.Model, seqs [][]int) (FineTuneStats, error) {
 	if f.err == nil && f.opts.KDWeight > 0 {
 		return FineTuneStats{}, fmt.Errorf("options: kd weight %g needs teacher logits: use TrainDistill", f.opts.KDWeight)
 	}
-	return f.train(m, seqs, nil)
+	return f.trainModel(m, seqs, nil)
+}
+
+// TrainResident is Train on weights already resident on f.Device() (e.g.
+// a candidate uploaded once for fine-tuning and then its fitness): r is
+// updated in place on the device and nothing is written back.
+func (f *FineTuner) TrainResident(r *model.Resident, seqs [][]int) (FineTuneStats, error) {
+	if f.err == nil && f.opts.KDWeight > 0 {
+		return FineTuneStats{}, fmt.Errorf("options: kd weight %g needs teacher logits: use TrainDistill", f.opts.KDWeight)
+	}
+	return f.train(r, seqs, nil)
 }
 
 // TrainDistill is Train with the loss (1−a)·CE + a·KL(teacher ‖ student),
@@ -107,15 +147,40 @@ func (f *FineTuner) TrainDistill(m *model.Model, seqs [][]int, teacher []Teacher
 			return FineTuneStats{}, fmt.Errorf("distillation: sequence %d: teacher logits have %d values, want %d×%d", i, len(t.Full), T, m.Cfg.Vocab)
 		}
 	}
-	return f.train(m, seqs, teacher)
+	return f.trainModel(m, seqs, teacher)
 }
 
-func (f *FineTuner) train(m *model.Model, seqs [][]int, teacher []TeacherLogits) (FineTuneStats, error) {
+// trainModel makes m resident on f's device, trains it and writes it back
+// (nothing to copy on a host device, where the views are m's slices).
+func (f *FineTuner) trainModel(m *model.Model, seqs [][]int, teacher []TeacherLogits) (FineTuneStats, error) {
+	if f.err != nil {
+		return FineTuneStats{}, f.err
+	}
+	if err := checkSeqs(m.Cfg, seqs); err != nil {
+		return FineTuneStats{}, err
+	}
+	r, err := m.Upload(f.dev)
+	if err != nil {
+		return FineTuneStats{}, err
+	}
+	defer r.Release()
+	st, err := f.train(r, seqs, teacher)
+	if werr := m.WriteBack(r); err == nil {
+		err = werr
+	}
+	return st, err
+}
+
+// train fine-tunes r in place.
+func (f *FineTuner) train(r *model.Resident, seqs [][]int, teacher []TeacherLogits) (FineTuneStats, error) {
 	var st FineTuneStats
 	if f.err != nil {
 		return st, f.err
 	}
-	if err := checkSeqs(m, seqs); err != nil {
+	if r.Dev != f.dev {
+		return st, fmt.Errorf("fine-tuning: the weights are resident on %s, the fine-tuner runs on %s", r.Dev.Name(), f.dev.Name())
+	}
+	if err := checkSeqs(r.Cfg, seqs); err != nil {
 		return st, err
 	}
 	if f.workers == 1 {
@@ -123,17 +188,34 @@ func (f *FineTuner) train(m *model.Model, seqs [][]int, teacher []TeacherLogits)
 		// fan-out in nn either (see nn.SerialScope).
 		defer nn.SerialScope()()
 	}
-	w := FromModel(m)
-	n := w.NumParams()
-	g := carve(w, grow(&f.gbuf, n))
-	params, grads := w.Tensors(), g.Tensors()
+	dev := f.dev
+	params, names := namedResident(r)
+	f.names = names
+	n := 0
+	for _, p := range params {
+		n += p.N
+	}
+	gv, err := f.growArena(&f.gview, &f.gbuf, n)
+	if err != nil {
+		return st, err
+	}
+	g := carveResident(r, gv)
+	grads := residentTensors(g)
 	var opt Optimizer
+	var mo, vo []backend.View
 	if f.opts.Optimizer == "adamw" {
-		mo, vo := grow(&f.mbuf, n), grow(&f.vbuf, n)
-		clear(mo)
-		clear(vo)
-		f.adam = AdamW{Beta1: f.opts.Beta1, Beta2: f.opts.Beta2, Eps: f.opts.Eps, WeightDecay: f.opts.WeightDecay,
-			m: split(params, mo), v: split(params, vo)}
+		mv, err := f.growArena(&f.mview, &f.mbuf, n)
+		if err != nil {
+			return st, err
+		}
+		vv, err := f.growArena(&f.vview, &f.vbuf, n)
+		if err != nil {
+			return st, err
+		}
+		dev.Zero(mv)
+		dev.Zero(vv)
+		mo, vo = splitView(params, mv), splitView(params, vv)
+		f.adam = AdamW{Beta1: f.opts.Beta1, Beta2: f.opts.Beta2, Eps: f.opts.Eps, WeightDecay: f.opts.WeightDecay}
 		opt = &f.adam
 	} else {
 		f.sgd = SGD{WeightDecay: f.opts.WeightDecay}
@@ -144,50 +226,69 @@ func (f *FineTuner) train(m *model.Model, seqs [][]int, teacher []TeacherLogits)
 		total = len(seqs)
 	}
 	sched := f.opts.schedule(total)
-	f.graph.W = w
-	V := m.Cfg.Vocab
+	if f.graph == nil {
+		f.graph = NewDeviceGraph(r)
+		f.graph.SaveProbs = f.opts.SaveProbs
+	}
+	f.graph.SetResident(r)
+	V := r.Cfg.Vocab
 	a := 0.0
 	if teacher != nil {
 		a = f.opts.KDWeight
 	}
 	var sum float64
+	var prev FineTuneStats // st before the last step (a deferred error)
 	for i, s := range seqs {
 		batch := [][]int{s}
-		logits := f.graph.Forward(batch)
-		dl := grow(&f.dlogits, len(logits))
-		loss := crossEntropyInto(f.be, f.workers, dl, logits, batch, V, 1-a)
-		if teacher != nil {
+		logits, err := f.graph.ForwardView(batch)
+		if err != nil {
+			return st, fmt.Errorf("fine-tuning step %d: %w", i+1, err)
+		}
+		dl := f.graph.Arena().Take(logits.N)
+		tg := rowTargets(batch)
+		loss, err := dev.CrossEntropy(dl, logits, tg, V, 1-a)
+		if err == nil && teacher != nil {
 			var kd float64
 			if tk := teacher[i].TopK; tk != nil {
-				kd = SparseKLCached(dl, logits, tk, batch, V, a)
+				kd, err = dev.SparseKL(dl, logits, tk.Idx, tk.Val, tk.K, tg, V, a)
 			} else {
-				kd = KL(dl, logits, teacher[i].Full, batch, V, a)
+				kd, err = f.fullKL(dl, logits, teacher[i].Full, tg, V, a)
 			}
 			loss = (1-a)*loss + a*kd
+		}
+		if errors.Is(err, backend.ErrNonFinite) && i > 0 {
+			// The previous step's AdamW met a non-finite gradient (its
+			// flag is read here, with the loss, instead of a sync per step).
+			return prev, fmt.Errorf("fine-tuning step %d: a gradient is not finite", i)
+		} else if err != nil {
+			return st, fmt.Errorf("fine-tuning step %d: %w", i+1, err)
 		}
 		if math.IsNaN(loss) || math.IsInf(loss, 0) {
 			return st, fmt.Errorf("fine-tuning step %d: loss is %v", i+1, loss)
 		}
-		clear(f.gbuf[:n])
-		f.graph.Backward(dl, g)
+		dev.Zero(gv)
+		f.graph.BackwardView(dl, g)
 		// Without clipping the norm is not needed: AdamW's fused pass
 		// flags non-finite gradients itself.
 		fused := opt == &f.adam && f.opts.Clip <= 0
-		if !fused {
-			if gn := ClipGrads(grads, f.opts.Clip); math.IsNaN(gn) || math.IsInf(gn, 0) {
-				return st, fmt.Errorf("fine-tuning step %d: gradient norm is %v", i+1, gn)
-			}
-		}
-		if f.onStep != nil {
-			f.onStep(i+1, params, grads)
-		}
+		lr := sched.At(i)
 		if fused {
-			if !f.adam.step(params, grads, sched.At(i)) {
-				return st, fmt.Errorf("fine-tuning step %d: a gradient is not finite", i+1)
+			if f.onStep != nil {
+				if err := f.callOnStep(i+1, params, grads); err != nil {
+					return st, err
+				}
 			}
-		} else {
-			opt.Step(params, grads, sched.At(i))
+			f.adam.t++
+			c := f.adam.stepConsts(lr)
+			for pi, p := range params {
+				dev.AdamW(p, grads[pi], mo[pi], vo[pi], c)
+			}
+			// A non-finite gradient is reported by the next step's loss
+			// or the final sync (one device round trip per step, not two).
+		} else if err := f.hostStep(i+1, opt, params, grads, mo, vo, lr); err != nil {
+			return st, err
 		}
+		prev = st
 		if i == 0 {
 			st.FirstLoss = loss
 		}
@@ -196,65 +297,237 @@ func (f *FineTuner) train(m *model.Model, seqs [][]int, teacher []TeacherLogits)
 		st.Steps++
 		st.Tokens += len(s)
 	}
+	if err := dev.Sync(); errors.Is(err, backend.ErrNonFinite) {
+		return prev, fmt.Errorf("fine-tuning step %d: a gradient is not finite", len(seqs))
+	} else if err != nil {
+		return st, fmt.Errorf("fine-tuning: %w", err)
+	}
 	if st.Steps > 0 {
 		st.MeanLoss = sum / float64(st.Steps)
 	}
-	f.graph.W = nil
 	return st, nil
 }
 
-// checkSeqs rejects sequences the loss is undefined for (fewer than two
-// tokens), token ids outside the vocabulary and sequences longer than the
-// model's context.
-func checkSeqs(m *model.Model, seqs [][]int) error {
-	for i, s := range seqs {
-		if len(s) < 2 {
-			return fmt.Errorf("fine-tuning: sequence %d has %d tokens; at least 2 are needed for a next-token loss", i, len(s))
+// fullKL is the KL to full cached teacher logits (made resident for the
+// call).
+func (f *FineTuner) fullKL(dl, logits backend.View, teacher []float32, tg []int, V int, a float64) (float64, error) {
+	tv, err := f.dev.Resident(teacher)
+	if err != nil {
+		return 0, err
+	}
+	if _, ok := f.dev.Host(tv); !ok {
+		defer f.dev.Free(tv)
+	}
+	return f.dev.KL(dl, logits, tv, tg, V, a)
+}
+
+// hostStep is an optimizer step on host tensors (clipping needs the global
+// gradient norm; SGD has no device kernel): the views' own slices on a host
+// device, a round trip through host copies otherwise.
+func (f *FineTuner) hostStep(step int, opt Optimizer, params, grads, mo, vo []backend.View, lr float64) error {
+	hp, err := hostCopies(f.dev, params, f.names)
+	if err != nil {
+		return err
+	}
+	hg, err := hostCopies(f.dev, grads, f.names)
+	if err != nil {
+		return err
+	}
+	if gn := ClipGrads(hg.tensors, f.opts.Clip); math.IsNaN(gn) || math.IsInf(gn, 0) {
+		return fmt.Errorf("fine-tuning step %d: gradient norm is %v", step, gn)
+	}
+	if f.onStep != nil {
+		f.onStep(step, hp.tensors, hg.tensors)
+	}
+	var hm, hv hostTensors
+	if opt == &f.adam {
+		if hm, err = hostCopies(f.dev, mo, nil); err != nil {
+			return err
 		}
-		if m.Cfg.MaxSeq > 0 && len(s) > m.Cfg.MaxSeq {
-			return fmt.Errorf("fine-tuning: sequence %d has %d tokens, more than the model's context of %d", i, len(s), m.Cfg.MaxSeq)
+		if hv, err = hostCopies(f.dev, vo, nil); err != nil {
+			return err
 		}
-		for j, t := range s {
-			if t < 0 || t >= m.Cfg.Vocab {
-				return fmt.Errorf("fine-tuning: sequence %d, position %d: token id %d outside the vocabulary [0, %d)", i, j, t, m.Cfg.Vocab)
-			}
+		f.adam.m, f.adam.v = hm.slices(), hv.slices()
+	}
+	opt.Step(hp.tensors, hg.tensors, lr)
+	for _, h := range []hostTensors{hp, hm, hv} {
+		if err := h.back(f.dev); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// grow returns (*buf)[:n], reallocating only when the capacity is short.
-func grow(buf *[]float32, n int) []float32 {
-	if cap(*buf) < n {
-		*buf = make([]float32, n)
+// callOnStep hands the step's parameters and gradients to the test hook as
+// host tensors.
+func (f *FineTuner) callOnStep(step int, params, grads []backend.View) error {
+	hp, err := hostCopies(f.dev, params, f.names)
+	if err != nil {
+		return err
 	}
-	return (*buf)[:n]
+	hg, err := hostCopies(f.dev, grads, f.names)
+	if err != nil {
+		return err
+	}
+	f.onStep(step, hp.tensors, hg.tensors)
+	return nil
 }
 
-// carve lays tensors of w's shapes out consecutively in buf (Tensors order;
-// a tied head shares the embedding's slice).
-func carve(w *Weights[float32], buf []float32) *Weights[float32] {
-	off := 0
-	return mapWeights(w, func(s []float32) []float32 {
-		if s == nil {
-			return nil
-		}
-		if len(s) == 0 {
-			return s[:0:0]
-		}
-		o := buf[off : off+len(s) : off+len(s)]
-		off += len(s)
-		return o
-	})
+// hostTensors are host slices of device views: the views' own slices on a
+// host device, else downloaded copies (back uploads them again).
+type hostTensors struct {
+	views   []backend.View
+	tensors []Tensor[float32]
+	copied  bool
 }
 
-// split cuts buf into slices of the lengths of params.
-func split(params []Tensor[float32], buf []float32) [][]float32 {
-	out := make([][]float32, len(params))
-	off := 0
-	for i, p := range params {
-		out[i] = buf[off : off+len(p.Data) : off+len(p.Data)]
-		off += len(p.Data)
+func hostCopies(dev backend.Device[float32], views []backend.View, names []string) (hostTensors, error) {
+	h := hostTensors{views: views, tensors: make([]Tensor[float32], len(views))}
+	for i, v := range views {
+		if len(names) == len(views) {
+			h.tensors[i].Name = names[i]
+		}
+		if s, ok := dev.Host(v); ok {
+			h.tensors[i].Data = s
+			continue
+		}
+		h.copied = true
+		h.tensors[i].Data = make([]float32, v.N)
+		if err := dev.Download(h.tensors[i].Data, v); err != nil {
+			return h, err
+		}
+	}
+	return h, nil
+}
+
+func (h hostTensors) slices() [][]float32 {
+	out := make([][]float32, len(h.tensors))
+	for i, t := range h.tensors {
+		out[i] = t.Data
 	}
 	return out
+}
+
+func (h hostTensors) back(dev backend.Device[float32]) error {
+	if !h.copied {
+		return nil
+	}
+	for i, v := range h.views {
+		if err := dev.Upload(v, h.tensors[i].Data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// growArena returns n elements of the device arena *v (regrown, zeroed,
+// only when short), keeping *host pointed at its host slice.
+func (f *FineTuner) growArena(v *backend.View, host *[]float32, n int) (backend.View, error) {
+	if v.N < n {
+		if !v.Nil() {
+			f.dev.Free(*v)
+		}
+		nv, err := f.dev.Alloc(max(n, 1))
+		if err != nil {
+			*v, *host = backend.View{}, nil
+			return backend.View{}, err
+		}
+		*v = nv
+		*host, _ = f.dev.Host(nv)
+	}
+	return v.Slice(0, n), nil
+}
+
+// residentTensors lists r's tensors in Weights.Tensors order (empty ones
+// and a tied head left out).
+func residentTensors[F nn.Float](r *model.ResidentOf[F]) []backend.View {
+	out, _ := namedResident(r)
+	return out
+}
+
+// namedResident is residentTensors with the tensors' Hugging Face names.
+func namedResident[F nn.Float](r *model.ResidentOf[F]) ([]backend.View, []string) {
+	var out []backend.View
+	var names []string
+	add := func(name string, v backend.View) {
+		if v.N > 0 {
+			out = append(out, v)
+			names = append(names, name)
+		}
+	}
+	add(model.EmbedName, r.Embed)
+	for i := range r.Layers {
+		p := model.LayerPrefix(i)
+		for t, v := range r.Layers[i].Tensors() {
+			add(p+model.LayerTensors[t].Name, *v)
+		}
+	}
+	add(model.NormName, r.Norm)
+	if !r.Cfg.Tied {
+		add(model.LMHeadName, r.LMHead)
+	}
+	return out, names
+}
+
+// carveResident lays tensors of r's shapes out consecutively in buf
+// (Tensors order; a tied head shares the embedding's view).
+func carveResident[F nn.Float](r *model.ResidentOf[F], buf backend.View) *model.ResidentOf[F] {
+	off := 0
+	take := func(v backend.View) backend.View {
+		if v.N == 0 {
+			return backend.View{}
+		}
+		o := buf.Slice(off, v.N)
+		off += v.N
+		return o
+	}
+	g := &model.ResidentOf[F]{Dev: r.Dev, Cfg: r.Cfg, Layers: make([]model.DeviceLayer, len(r.Layers))}
+	g.Embed = take(r.Embed)
+	for i := range r.Layers {
+		l := &r.Layers[i]
+		gl := model.DeviceLayer{Heads: l.Heads, KVHeads: l.KVHeads, Inter: l.Inter, KVMap: l.KVMap}
+		dst := gl.Tensors()
+		for t, v := range l.Tensors() {
+			*dst[t] = take(*v)
+		}
+		g.Layers[i] = gl
+	}
+	g.Norm = take(r.Norm)
+	if r.Cfg.Tied {
+		g.LMHead = g.Embed
+	} else {
+		g.LMHead = take(r.LMHead)
+	}
+	return g
+}
+
+// splitView cuts buf into views of the lengths of params.
+func splitView(params []backend.View, buf backend.View) []backend.View {
+	out := make([]backend.View, len(params))
+	off := 0
+	for i, p := range params {
+		out[i] = buf.Slice(off, p.N)
+		off += p.N
+	}
+	return out
+}
+
+// checkSeqs rejects sequences the loss is undefined for (fewer than two
+// tokens), token ids outside the vocabulary and sequences longer than the
+// model's context.
+func checkSeqs(c model.Config, seqs [][]int) error {
+	for i, s := range seqs {
+		if len(s) < 2 {
+			return fmt.Errorf("fine-tuning: sequence %d has %d tokens; at least 2 are needed for a next-token loss", i, len(s))
+		}
+		if c.MaxSeq > 0 && len(s) > c.MaxSeq {
+			return fmt.Errorf("fine-tuning: sequence %d has %d tokens, more than the model's context of %d", i, len(s), c.MaxSeq)
+		}
+		for j, t := range s {
+			if t < 0 || t >= c.Vocab {
+				return fmt.Errorf("fine-tuning: sequence %d, position %d: token id %d outside the vocabulary [0, %d)", i, j, t, c.Vocab)
+			}
+		}
+	}
+	return nil
 }

@@ -1,7 +1,6 @@
 package train
 
 import (
-	"math"
 	"sort"
 
 	"github.com/darwinlm/darwinlm-go/nn"
@@ -24,6 +23,10 @@ func Positions(seqs [][]int) int {
 	return n
 }
 
+// RowTargets lists, for each logits row of packed seqs, its next-token
+// target or −1 (the targets of the Device losses).
+func RowTargets(seqs [][]int) []int { return rowTargets(seqs) }
+
 // rowTargets lists, for each logits row, its target token or −1.
 func rowTargets(seqs [][]int) []int {
 	var t []int
@@ -43,32 +46,7 @@ func rowTargets(seqs [][]int) []int {
 // with labels = input ids: mean over the shifted positions). dlogits may be
 // nil (loss only) and may alias logits.
 func CrossEntropy[F nn.Float](dlogits, logits []F, seqs [][]int, vocab int, weight float64) float64 {
-	tg := rowTargets(seqs)
-	n := Positions(seqs)
-	if n == 0 {
-		return 0
-	}
-	row := make([]float64, len(tg))
-	scale := weight / float64(n)
-	nn.ParallelFor(len(tg), func(r int) {
-		if tg[r] < 0 {
-			return
-		}
-		z := logits[r*vocab : (r+1)*vocab]
-		lse := nn.LogSumExp(z)
-		row[r] = lse - float64(z[tg[r]])
-		if dlogits != nil {
-			dz := dlogits[r*vocab : (r+1)*vocab]
-			for v := range z {
-				p := math.Exp(float64(z[v]) - lse)
-				if v == tg[r] {
-					p--
-				}
-				dz[v] += F(p * scale)
-			}
-		}
-	})
-	return sumRows(row) / float64(n)
+	return nn.CrossEntropyTargets(dlogits, logits, rowTargets(seqs), vocab, weight)
 }
 
 // KL is the mean over predicting positions of KL(p_teacher ‖ p_student) over
@@ -76,33 +54,7 @@ func CrossEntropy[F nn.Float](dlogits, logits []F, seqs [][]int, vocab int, weig
 // reference, src/metrics.py::compute_kl_div). Its gradient with respect to
 // the student logits is softmax(student) − softmax(teacher).
 func KL[F nn.Float](dlogits, logits []F, teacher []float32, seqs [][]int, vocab int, weight float64) float64 {
-	tg := rowTargets(seqs)
-	n := Positions(seqs)
-	if n == 0 {
-		return 0
-	}
-	row := make([]float64, len(tg))
-	scale := weight / float64(n)
-	nn.ParallelFor(len(tg), func(r int) {
-		if tg[r] < 0 {
-			return
-		}
-		z := logits[r*vocab : (r+1)*vocab]
-		zt := teacher[r*vocab : (r+1)*vocab]
-		lse, lseT := nn.LogSumExp(z), nn.LogSumExp(zt)
-		var kl float64
-		for v := range z {
-			lp := float64(zt[v]) - lseT
-			lq := float64(z[v]) - lse
-			p := math.Exp(lp)
-			kl += p * (lp - lq)
-			if dlogits != nil {
-				dlogits[r*vocab+v] += F((math.Exp(lq) - p) * scale)
-			}
-		}
-		row[r] = kl
-	})
-	return sumRows(row) / float64(n)
+	return nn.KLTargets(dlogits, logits, teacher, rowTargets(seqs), vocab, weight)
 }
 
 // SparseKL is the reference's `sparse_kl` (src/metrics.py::
@@ -140,12 +92,4 @@ func TopK(z []float32, k int) []int {
 		idx[p] = i
 	}
 	return idx
-}
-
-func sumRows(r []float64) float64 {
-	var s float64
-	for _, v := range r {
-		s += v
-	}
-	return s
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 
+	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/nn"
 )
 
@@ -24,7 +25,7 @@ type Optimizer interface {
 // AdamW is Adam with decoupled weight decay (Loshchilov & Hutter; torch.optim.
 // AdamW): w ← w·(1 − lr·wd); m ← β1·m + (1−β1)·g; v ← β2·v + (1−β2)·g²;
 // w ← w − lr·m̂/(√v̂ + eps) with m̂ = m/(1−β1ᵗ), v̂ = v/(1−β2ᵗ). The update is
-// one fused float32 pass per tensor in torch's operation order (adamwGo; an
+// one fused float32 pass per tensor in torch's operation order (nn.AdamW; an
 // AVX kernel gives bitwise the same), moments stored in float32. Weight
 // decay applies to every parameter (as in the reference's fine-tuning,
 // where torch's AdamW decays all of them).
@@ -57,38 +58,26 @@ func (o *AdamW) Step(params, grads []Tensor[float32], lr float64) { o.step(param
 func (o *AdamW) step(params, grads []Tensor[float32], lr float64) bool {
 	o.alloc(params)
 	o.t++
-	c := adamwConsts{
-		decay: float32(1 - lr*o.WeightDecay),
-		b1:    float32(o.Beta1), c1: float32(1 - o.Beta1),
-		b2: float32(o.Beta2), c2: float32(1 - o.Beta2),
-		bc2s:   float32(math.Sqrt(1 - math.Pow(o.Beta2, float64(o.t)))),
-		eps:    float32(o.Eps),
-		negLR1: float32(-lr / (1 - math.Pow(o.Beta1, float64(o.t)))),
-	}
+	c := o.stepConsts(lr)
 	ok := true
 	for pi, p := range params {
-		w, g, m, v := p.Data, grads[pi].Data, o.m[pi], o.v[pi]
-		if len(w) < adamwParallel {
-			ok = adamwFused(w, g, m, v, &c) && ok
-			continue
-		}
-		const chunk = adamwParallel / 4
-		nc := (len(w) + chunk - 1) / chunk
-		oks := make([]bool, nc)
-		nn.ParallelFor(nc, func(i int) {
-			i0, i1 := i*chunk, min(len(w), (i+1)*chunk)
-			oks[i] = adamwFused(w[i0:i1], g[i0:i1], m[i0:i1], v[i0:i1], &c)
-		})
-		for _, b := range oks {
-			ok = ok && b
-		}
+		ok = nn.AdamW(p.Data, grads[pi].Data, o.m[pi], o.v[pi], &c) && ok
 	}
 	return ok
 }
 
-// Tensors below adamwParallel elements are updated on the calling goroutine
-// (the fused kernel does ~1M elements in well under a millisecond).
-const adamwParallel = 1 << 20
+// stepConsts returns the scalars of update o.t at learning rate lr, rounded
+// to float32 once per step as the fused kernel uses them.
+func (o *AdamW) stepConsts(lr float64) backend.AdamWStep {
+	return backend.AdamWStep{
+		Decay: float32(1 - lr*o.WeightDecay),
+		B1:    float32(o.Beta1), C1: float32(1 - o.Beta1),
+		B2: float32(o.Beta2), C2: float32(1 - o.Beta2),
+		BC2s:   float32(math.Sqrt(1 - math.Pow(o.Beta2, float64(o.t)))),
+		Eps:    float32(o.Eps),
+		NegLR1: float32(-lr / (1 - math.Pow(o.Beta1, float64(o.t)))),
+	}
+}
 
 func (o *AdamW) State(params []Tensor[float32]) []Tensor[float32] {
 	o.alloc(params)

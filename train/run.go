@@ -168,6 +168,7 @@ func Run(ctx context.Context, cfg RunConfig) (*RunResult, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer tr.Close()
 	settings, err := json.Marshal(runSettings{Model: cfg.ModelName, Data: cfg.Data, SeqLen: cfg.SeqLen, Batch: cfg.Batch,
 		Steps: steps, LR: o.LR, Schedule: o.Schedule, Warmup: o.Warmup, MinLR: o.MinLR, Optimizer: o.Optimizer,
 		Beta1: o.Beta1, Beta2: o.Beta2, Eps: o.Eps, WeightDecay: o.WeightDecay, Clip: o.Clip, Seed: cfg.Seed,

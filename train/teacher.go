@@ -2,7 +2,6 @@ package train
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/model"
@@ -75,38 +74,11 @@ func CacheTeacher(be backend.Backend, teacher *model.Model, seqs [][]int, k int)
 // is accumulated into dlogits on S.
 func SparseKLCached[F nn.Float](dlogits, logits []F, t *TopKLogits, seqs [][]int, vocab int, weight float64) float64 {
 	tg := rowTargets(seqs)
-	n := Positions(seqs)
-	if n == 0 {
+	if nn.CountTargets(tg) == 0 {
 		return 0
 	}
 	if t.Rows != len(tg) {
 		panic(fmt.Sprintf("SparseKLCached: %d teacher rows for %d logits rows", t.Rows, len(tg)))
 	}
-	k := t.K
-	row := make([]float64, len(tg))
-	scale := weight / float64(n)
-	nn.ParallelFor(len(tg), func(r int) {
-		if tg[r] < 0 {
-			return
-		}
-		z := logits[r*vocab : (r+1)*vocab]
-		idx, a := t.Idx[r*k:(r+1)*k], t.Val[r*k:(r+1)*k]
-		b := make([]F, k)
-		for i, v := range idx {
-			b[i] = z[v]
-		}
-		lseT, lse := nn.LogSumExp(a), nn.LogSumExp(b)
-		var kl float64
-		for i, v := range idx {
-			lp := float64(a[i]) - lseT
-			lq := float64(b[i]) - lse
-			p := math.Exp(lp)
-			kl += p * (lp - lq)
-			if dlogits != nil {
-				dlogits[r*vocab+int(v)] += F((math.Exp(lq) - p) * scale)
-			}
-		}
-		row[r] = kl
-	})
-	return sumRows(row) / float64(n)
+	return nn.SparseKLTargets(dlogits, logits, t.Idx, t.Val, t.K, tg, vocab, weight)
 }

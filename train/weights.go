@@ -14,6 +14,12 @@
 // CacheTeacher, KL and SparseKLCached take cached teacher logits (full or
 // top-k) instead of running the teacher every step.
 //
+// Everything runs on a backend.Device (nn.DeviceFor of the backend; the
+// CPU device nn.Host calls the host kernels, so results are bitwise those
+// of the host code): the weights are resident, activations live in an
+// arena of device buffers reused from step to step (Graph), and the
+// FineTuner keeps its gradients and AdamW moments on the device.
+//
 // The graph is generic over the element type: Graph[float32] calls the
 // float32 forward ops of package nn and the backend's matrix products, so its
 // logits are bitwise those of model.Forward; Graph[float64] runs the same

@@ -3,10 +3,12 @@
 package vulkan
 
 import (
+	"errors"
 	"fmt"
 	"sync"
 
 	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/backend/cpu"
 )
 
 func init() {
@@ -17,11 +19,16 @@ func init() {
 
 // Backend implements backend.Backend on host slices: each call uploads its
 // operands into scratch buffers, runs one GEMM and downloads C. It is
-// correct but bus-bound; the buffer-level API is the fast path.
+// correct but bus-bound; the device-resident interface (Float32Device) is
+// the fast path. backend.Backend has no error results: a device failure is
+// recorded (Err) and that product is computed on the CPU instead, so the
+// result is still right.
 type Backend struct {
-	d  *Device
-	mu sync.Mutex
-	sc [3]*Buffer // scratch A, B, C
+	d   *Device
+	mu  sync.Mutex
+	sc  [3]*Buffer // scratch A, B, C
+	err error
+	cpu backend.Backend
 }
 
 // New opens a device and wraps it as a backend.Backend.
@@ -39,6 +46,16 @@ func (b *Backend) Device() *Device { return b.d }
 // Name is "vulkan".
 func (b *Backend) Name() string { return "vulkan" }
 
+// Err returns the first device error met by a host-slice product (which
+// was then computed on the CPU), and clears it.
+func (b *Backend) Err() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err := b.err
+	b.err = nil
+	return err
+}
+
 // Close frees the scratch buffers and the device.
 func (b *Backend) Close() {
 	b.mu.Lock()
@@ -50,26 +67,29 @@ func (b *Backend) Close() {
 	b.d.Close()
 }
 
-func (b *Backend) scratch(i, n int) *Buffer {
+func (b *Backend) scratch(i, n int) (*Buffer, error) {
 	if s := b.sc[i]; s != nil && s.n >= n {
-		return s
+		return s, nil
 	}
 	b.sc[i].Free()
 	b.sc[i] = nil
 	s, err := b.d.Alloc(F32, max(n, 1024))
 	if err != nil {
-		// backend.Backend has no error results; the device-resident
-		// interface will return this instead.
-		panic(fmt.Sprintf("vulkan backend: %v", err))
+		return nil, err
 	}
 	b.sc[i] = s
-	return s
+	return s, nil
 }
 
-func must(err error) {
-	if err != nil {
-		panic(fmt.Sprintf("vulkan backend: %v", err))
+// fallback records err and runs the product on the CPU.
+func (b *Backend) fallback(err error, f func(be backend.Backend)) {
+	if b.err == nil {
+		b.err = fmt.Errorf("vulkan backend (computed on the CPU instead): %w", err)
 	}
+	if b.cpu == nil {
+		b.cpu = cpu.New()
+	}
+	f(b.cpu)
 }
 
 func (b *Backend) gemm(tA, tB bool, c, a, bb []float32, m, n, k int, acc bool) {
@@ -85,14 +105,44 @@ func (b *Backend) gemm(tA, tB bool, c, a, bb []float32, m, n, k int, acc bool) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	sa, sb, scc := b.scratch(0, m*k), b.scratch(1, k*n), b.scratch(2, m*n)
-	must(sa.Upload(0, a[:m*k]))
-	must(sb.Upload(0, bb[:k*n]))
-	if acc {
-		must(scc.Upload(0, c[:m*n]))
+	err := func() error {
+		sa, err := b.scratch(0, m*k)
+		if err != nil {
+			return err
+		}
+		sb, err := b.scratch(1, k*n)
+		if err != nil {
+			return err
+		}
+		scc, err := b.scratch(2, m*n)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(sa.Upload(0, a[:m*k]), sb.Upload(0, bb[:k*n])); err != nil {
+			return err
+		}
+		if acc {
+			if err := scc.Upload(0, c[:m*n]); err != nil {
+				return err
+			}
+		}
+		if err := b.d.Gemm(tA, tB, scc.Slice(0, m*n), sa.Slice(0, m*k), sb.Slice(0, k*n), m, n, k, acc); err != nil {
+			return err
+		}
+		return scc.Download(0, c[:m*n])
+	}()
+	if err != nil {
+		b.fallback(err, func(be backend.Backend) {
+			switch {
+			case tA:
+				be.MatMulTN(c, a, bb, m, n, k, acc)
+			case tB:
+				be.MatMulNT(c, a, bb, m, n, k, acc)
+			default:
+				be.MatMulNN(c, a, bb, m, n, k, acc)
+			}
+		})
 	}
-	must(b.d.Gemm(tA, tB, scc.Slice(0, m*n), sa.Slice(0, m*k), sb.Slice(0, k*n), m, n, k, acc))
-	must(scc.Download(0, c[:m*n]))
 }
 
 // MatMulNT computes C[m×n] (+)= A[m×k]·B[n×k]ᵀ.
@@ -120,11 +170,31 @@ func (b *Backend) SyrkTN(h, x []float32, n, k int) {
 	backend.CheckDims("vulkan syrk", h, x, x, n*n, k*n, k*n)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	sx, sh := b.scratch(0, k*n), b.scratch(2, n*n)
-	must(sx.Upload(0, x[:k*n]))
-	must(sh.Upload(0, h[:n*n]))
-	must(b.d.Gemm(true, false, sh.Slice(0, n*n), sx.Slice(0, k*n), sx.Slice(0, k*n), n, n, k, true))
-	must(sh.Download(0, h[:n*n]))
+	err := func() error {
+		sx, err := b.scratch(0, k*n)
+		if err != nil {
+			return err
+		}
+		sh, err := b.scratch(2, n*n)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(sx.Upload(0, x[:k*n]), sh.Upload(0, h[:n*n])); err != nil {
+			return err
+		}
+		if err := b.d.Gemm(true, false, sh.Slice(0, n*n), sx.Slice(0, k*n), sx.Slice(0, k*n), n, n, k, true); err != nil {
+			return err
+		}
+		return sh.Download(0, h[:n*n])
+	}()
+	if err != nil {
+		b.fallback(err, func(be backend.Backend) { be.SyrkTN(h, x, n, k) })
+	}
 }
 
 var _ backend.Backend = (*Backend)(nil)
+
+// Float32Device is the device-resident interface on this backend's device
+// (nn.DeviceFor picks it): a new handle per call (own sticky error and
+// non-finite flag), sharing the device.
+func (b *Backend) Float32Device() backend.Device[float32] { return b.d.F32() }

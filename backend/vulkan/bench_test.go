@@ -13,6 +13,7 @@ import (
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
 	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -68,6 +69,12 @@ func BenchmarkVulkanGemm(b *testing.B) {
 			tA, tB bool
 		}{{"NT", false, true}, {"NN", false, false}, {"TN", true, false}} {
 			b.Run(fmt.Sprintf("%s/%s/%d", d.Name(), op.name, n), func(b *testing.B) {
+				// warm-up outside the timing: pipeline creation compiles
+				// the shader (a large share of one iteration on lavapipe)
+				if err := d.Gemm(op.tA, op.tB, bc.All(), ba.All(), bw.All(), n, n, n, false); err != nil {
+					b.Fatal(err)
+				}
+				d.Flush()
 				for b.Loop() {
 					if err := d.Gemm(op.tA, op.tB, bc.All(), ba.All(), bw.All(), n, n, n, false); err != nil {
 						b.Fatal(err)
@@ -118,8 +125,9 @@ var tinyModels = []struct{ name, spec string }{
 	{"stories260K", "hf:karpathy/tinyllamas/stories260K/stories260K.bin"},
 }
 
-// BenchmarkVulkanForward: forward tokens/s of the tiny models through the
-// host-slice interface (every GEMM uploads its operands), CPU alongside.
+// BenchmarkVulkanForward: forward tokens/s of the tiny models with the
+// weights resident on the device (model.ResidentOf.Forward: activations on
+// the device, logits downloaded), the CPU host device alongside.
 func BenchmarkVulkanForward(b *testing.B) {
 	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
 		b.Skip("DARWINLM_HUB_MIRROR not set")
@@ -131,19 +139,67 @@ func BenchmarkVulkanForward(b *testing.B) {
 			b.Fatal(err)
 		}
 		seqs := pseudoSeqs(8, 256, m.Cfg.Vocab)
-		for _, be := range []backend.Backend{&Backend{d: d}, cpu.New()} {
-			b.Run(tm.name+"/"+be.Name(), func(b *testing.B) {
+		for _, dev := range []backend.Device[float32]{d.F32(), nn.NewHost[float32](cpu.New())} {
+			r, err := m.Upload(dev)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run(tm.name+"/"+dev.Name(), func(b *testing.B) {
+				if _, err := r.Forward(seqs[:1]); err != nil { // warm-up: pipelines
+					b.Fatal(err)
+				}
 				for b.Loop() {
-					m.Forward(be, seqs)
+					if _, err := r.Forward(seqs); err != nil {
+						b.Fatal(err)
+					}
 				}
 				b.ReportMetric(float64(b.N*8*256)/b.Elapsed().Seconds(), "tokens/s")
 			})
+			r.Release()
+		}
+	}
+}
+
+// BenchmarkVulkanFineTune: fine-tuning tokens/s (one AdamW step per
+// sequence of 256 tokens: forward, loss, backward and the update all on the
+// device, weights resident) of the tiny models, the CPU alongside.
+func BenchmarkVulkanFineTune(b *testing.B) {
+	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
+		b.Skip("DARWINLM_HUB_MIRROR not set")
+	}
+	d := benchDevice(b)
+	for _, tm := range tinyModels {
+		for _, be := range []backend.Backend{&Backend{d: d}, cpu.New()} {
+			m, _, err := model.Open(tm.spec, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			f := train.NewFineTuner(be, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8})
+			r, err := m.Upload(f.Device())
+			if err != nil {
+				b.Fatal(err)
+			}
+			seqs := pseudoSeqs(4, 256, m.Cfg.Vocab)
+			b.Run(tm.name+"/"+f.Device().Name(), func(b *testing.B) {
+				if _, err := f.TrainResident(r, [][]int{seqs[0][:16]}); err != nil { // warm-up: pipelines
+					b.Fatal(err)
+				}
+				for b.Loop() {
+					if _, err := f.TrainResident(r, seqs); err != nil {
+						b.Fatal(err)
+					}
+				}
+				b.ReportMetric(float64(b.N*4*256)/b.Elapsed().Seconds(), "tokens/s")
+			})
+			r.Release()
 		}
 	}
 }
 
 // BenchmarkVulkanTrain: training tokens/s (forward, loss, backward, AdamW)
-// of the tiny models, batch 8 × 256, through the host-slice interface.
+// of the tiny models, batch 8 × 256, with train.Trainer (forward, backward
+// and losses on the device; the optimizer on the host around a gradient
+// download and a weight upload).
 func BenchmarkVulkanTrain(b *testing.B) {
 	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
 		b.Skip("DARWINLM_HUB_MIRROR not set")

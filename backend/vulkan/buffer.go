@@ -20,7 +20,10 @@ type Buffer struct {
 	mem   core1_0.DeviceMemory
 	ptr   unsafe.Pointer // mapped memory (host-visible buffers)
 	batch uint64         // last batch that used it
-	freed bool
+	freed bool           // no longer usable
+	// released: its Vulkan objects are destroyed (a freed buffer used by
+	// the batch being recorded is released by the flush that ends it)
+	released bool
 }
 
 // View is a window [Off, Off+N) of a buffer's elements; the zero View stands
@@ -89,6 +92,7 @@ func (d *Device) newBuffer(size, memType int, mapIt bool) (*Buffer, error) {
 		return nil, fmt.Errorf("vulkan: binding buffer memory: %w", err)
 	}
 	b := &Buffer{d: d, dt: F32, n: size / 4, bytes: size, buf: buf, mem: mem, batch: math.MaxUint64} // not used by any batch yet
+	d.live[b] = struct{}{}
 	if mapIt {
 		p, _, err := mem.Map(0, req.Size, 0)
 		if err != nil {
@@ -100,7 +104,8 @@ func (d *Device) newBuffer(size, memType int, mapIt bool) (*Buffer, error) {
 	return b, nil
 }
 
-// Free releases the buffer (after the work that uses it has finished).
+// Free releases the buffer. When the batch being recorded uses it, the
+// release waits for the flush that ends that batch (no sync here).
 func (b *Buffer) Free() {
 	if b == nil || b.freed {
 		return
@@ -108,17 +113,24 @@ func (b *Buffer) Free() {
 	d := b.d
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	if b.released {
+		return
+	}
 	if b.batch == d.batch && d.open {
-		d.flush() // its memory must outlive the batch; errors resurface on the next op
+		b.freed = true
+		d.deferred = append(d.deferred, b)
+		return
 	}
 	b.free()
 }
 
 func (b *Buffer) free() {
-	if b.freed {
+	b.freed = true
+	if b.released {
 		return
 	}
-	b.freed = true
+	b.released = true
+	delete(b.d.live, b)
 	if b.ptr != nil {
 		b.mem.Unmap()
 	}

@@ -51,7 +51,8 @@ type Device struct {
 	cb          core1_0.CommandBuffer
 	fence       core1_0.Fence
 	dpool       core1_0.DescriptorPool
-	nsets       int    // descriptor sets used in the current batch
+	nsets       int // descriptor sets used in the current batch
+	sets        []core1_0.DescriptorSet
 	batch       uint64 // id of the batch being recorded
 	open        bool   // cb is recording
 	ndisp       int    // dispatches in the current batch
@@ -60,12 +61,25 @@ type Device struct {
 	dummy       *Buffer
 	staging     *Buffer
 	transient   []*Buffer // small per-call buffers (ids, maps), freed by the flush that ends their batch
+	deferred    []*Buffer // freed by the user while the recorded batch uses them
+	live        map[*Buffer]struct{}
+
+	// The device-resident interface (Dev): per-batch arenas for host data
+	// (ids, tables) and device scratch, reset by every flush; the AdamW
+	// non-finite flag; rotary tables by RopeTable.
+	host, scratch arena
+	flag          *Buffer // one word per Dev (flagNext handed out, flagFree returned)
+	flagNext      int
+	flagFree      []int
+	ropes         map[any]*ropeTab
+	ropeClock     uint64
+	attnCap       int // floats of compact attention probabilities per dispatch (1<<26; tests lower it)
 
 	vmu  sync.Mutex
 	vmsg []string
 }
 
-const setsPerBatch = 512
+const setsPerBatch = 2048
 
 // Open opens a device (see Options).
 func Open(o Options) (*Device, error) {
@@ -73,7 +87,7 @@ func Open(o Options) (*Device, error) {
 	if err != nil {
 		return nil, fmt.Errorf("vulkan: loader: %w", err)
 	}
-	d := &Device{loader: loader, pipes: map[string]*pipeline{}}
+	d := &Device{loader: loader, pipes: map[string]*pipeline{}, live: map[*Buffer]struct{}{}, ropes: map[any]*ropeTab{}, attnCap: 1 << 26}
 	ici := core1_0.InstanceCreateInfo{APIVersion: common.Vulkan1_1, ApplicationName: "darwinlm"}
 	if o.Validation {
 		layers, _, err := loader.AvailableLayers()
@@ -261,6 +275,7 @@ func (d *Device) init(o Options) error {
 		return fmt.Errorf("vulkan: fence: %w", err)
 	}
 	d.dpool, _, err = d.dev.CreateDescriptorPool(nil, core1_0.DescriptorPoolCreateInfo{MaxSets: setsPerBatch,
+		Flags:     core1_0.DescriptorPoolCreateFreeDescriptorSet,
 		PoolSizes: []core1_0.DescriptorPoolSize{{Type: core1_0.DescriptorTypeStorageBuffer, DescriptorCount: 8 * setsPerBatch}}})
 	if err != nil {
 		return fmt.Errorf("vulkan: descriptor pool: %w", err)
@@ -340,11 +355,17 @@ func (d *Device) Close() {
 	defer d.mu.Unlock()
 	if d.dev != nil {
 		d.dev.WaitIdle()
-		for _, b := range append([]*Buffer{d.dummy, d.staging}, d.transient...) {
-			if b != nil {
-				b.free()
-			}
+		// Every buffer still allocated (scratch, arenas, tables and the
+		// user's), so that no Vulkan object outlives the device.
+		all := make([]*Buffer, 0, len(d.live))
+		for b := range d.live {
+			all = append(all, b)
 		}
+		for _, b := range all {
+			b.free()
+		}
+		d.transient, d.deferred = nil, nil
+		d.freeSets()
 		names := make([]string, 0, len(d.pipes))
 		for n := range d.pipes {
 			names = append(names, n)

@@ -39,6 +39,10 @@ var programs = map[string]struct{ bind, push int }{
 	"silu_mul": {3, 4}, "adamw": {4, 14}, "xent": {4, 8},
 	"attention": {6, 13}, "embed": {3, 6}, "embed_bwd": {3, 6},
 	"rmsnorm_bwd_dx": {5, 7}, "rmsnorm_bwd_dw": {5, 7}, "swiglu_bwd": {5, 6},
+	// the device-resident interface (Dev)
+	"add": {2, 3}, "addbias": {2, 4}, "addbias_bwd": {2, 4}, "rope_seq": {4, 9},
+	"attn": {7, 12}, "attn_ds": {6, 10}, "attn_dq": {5, 8}, "attn_dkv": {8, 11},
+	"xent_set": {4, 8}, "kl": {5, 9}, "sparse_kl": {6, 11}, "adamw_step": {5, 14},
 }
 
 func (d *Device) pipeline(name string) (*pipeline, error) {
@@ -117,9 +121,11 @@ func (d *Device) flush() error {
 	d.open = false
 	d.batch++
 	if _, err := d.cb.End(); err != nil {
+		d.freeSets()
 		return fmt.Errorf("vulkan: end command buffer: %w", err)
 	}
 	if _, err := d.queue.Submit(d.fence, []core1_0.SubmitInfo{{CommandBuffers: []core1_0.CommandBuffer{d.cb}}}); err != nil {
+		d.freeSets()
 		return fmt.Errorf("vulkan: submit: %w", err)
 	}
 	d.submits++
@@ -132,14 +138,36 @@ func (d *Device) flush() error {
 	if _, err := d.cb.Reset(0); err != nil {
 		return fmt.Errorf("vulkan: command buffer reset: %w", err)
 	}
-	if _, err := d.dpool.Reset(0); err != nil {
-		return fmt.Errorf("vulkan: descriptor pool reset: %w", err)
+	if err := d.freeSets(); err != nil {
+		return err
 	}
 	d.nsets, d.ndisp = 0, 0
 	for _, b := range d.transient {
 		b.free()
 	}
-	d.transient = d.transient[:0]
+	for _, b := range d.deferred {
+		b.free()
+	}
+	d.transient, d.deferred = d.transient[:0], d.deferred[:0]
+	d.host.used, d.scratch.used = 0, 0
+	return nil
+}
+
+// freeSets returns the batch's descriptor sets to the pool one by one
+// (vkFreeDescriptorSets), not with a pool reset: vkngwrapper keeps every
+// set in its handle-keyed object store until it is freed through it, and a
+// reset would leave stale entries that a later object with a reused handle
+// value (lavapipe's handles are heap addresses) would be mistaken for.
+func (d *Device) freeSets() error {
+	if len(d.sets) == 0 {
+		return nil
+	}
+	_, err := d.dev.FreeDescriptorSets(d.sets)
+	clear(d.sets)
+	d.sets, d.nsets = d.sets[:0], 0
+	if err != nil {
+		return fmt.Errorf("vulkan: freeing descriptor sets: %w", err)
+	}
 	return nil
 }
 
@@ -227,6 +255,7 @@ func (d *Device) dispatch(name string, views []View, rest []byte, gx, gy, gz int
 		return fmt.Errorf("vulkan: %s: descriptor set: %w", name, err)
 	}
 	d.nsets++
+	d.sets = append(d.sets, sets[0])
 	var writes []core1_0.WriteDescriptorSet
 	push := make([]byte, 0, p.npush)
 	for i, v := range views {

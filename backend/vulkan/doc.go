@@ -4,17 +4,21 @@
 // build tags `vulkan && cgo` (make build-vulkan); the default pure-Go build
 // compiles a stub whose constructors return an error.
 //
-// Two levels:
+// Three levels:
 //
 //   - Device, Buffer and the buffer-level operations (Gemm, RMSNorm, Rope,
 //     Softmax, LogSoftmax, SiLUMul, AdamW, CrossEntropy): tensors live in
 //     device buffers, operations are recorded into one command buffer and
 //     submitted in batches (Flush, or implicitly by Download); operands larger
 //     than maxStorageBufferRange are split into windows.
-//   - Backend: today's backend.Backend on host slices (upload, dispatch,
-//     download per call), registered as "vulkan", so that every command runs
-//     with --backend vulkan [--device N]. Slow (operands cross the bus on every
-//     call) until model/train move to the device-resident interface.
+//   - Dev (Device.F32): backend.Device[float32], the device-resident
+//     interface model, train, prune and evolve run on (nn.DeviceFor picks it
+//     through Backend.Float32Device): views over F32 Buffers, every model,
+//     loss and optimizer operation as shaders, per-batch arenas for host
+//     tables and scratch, sticky errors (dev.go, arena.go).
+//   - Backend: backend.Backend on host slices (upload, dispatch, download per
+//     call), registered as "vulkan", so that every command runs with
+//     --backend vulkan [--device N]; its Float32Device is the Dev.
 //
 // Device choice: device −1 takes the first discrete, then integrated GPU; a
 // CPU implementation such as lavapipe only when its index is given.

@@ -48,20 +48,36 @@ func TestTinyModelsPerplexity(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		s0, d0 := d.Submits(), d.Dispatches()
 		got, err := eval.Perplexity(m, vk, tok, text, 128, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("%s: %d submits, %d dispatches and copies", spec, d.Submits()-s0, d.Dispatches()-d0)
 		rel := math.Abs(got.PPL-want.PPL) / want.PPL
 		t.Logf("%s: %d tokens, ppl cpu %.6f vulkan %.6f (rel %.1e)", spec, want.Tokens, want.PPL, got.PPL, rel)
 		if rel > 1e-5 || got.Scored != want.Scored {
 			t.Errorf("%s: ppl %v vs CPU %v", spec, got.PPL, want.PPL)
 		}
 	}
+	usedPrograms(t, d, "attn", "rope_seq", "rmsnorm", "gemm_nt")
+}
+
+// usedPrograms fails unless the device ran every named program (so that a
+// cross-check really ran on the device-resident path).
+func usedPrograms(t *testing.T, d *Device, names ...string) {
+	t.Helper()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, n := range names {
+		if d.pipes[n] == nil {
+			t.Errorf("program %s never ran on the device", n)
+		}
+	}
 }
 
 // TestTinyModelGradients runs the loss and backward pass of stories260K
-// through the Vulkan backend and compares loss and every gradient with the
+// through train.Trainer on the Vulkan backend (its graph runs on the device) and compares loss and every gradient with the
 // CPU backend's: |Δg| ≤ 1e-4·max|g| per tensor (the GEMM tolerance, grown
 // through the layers of the backward pass).
 func TestTinyModelGradients(t *testing.T) {
@@ -105,4 +121,5 @@ func TestTinyModelGradients(t *testing.T) {
 		}
 	}
 	t.Logf("loss cpu %.7f vulkan %.7f, %d gradient tensors compared", loss[0], loss[1], len(grads[0]))
+	usedPrograms(t, d, "attn", "attn_ds", "attn_dkv", "xent_set", "embed_bwd")
 }

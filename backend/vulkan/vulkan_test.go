@@ -418,6 +418,10 @@ func TestNoDriver(t *testing.T) {
 	if err == nil {
 		t.Fatal("no driver: no error")
 	}
+	// The message says what failed and where the driver was looked for.
+	if !strings.Contains(err.Error(), "creating instance") || !strings.Contains(err.Error(), "/nonexistent.json") {
+		t.Errorf("no driver: unclear error %q", err)
+	}
 	t.Log(err)
 }
 

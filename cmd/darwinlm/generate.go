@@ -76,6 +76,7 @@ context length (a note on stderr says so).`,
 			}
 			rng := rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15))
 			cache := m.NewCache()
+			defer cache.Release()
 			logits := m.Step(be, cache, ids)
 			printed := tok.Decode(ids)
 			fmt.Print(printed)

@@ -135,6 +135,9 @@ func TestBadInputErrors(t *testing.T) {
 		{[]string{"generate", "--model", bogus, "--max-tokens", "1"}, "model.bin"},
 		{[]string{"generate", "--model", "hf:nobody/nothing", "--max-tokens", "1"}, "nobody/nothing"},
 		{[]string{"generate", "--model", "hf:raincandy-u/TinyStories-656K", "--backend", "nope"}, "unknown backend"},
+		// the search opens its backend by name: --device must reach it
+		{[]string{"search", "--model", "hf:raincandy-u/TinyStories-656K", "--database", dir, "--calib", bogus,
+			"--log", filepath.Join(dir, "log"), "--out", filepath.Join(dir, "out.txt"), "--backend", "cpu", "--device", "0"}, "no devices"},
 	}
 	t.Setenv("DARWINLM_OFFLINE", "1")
 	for _, c := range cases {

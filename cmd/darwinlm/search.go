@@ -82,6 +82,9 @@ The final configuration is written to --out in the database's level format
 		RunE: func(cc *cobra.Command, _ []string) error {
 			progress.Quiet = mf.quiet
 			c.Model, c.Tokenizer, c.Backend = mf.model, mf.tokenizer, mf.backend
+			if mf.device >= 0 { // the search opens its backend by name
+				c.Backend = fmt.Sprintf("%s:%d", mf.backend, mf.device)
+			}
 			c.CacheMemory = cacheMiB << 20
 			if c.Log == "" {
 				return fmt.Errorf("--log is required (the search log, also what --resume continues from)")

@@ -2,7 +2,7 @@
 
 #include "textflag.h"
 
-// func adamwAVX(w, gr, m, v *float32, n int, c *adamwConsts) bool
+// func adamwAVX(w, gr, m, v *float32, n int, c *backend.AdamWStep) bool
 // Eight lanes of adamwGo per iteration: the same float32 operations in the
 // same order (no FMA), so the results are bitwise adamwGo's.
 TEXT ·adamwAVX(SB), NOSPLIT, $0-49

@@ -1,0 +1,23 @@
+//go:build vulkan && cgo
+
+package vulkan
+
+import (
+	"testing"
+
+	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/backend/devicetest"
+)
+
+// TestConformance runs the device conformance suite on the Vulkan device
+// (lavapipe in CI) with the stated tolerance, 1e-5 relative.
+func TestConformance(t *testing.T) {
+	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{}).F32() }, 1e-5)
+}
+
+// TestConformanceStaging runs the suite with device buffers that are not
+// mapped (uploads and downloads through staging copies), the path of
+// discrete GPUs.
+func TestConformanceStaging(t *testing.T) {
+	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{ForceStaging: true}).F32() }, 1e-5)
+}
