@@ -3,8 +3,8 @@
 #   1. builds bin/darwinlm-vulkan (cgo, -tags vulkan) and the benchmark binary;
 #   2. checks for an NVIDIA or AMD Vulkan driver and lists the devices;
 #   3. runs the GEMM (GFLOP/s, device-resident and through host slices, CPU
-#      backend alongside), forward and fine-tuning with resident weights and
-#      host-graph training (tokens/s) benchmarks.
+#      backend alongside), device attention forward/backward, forward and
+#      fine-tuning with resident weights, and Trainer (tokens/s) benchmarks.
 # Usage: bench/gpu.sh [--allow-cpu]   (--allow-cpu runs on lavapipe too: slow,
 # correctness only; sizes are then cut to 256,512)
 # Env: DARWINLM_VULKAN_DEVICE (device index, default: the first GPU found),
@@ -65,7 +65,7 @@ echo "== benchmarks (GEMM: GFLOP/s; forward and training: tokens/s)"
 # a GPU. Forward and FineTune keep the weights and activations on the
 # device (backend.Device); Train is train.Trainer (graph on the device, the
 # optimizer on the host around a gradient download and weight upload).
-timeout 270 bin/vulkan-bench.test -test.run '^$' -test.bench 'VulkanGemm|VulkanForward|VulkanFineTune|VulkanTrain' \
+timeout 270 bin/vulkan-bench.test -test.run '^$' -test.bench 'VulkanGemm|VulkanAttention|VulkanForward|VulkanFineTune|VulkanTrain' \
   -test.benchtime $benchtime 2>&1 | grep -E 'Benchmark|FAIL|skip|ok' |
   awk '{ name=$1; metric=""; for (i=2;i<=NF;i++) if ($i=="GFLOP/s"||$i=="tokens/s") metric=$(i-1)" "$i; printf "%-80s %s\n", name, metric }'
 echo "== done in $(( $(date +%s) - t0 )) s"

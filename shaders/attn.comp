@@ -8,7 +8,8 @@
 // query head h. noOut != 0 skips the output (recomputing probabilities).
 // One workgroup per (h, e).
 #version 450
-layout(local_size_x = 256) in;
+#define WG 64u
+layout(local_size_x = 64) in;
 layout(std430, set = 0, binding = 0) readonly buffer Q { float q[]; };
 layout(std430, set = 0, binding = 1) readonly buffer K { float k[]; };
 layout(std430, set = 0, binding = 2) readonly buffer V { float v[]; };
@@ -17,7 +18,7 @@ layout(std430, set = 0, binding = 4) readonly buffer Ent { int ent[]; };
 layout(std430, set = 0, binding = 5) coherent buffer P { float p[]; };
 layout(std430, set = 0, binding = 6) buffer O { float o[]; };
 layout(push_constant) uniform PC { uint oQ, oK, oV, oM, oE, oP, oO, NH, NKV, D, noOut; float scale; } pc;
-shared float red[256];
+shared float red[WG];
 void main() {
     uint h = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x;
     uint eb = pc.oE + gl_WorkGroupID.y * 6u;
@@ -28,7 +29,7 @@ void main() {
     uint qb = pc.oQ + (qRow * pc.NH + h) * pc.D;
     uint pb = pc.oP + pB + (h * T + t) * S;
     float m = -1.0 / 0.0;
-    for (uint s = tid; s < S; s += 256u) {
+    for (uint s = tid; s < S; s += WG) {
         float sc = 0.0;
         if (s <= last) {
             uint kb = pc.oK + ((kv0 + s) * pc.NKV + kh) * pc.D;
@@ -39,23 +40,23 @@ void main() {
         p[pb + s] = sc;
     }
     red[tid] = m; barrier();
-    for (uint w = 128u; w > 0u; w >>= 1) { if (tid < w) red[tid] = max(red[tid], red[tid + w]); barrier(); }
+    for (uint w = WG / 2u; w > 0u; w >>= 1) { if (tid < w) red[tid] = max(red[tid], red[tid + w]); barrier(); }
     m = red[0]; barrier();
     float sum = 0.0;
-    for (uint s = tid; s < S; s += 256u) {
+    for (uint s = tid; s < S; s += WG) {
         float e = s <= last ? exp(p[pb + s] - m) : 0.0;
         p[pb + s] = e;
         sum += e;
     }
     red[tid] = sum; barrier();
-    for (uint w = 128u; w > 0u; w >>= 1) { if (tid < w) red[tid] += red[tid + w]; barrier(); }
+    for (uint w = WG / 2u; w > 0u; w >>= 1) { if (tid < w) red[tid] += red[tid + w]; barrier(); }
     float inv = 1.0 / red[0];
-    for (uint s = tid; s < S; s += 256u) p[pb + s] *= inv;
+    for (uint s = tid; s < S; s += WG) p[pb + s] *= inv;
     if (pc.noOut != 0u) return;
     memoryBarrierBuffer();
     barrier();
     uint ob = pc.oO + (qRow * pc.NH + h) * pc.D;
-    for (uint d = tid; d < pc.D; d += 256u) {
+    for (uint d = tid; d < pc.D; d += WG) {
         float acc = 0.0;
         for (uint s = 0u; s <= last; s++) acc += p[pb + s] * v[pc.oV + ((kv0 + s) * pc.NKV + kh) * pc.D + d];
         o[ob + d] = acc;

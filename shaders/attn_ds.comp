@@ -3,7 +3,8 @@
 // ds_j = scale·p_j·(dp_j − Σ_i p_i·dp_i) for j ≤ t (0 beyond), written in
 // the layout of p. One workgroup per (h, e).
 #version 450
-layout(local_size_x = 256) in;
+#define WG 64u
+layout(local_size_x = 64) in;
 layout(std430, set = 0, binding = 0) readonly buffer DO { float dout[]; };
 layout(std430, set = 0, binding = 1) readonly buffer V { float v[]; };
 layout(std430, set = 0, binding = 2) readonly buffer Map { int kvmap[]; };
@@ -11,7 +12,7 @@ layout(std430, set = 0, binding = 3) readonly buffer Ent { int ent[]; };
 layout(std430, set = 0, binding = 4) readonly buffer P { float p[]; };
 layout(std430, set = 0, binding = 5) buffer DS { float ds[]; };
 layout(push_constant) uniform PC { uint oDO, oV, oM, oE, oP, oDS, NH, NKV, D; float scale; } pc;
-shared float red[256];
+shared float red[WG];
 void main() {
     uint h = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x;
     uint eb = pc.oE + gl_WorkGroupID.y * 6u;
@@ -22,7 +23,7 @@ void main() {
     uint db = pc.oDO + (qRow * pc.NH + h) * pc.D;
     uint pr = pB + (h * T + t) * S;
     float sum = 0.0;
-    for (uint j = tid; j <= last; j += 256u) {
+    for (uint j = tid; j <= last; j += WG) {
         uint vb = pc.oV + ((kv0 + j) * pc.NKV + kh) * pc.D;
         float dp = 0.0;
         for (uint d = 0u; d < pc.D; d++) dp += dout[db + d] * v[vb + d];
@@ -30,9 +31,9 @@ void main() {
         sum += p[pc.oP + pr + j] * dp;
     }
     red[tid] = sum; barrier();
-    for (uint w = 128u; w > 0u; w >>= 1) { if (tid < w) red[tid] += red[tid + w]; barrier(); }
+    for (uint w = WG / 2u; w > 0u; w >>= 1) { if (tid < w) red[tid] += red[tid + w]; barrier(); }
     sum = red[0];
-    for (uint j = tid; j < S; j += 256u) {
+    for (uint j = tid; j < S; j += WG) {
         ds[pc.oDS + pr + j] = j <= last ? pc.scale * p[pc.oP + pr + j] * (ds[pc.oDS + pr + j] - sum) : 0.0;
     }
 }

@@ -5,8 +5,9 @@ package vulkan
 // Dev: the device-resident interface backend.Device[float32] on a Vulkan
 // device. Buffers are *Buffer (F32), views are backend.View over them.
 // Operations are recorded into the device's batch (barriers between them)
-// and run at the next flush: Sync, Download, a loss, a full batch, or an
-// upload or free that must wait for them. Errors are sticky (the first is
+// and run at the next flush: Sync, Download, a loss or a full batch (an
+// upload into a buffer the batch uses is a recorded copy, a free of one
+// waits for the flush). Errors are sticky (the first is
 // kept, later operations are skipped, Sync returns and clears it); nothing
 // panics (a panic inside an operation, e.g. from a RopeTable, is recovered
 // and recorded).
@@ -200,7 +201,7 @@ func (d *Device) fits(op, name string, v View) error {
 // Alloc returns a zeroed buffer of n float32.
 func (x *Dev) Alloc(n int) (backend.View, error) {
 	if n < 0 {
-		return backend.View{}, fmt.Errorf("vulkan: alloc: negative size %d", n)
+		return backend.View{}, fmt.Errorf("vulkan: Alloc: negative size %d", n)
 	}
 	var b *Buffer
 	err := x.locked(func() error {
@@ -230,7 +231,7 @@ func (x *Dev) Free(v backend.View) {
 
 // Upload copies src into dst, in order with the recorded operations.
 func (x *Dev) Upload(dst backend.View, src []float32) error {
-	dv, err := x.view("upload", "dst", dst, len(src), false)
+	dv, err := x.view("Upload", "dst", dst, len(src), false)
 	if err != nil || len(src) == 0 {
 		return err
 	}
@@ -238,21 +239,43 @@ func (x *Dev) Upload(dst backend.View, src []float32) error {
 }
 
 // Download copies src into dst after every recorded operation; it returns
-// (and clears) a pending error instead.
+// (and clears) a pending error instead, backend.ErrNonFinite included.
 func (x *Dev) Download(dst []float32, src backend.View) error {
 	if err := x.takeErr(); err != nil {
 		return err
 	}
-	sv, err := x.view("download", "src", src, len(dst), false)
+	sv, err := x.view("Download", "src", src, len(dst), false)
 	if err != nil {
 		return err
 	}
 	return x.locked(func() error {
+		if err := x.d.flush(); err != nil {
+			return err
+		}
+		if x.flagged() {
+			return backend.ErrNonFinite
+		}
 		if len(dst) == 0 {
-			return x.d.flush()
+			return nil
 		}
 		return x.d.downloadLocked(float32Bytes(dst), sv)
 	})
+}
+
+// flagged reports (and clears) x's non-finite flag; the caller holds d.mu
+// and has flushed. The flag is a pending error like the host device's:
+// Sync, Download and the losses return it.
+func (x *Dev) flagged() bool {
+	d := x.d
+	if x.slot < 0 || d.flag == nil {
+		return false
+	}
+	w := d.flagWords()
+	if w[x.slot] == 0 {
+		return false
+	}
+	w[x.slot] = 0
+	return true
 }
 
 // Resident uploads a copy of host.
@@ -276,11 +299,8 @@ func (x *Dev) Sync() error {
 		if err := x.d.flush(); err != nil {
 			return err
 		}
-		if d := x.d; x.slot >= 0 && d.flag != nil {
-			if w := d.flagWords(); w[x.slot] != 0 {
-				w[x.slot] = 0
-				return backend.ErrNonFinite
-			}
+		if x.flagged() {
+			return backend.ErrNonFinite
 		}
 		return nil
 	})
@@ -1316,6 +1336,9 @@ func (x *Dev) loss(op, prog string, dlogits, logits backend.View, targets []int,
 		}
 		if err := d.flush(); err != nil {
 			return err
+		}
+		if x.flagged() { // an earlier AdamW met a non-finite gradient
+			return backend.ErrNonFinite
 		}
 		rl := unsafe.Slice((*float32)(unsafe.Add(d.host.b.ptr, 4*lv.Off)), rows)
 		for i, t := range targets {

@@ -9,6 +9,7 @@ package vulkan
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -810,6 +811,24 @@ func TestDevAdamW(t *testing.T) {
 	if err := x.Sync(); err != nil {
 		t.Errorf("second Sync: %v", err)
 	}
+	// The flag is a pending error like the host device's: the next loss
+	// or Download returns it too (once), and later operations still run.
+	x.AdamW(vw, padded(t, x, g), vm, vv, s)
+	z := put(t, x, []float32{1, 2, 3})
+	if _, err := x.CrossEntropy(backend.View{}, z, []int{0}, 3, 1); !errors.Is(err, backend.ErrNonFinite) {
+		t.Errorf("loss after an infinite gradient: %v", err)
+	}
+	if l, err := x.CrossEntropy(backend.View{}, z, []int{0}, 3, 1); err != nil || l <= 0 {
+		t.Errorf("the next loss: %v %v", l, err)
+	}
+	x.AdamW(vw, padded(t, x, g), vm, vv, s)
+	x.Add(z, z)
+	if err := x.Download(make([]float32, 3), z); !errors.Is(err, backend.ErrNonFinite) {
+		t.Errorf("Download after an infinite gradient: %v", err)
+	}
+	if got := get(t, x, z); got[0] != 2 {
+		t.Errorf("an operation after the non-finite step did not run: %v", got)
+	}
 }
 
 func TestDevStickyErrors(t *testing.T) {
@@ -1045,6 +1064,57 @@ func TestDevAttentionBackwardGroups(t *testing.T) {
 					t.Fatalf("saved=%v gradient %d element %d: %v in groups, %v in one", saved, g, j, res[1][g][j], res[0][g][j])
 				}
 			}
+		}
+	}
+}
+
+// TestDevConcurrent: goroutines on their own handles of one device (as a
+// search's workers) get their own results and errors.
+func TestDevConcurrent(t *testing.T) {
+	d := open(t, Options{})
+	r := rand.New(rand.NewPCG(14, 14))
+	const m, n, k = 13, 17, 19
+	a, b := randVec(r, m*k), randVec(r, n*k)
+	ref, scale := gemmRef(false, true, nil, a, b, m, n, k, false)
+	errs := make(chan error, 4)
+	for g := 0; g < 4; g++ {
+		go func(g int) {
+			x := d.F32()
+			var err error
+			defer func() { errs <- err }()
+			for it := 0; it < 10; it++ {
+				va, _ := x.Resident(a)
+				vb, _ := x.Resident(b)
+				vc, _ := x.Alloc(m * n)
+				x.MatNT(vc, va, vb, m, n, k, false)
+				if g == 0 {
+					x.Add(vc, va) // an error of handle 0 only
+					if e := x.Sync(); e == nil {
+						err = errors.New("handle 0: no error")
+						return
+					}
+					x.MatNT(vc, va, vb, m, n, k, false)
+				}
+				got := make([]float32, m*n)
+				if err = x.Download(got, vc); err != nil {
+					return
+				}
+				for i := range got {
+					if math.Abs(float64(got[i])-ref[i]) > devTol*scale[i] {
+						err = fmt.Errorf("handle %d: element %d %v, want %v", g, i, got[i], ref[i])
+						return
+					}
+				}
+				x.Free(va)
+				x.Free(vb)
+				x.Free(vc)
+			}
+			err = x.Sync()
+		}(g)
+	}
+	for g := 0; g < 4; g++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
 		}
 	}
 }

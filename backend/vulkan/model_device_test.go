@@ -235,11 +235,11 @@ func TestPruningDatabase(t *testing.T) {
 // stories260K (4 offspring, 2 selection stages, fine-tuning in selection)
 // with --backend vulkan and with the CPU: the same candidates, the same
 // survivors at every stage and the same winner, fitness within 1e-5
-// relative. About 100 s on lavapipe: set DARWINLM_VULKAN_SLOW=1.
+// relative. About 75 s on lavapipe: set DARWINLM_VULKAN_SLOW=1.
 func TestSearchGeneration(t *testing.T) {
 	needMirror(t)
 	if os.Getenv("DARWINLM_VULKAN_SLOW") == "" {
-		t.Skip("about 100 s on lavapipe: set DARWINLM_VULKAN_SLOW=1")
+		t.Skip("about 75 s on lavapipe: set DARWINLM_VULKAN_SLOW=1")
 	}
 	open(t, Options{}).Close() // skips without a driver
 	const spec = "hf:karpathy/tinyllamas/stories260K/stories260K.bin"
@@ -297,4 +297,47 @@ func TestSearchGeneration(t *testing.T) {
 		t.Errorf("winner %v, CPU %v", res[1].Levels, res[0].Levels)
 	}
 	t.Logf("%d candidate rows: same candidates, survivors and winner %v; worst relative fitness difference %.1e", len(rows[0]), res[0].Levels, worst)
+}
+
+// TestGreedyGeneration: 40 greedy tokens of both tiny models through the
+// KV cache (device buffers; every step attends to the cache as K/V parts
+// at Pos > 0) on Vulkan give the CPU's tokens, last logits within 1e-5.
+func TestGreedyGeneration(t *testing.T) {
+	needMirror(t)
+	d := open(t, Options{})
+	vk := &Backend{d: d}
+	for _, spec := range []string{"hf:raincandy-u/TinyStories-656K", "hf:karpathy/tinyllamas/stories260K/stories260K.bin"} {
+		var toks [2][]int
+		var last [2][]float32
+		for i, be := range []backend.Backend{cpu.New(), vk} {
+			m, tok, err := model.Open(spec, "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			cache := m.NewCache()
+			ids := tok.Encode("Once upon a time")
+			logits := m.Step(be, cache, ids)
+			for n := 0; n < 40; n++ {
+				next := 0
+				for j, v := range logits {
+					if v > logits[next] {
+						next = j
+					}
+				}
+				toks[i] = append(toks[i], next)
+				logits = m.Step(be, cache, []int{next})
+			}
+			last[i] = append([]float32(nil), logits...)
+			cache.Release()
+		}
+		if !slices.Equal(toks[0], toks[1]) {
+			t.Errorf("%s: tokens %v, CPU %v", spec, toks[1], toks[0])
+		}
+		rel, _ := maxRelDiff(last[0], last[1])
+		if rel > 1e-5 {
+			t.Errorf("%s: last logits differ by %.2e of their largest", spec, rel)
+		}
+		t.Logf("%s: 40 greedy tokens identical; last logits within %.1e", spec, rel)
+	}
+	usedPrograms(t, d, "attn")
 }
