@@ -83,17 +83,9 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 				copyChunks(dst[ir*kb:], w, src, v.cs, kb, w)
 				continue
 			}
-			// The ragged last panel, zero-padded, element by element (a
-			// memmove and a memclr call per k-step cost more).
-			for p := 0; p < kb; p++ {
-				d, s := dst[ir*kb+p*w:ir*kb+p*w+w], src[p*v.cs:p*v.cs+rows]
-				for q, x := range s {
-					d[q] = x
-				}
-				for q := rows; q < w; q++ {
-					d[q] = 0
-				}
-			}
+			// The ragged last panel with its zero padding, one move per
+			// k-step (a memmove and a memclr call each cost more).
+			padChunks(dst[ir*kb:], w, src, v.cs, kb, rows, w)
 		}
 		return
 	}
@@ -112,9 +104,7 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 		}
 		if rows < w {
 			for p := 0; p < kb; p++ {
-				for q := p*w + rows; q < p*w+w; q++ { // no memclr call per k-step
-					panel[q] = 0
-				}
+				clear(panel[p*w+rows : p*w+w])
 			}
 		}
 	}
@@ -122,6 +112,15 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 
 // copyChunksGo copies n chunks of w floats, chunk c from src[c*ss:] to
 // dst[c*ds:].
+// padChunksGo copies n chunks of rows floats, chunk c from src[c*ss:] to
+// dst[c*ds:], each followed by w−rows zeros.
+func padChunksGo(dst []float32, ds int, src []float32, ss, n, rows, w int) {
+	for c := 0; c < n; c++ {
+		copy(dst[c*ds:c*ds+rows], src[c*ss:c*ss+rows])
+		clear(dst[c*ds+rows : c*ds+w])
+	}
+}
+
 func copyChunksGo(dst []float32, ds int, src []float32, ss, n, w int) {
 	for c := 0; c < n; c++ {
 		copy(dst[c*ds:c*ds+w], src[c*ss:c*ss+w])
@@ -178,9 +177,7 @@ func (v bview) pack(dst []float32, r0, rb, p0, kb, w int) {
 		v.tr(panel, w, v.d[(r0+ir)*v.ld+p0:], v.ld, rows, kb)
 		if rows < w {
 			for p := 0; p < kb; p++ {
-				for q := p*w + rows; q < p*w+w; q++ { // no memclr call per k-step
-					panel[q] = 0
-				}
+				clear(panel[p*w+rows : p*w+w])
 			}
 		}
 	}

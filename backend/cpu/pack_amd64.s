@@ -201,3 +201,39 @@ copyChunks_w32:
 copyChunks_done:
 	VZEROUPPER
 	RET
+
+// func padChunksAVX512(dst *float32, ds int, src *float32, ss, n, lo, hi, slo, shi int)
+// Copies n chunks of up to 32 floats, chunk c from src[c*ss:] to
+// dst[c*ds:]: lanes in the load masks lo (0..15) and hi (16..31) are read,
+// the others are zero, and the lanes in the store masks slo, shi written
+// (a ragged packed panel with its zero padding in one pass).
+TEXT ·padChunksAVX512(SB), NOSPLIT, $0-72
+	MOVQ dst+0(FP), DI
+	MOVQ ds+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ ss+24(FP), R9
+	SHLQ $2, R9
+	MOVQ n+32(FP), CX
+	MOVQ lo+40(FP), AX
+	KMOVW AX, K1
+	MOVQ hi+48(FP), AX
+	KMOVW AX, K2
+	MOVQ slo+56(FP), AX
+	KMOVW AX, K3
+	MOVQ shi+64(FP), AX
+	KMOVW AX, K4
+	TESTQ CX, CX
+	JEQ padChunks_done
+padChunks_loop:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VMOVUPS Z0, K3, (DI)
+	VMOVUPS Z1, K4, 64(DI)
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ padChunks_loop
+padChunks_done:
+	VZEROUPPER
+	RET

@@ -116,6 +116,27 @@ func attnDS512(k *kernel) {
 }
 
 //go:noescape
+func padChunksAVX512(dst *float32, ds int, src *float32, ss, n, lo, hi, slo, shi int)
+
+var haveAVX512 = cpuid.CPU.Supports(cpuid.AVX512F)
+
+// padChunks is padChunksGo, with one masked AVX-512 move per chunk.
+func padChunks(dst []float32, ds int, src []float32, ss, n, rows, w int) {
+	if n <= 0 {
+		return
+	}
+	switch {
+	case !haveAVX512 || w > 32 || rows > w:
+		padChunksGo(dst, ds, src, ss, n, rows, w)
+	case len(dst) < (n-1)*ds+w || len(src) < (n-1)*ss+rows || ds < 0 || ss < 0 || rows < 0:
+		panic("cpu: padChunks out of range")
+	default:
+		m := func(k int) int { return 1<<min(max(k, 0), 16) - 1 }
+		padChunksAVX512(unsafe.SliceData(dst), ds, unsafe.SliceData(src), ss, n, m(rows), m(rows-16), m(w), m(w-16))
+	}
+}
+
+//go:noescape
 func copyChunksAVX(dst *float32, ds int, src *float32, ss, n, w int)
 
 var haveAVX = cpuid.CPU.Supports(cpuid.AVX)

@@ -7,3 +7,7 @@ package cpu
 func copyChunks(dst []float32, ds int, src []float32, ss, n, w int) {
 	copyChunksGo(dst, ds, src, ss, n, w)
 }
+
+func padChunks(dst []float32, ds int, src []float32, ss, n, rows, w int) {
+	padChunksGo(dst, ds, src, ss, n, rows, w)
+}
