@@ -208,3 +208,34 @@ func BenchmarkRows(b *testing.B) {
 	})
 	_ = sink
 }
+
+// fineTuneShapes are the products of one FineTune step on TinyStories-656K
+// (T = 128, hidden 128, 8 heads of 16 over 4 K/V heads, MLP 384, vocab 2048,
+// 2 layers) with how often each runs per step: the GEMM share of
+// BenchmarkFineTune, shape by shape.
+var fineTuneShapes = []struct {
+	shape
+	count int
+}{
+	{shape{"NT", 128, 128, 128}, 4}, {shape{"NT", 128, 64, 128}, 4}, {shape{"NT", 128, 384, 128}, 4},
+	{shape{"NT", 128, 128, 384}, 2}, {shape{"NT", 128, 2048, 128}, 1},
+	{shape{"NT", 256, 128, 16}, 24}, {shape{"NN", 256, 16, 128}, 16}, {shape{"TN", 128, 16, 256}, 16},
+	{shape{"TN", 2048, 128, 128}, 1}, {shape{"NN", 128, 128, 2048}, 1},
+	{shape{"TN", 128, 384, 128}, 2}, {shape{"NN", 128, 384, 128}, 2}, {shape{"TN", 384, 128, 128}, 4},
+	{shape{"NN", 128, 128, 384}, 4}, {shape{"TN", 128, 128, 128}, 4}, {shape{"NN", 128, 128, 128}, 4},
+	{shape{"TN", 64, 128, 128}, 4}, {shape{"NN", 128, 128, 64}, 4},
+}
+
+// BenchmarkGemmFineTune runs every product of one FineTune step on one
+// worker; µs/step is the shape's time per training step (time × count).
+//
+//	go test -run '^$' -bench GemmFineTune ./bench/
+func BenchmarkGemmFineTune(b *testing.B) {
+	c := cpu.New().WithWorkers(1)
+	for _, s := range fineTuneShapes {
+		b.Run(s.String(), func(b *testing.B) {
+			benchShape(b, c, s.shape)
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)*float64(s.count), "µs/step")
+		})
+	}
+}

@@ -40,3 +40,35 @@ func BenchmarkAttention(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAttentionBackward is the attention of one TinyStories-656K layer
+// in a FineTune step (T = 128, 8 heads over 4 K/V heads, d = 16): the
+// forward pass and the backward pass with the probabilities recomputed.
+//
+//	go test -run '^$' -bench AttentionBackward ./nn/
+func BenchmarkAttentionBackward(b *testing.B) {
+	const T, nH, nKV, d = 128, 8, 4, 16
+	be, err := backend.Get("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	x := func(n int, s float32) []float32 {
+		v := make([]float32, n)
+		for i := range v {
+			v[i] = float32(i*7%13-6) * s
+		}
+		return v
+	}
+	q, k, v, dout := x(T*nH*d, 0.1), x(T*nKV*d, 0.07), x(T*nKV*d, 0.3), x(T*nH*d, 0.01)
+	out, dq, dk, dv := make([]float32, len(q)), make([]float32, len(q)), make([]float32, len(k)), make([]float32, len(k))
+	b.Run("forward", func(b *testing.B) {
+		for b.Loop() {
+			AttentionForwardT(be, out, nil, q, k, v, T, 0, nH, nKV, nil, d)
+		}
+	})
+	b.Run("backward", func(b *testing.B) {
+		for b.Loop() {
+			AttentionBackward(be, dq, dk, dv, dout, q, k, v, nil, T, nH, nKV, nil, d)
+		}
+	})
+}

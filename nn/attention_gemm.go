@@ -41,23 +41,17 @@ func AttentionForwardGEMM(be backend.Backend, out, probs, q, k, v []float32, T, 
 		for hi, h := range heads {
 			gatherHead(qg[hi*T*d:], q, T, qs, h*d, d)
 		}
-		be.MatMulNT(s[:rows*Tk], qg[:rows*d], kh, rows, Tk, d, false)
+		matNTCausal(be, s[:rows*Tk], qg[:rows*d], kh, rows, Tk, d, T, past)
 		ParallelFor(len(heads), func(hi int) {
 			h := heads[hi]
-			for t := 0; t < T; t++ {
-				row := s[(hi*T+t)*Tk : (hi*T+t+1)*Tk]
-				last := past + t
-				softmaxCausalRow(rk, row, last, scale)
-				if probs != nil {
-					copy(probs[(h*T+t)*Tk:(h*T+t+1)*Tk], row)
-				}
+			softmaxCausalRows(rk, s[hi*T*Tk:(hi+1)*T*Tk], Tk, T, past, scale)
+			if probs != nil {
+				copy(probs[h*T*Tk:(h+1)*T*Tk], s[hi*T*Tk:(hi+1)*T*Tk])
 			}
 		})
 		be.MatMulNN(og[:rows*d], s[:rows*Tk], vh, rows, d, Tk, false)
 		for hi, h := range heads {
-			for t := 0; t < T; t++ {
-				copy(out[t*qs+h*d:t*qs+h*d+d], og[(hi*T+t)*d:(hi*T+t+1)*d])
-			}
+			copyRows(out, h*d, qs, og, hi*T*d, d, T, d)
 		}
 	}
 }
@@ -93,6 +87,45 @@ func kvGroups(nH, nKV int, kvMap []int) ([][]int, int) {
 		groups[g] = append(groups[g], h)
 	}
 	return groups, mx
+}
+
+// causalScoresKernel is implemented by a backend that can leave out the
+// wholly masked tiles of the scores product S = Q·Kᵀ (the CPU one): the
+// visible entries are bitwise MatMulNT's, the rest is unspecified.
+type causalScoresKernel interface {
+	MatMulNTCausal(c, a, b []float32, m, n, k, T, past int)
+}
+
+// matNTCausal computes the attention scores of stacked query rows (row i is
+// query i mod T, which sees columns 0..past + i mod T); only the visible
+// entries are defined, which is all the causal softmax reads.
+func matNTCausal(be backend.Backend, c, a, b []float32, m, n, k, T, past int) {
+	if cs, ok := be.(causalScoresKernel); ok {
+		cs.MatMulNTCausal(c, a, b, m, n, k, T, past)
+		return
+	}
+	be.MatMulNT(c, a, b, m, n, k, false)
+}
+
+// causalRowsKernel is implemented by a backend with a multi-row causal
+// softmax (the CPU one): bitwise SoftmaxCausalRow on each row.
+type causalRowsKernel interface {
+	SoftmaxCausalRows(s []float32, ld, n, last0 int, scale float32)
+}
+
+// smRows is the row block of the recomputed softmax (a unit of ParallelFor).
+const smRows = 32
+
+// softmaxCausalRows is softmaxCausalRow on n consecutive query rows of one
+// head: row i is s[i*ld:(i+1)*ld] with last = last0+i.
+func softmaxCausalRows(rk backend.RowKernels, s []float32, ld, n, last0 int, scale float32) {
+	if cr, ok := rk.(causalRowsKernel); ok {
+		cr.SoftmaxCausalRows(s, ld, n, last0, scale)
+		return
+	}
+	for i := 0; i < n; i++ {
+		softmaxCausalRow(rk, s[i*ld:(i+1)*ld], last0+i, scale)
+	}
 }
 
 // softmaxCausalRow turns raw scores row[0..last] into probabilities of
@@ -152,6 +185,7 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 	dkh := carve(&rest, T*d)
 	dvh := carve(&rest, T*d)
 	rk, _ := be.(backend.RowKernels)
+	dsk, _ := be.(dsKernels)
 	for g, heads := range groups {
 		if len(heads) == 0 {
 			// No query head reads this K/V head: its gradient is zero.
@@ -178,41 +212,139 @@ func attentionBackwardGEMM(be backend.Backend, dq, dk, dv, dout, q, k, v, probs 
 				clear(row[t+1:])
 			}
 		} else {
-			be.MatMulNT(p, qg, kh, rows, T, d, false)
-			ParallelFor(rows, func(r int) { softmaxCausalRow(rk, p[r*T:(r+1)*T], r%T, scale) })
+			matNTCausal(be, p, qg, kh, rows, T, d, T, 0)
+			nb := (T + smRows - 1) / smRows // row blocks per head
+			ParallelFor(len(heads)*nb, func(b int) {
+				t0 := b % nb * smRows
+				r0 := b/nb*T + t0
+				softmaxCausalRows(rk, p[r0*T:(r0+min(smRows, T-t0))*T], T, min(smRows, T-t0), t0, scale)
+			})
 		}
 		be.MatMulNT(ds, dog, vh, rows, T, d, false) // dP
-		ParallelFor(rows, func(r int) {
-			pr, dr := p[r*T:(r+1)*T], ds[r*T:(r+1)*T]
-			var sum float64
-			for j, pj := range pr {
-				sum += float64(pj) * float64(dr[j])
-			}
-			fs := float32(sum)
-			for j, pj := range pr {
-				dr[j] = pj * (dr[j] - fs) * scale
-			}
+		ParallelFor((rows+dsBlock-1)/dsBlock, func(b int) {
+			dsRows(dsk, p, ds, b*dsBlock, min(b*dsBlock+dsBlock, rows), T, scale)
 		})
 		be.MatMulNN(dqg, ds, kh, rows, d, T, false)
 		be.MatMulTN(dkh, ds, qg, T, d, rows, false)
 		be.MatMulTN(dvh, p, dog, T, d, rows, false)
 		for hi, h := range heads {
-			for t := 0; t < T; t++ {
-				copy(dq[t*qs+h*d:t*qs+h*d+d], dqg[(hi*T+t)*d:(hi*T+t+1)*d])
+			copyRows(dq, h*d, qs, dqg, hi*T*d, d, T, d)
+		}
+		copyRows(dk, g*d, kvs, dkh, 0, d, T, d)
+		copyRows(dv, g*d, kvs, dvh, 0, d, T, d)
+	}
+}
+
+// dsBlock rows of dS are done together: their row sums are independent
+// float64 chains the CPU overlaps (one chain is bound by the add latency).
+const dsBlock = 4
+
+// dsRows computes, for the stacked rows r0 ≤ r < r1 of P and dP (row r is
+// query t = r mod T, T columns), dS = scale·P ⊙ (dP − s) with
+// s = float32(Σ_j float64(P_j)·float64(dP_j)) summed in index order, in
+// place over ds: bitwise the plain row loop. The masked columns j > t add
+// float64(+0)·dP_j = ±0 to s, which leaves it unchanged (a float64 sum
+// starting at +0 is never −0), so they are left out of the sum when they
+// are exactly zero in P and finite in dP; otherwise the whole row is summed.
+// Every column, masked or not, still gets the elementwise update.
+func dsRows(dk dsKernels, p, ds []float32, r0, r1, T int, scale float32) {
+	var n [dsBlock]int // summed prefix of each row
+	var sum [dsBlock]float64
+	for r := r0; r < r1; r += dsBlock {
+		nb := min(dsBlock, r1-r)
+		c := T // common prefix of the block
+		for i := 0; i < nb; i++ {
+			n[i] = sumPrefix(dk, p[(r+i)*T:(r+i+1)*T], ds[(r+i)*T:(r+i+1)*T], (r+i)%T)
+			c = min(c, n[i])
+			sum[i] = 0
+		}
+		if nb == dsBlock {
+			p0, p1, p2, p3 := p[r*T:r*T+c], p[(r+1)*T:(r+1)*T+c], p[(r+2)*T:(r+2)*T+c], p[(r+3)*T:(r+3)*T+c]
+			d0, d1, d2, d3 := ds[r*T:r*T+c], ds[(r+1)*T:(r+1)*T+c], ds[(r+2)*T:(r+2)*T+c], ds[(r+3)*T:(r+3)*T+c]
+			s0, s1, s2, s3 := sum[0], sum[1], sum[2], sum[3]
+			for j := range p0 {
+				s0 += float64(p0[j]) * float64(d0[j])
+				s1 += float64(p1[j]) * float64(d1[j])
+				s2 += float64(p2[j]) * float64(d2[j])
+				s3 += float64(p3[j]) * float64(d3[j])
+			}
+			sum[0], sum[1], sum[2], sum[3] = s0, s1, s2, s3
+		} else {
+			c = 0
+		}
+		for i := 0; i < nb; i++ {
+			pr, dr := p[(r+i)*T:(r+i+1)*T], ds[(r+i)*T:(r+i+1)*T]
+			s := sum[i]
+			for j := c; j < n[i]; j++ {
+				s += float64(pr[j]) * float64(dr[j])
+			}
+			fs := float32(s)
+			if dk != nil {
+				dk.AttnDSScale(pr, dr, fs, scale)
+				continue
+			}
+			for j, pj := range pr {
+				dr[j] = pj * (dr[j] - fs) * scale
 			}
 		}
-		for j := 0; j < T; j++ {
-			copy(dk[j*kvs+g*d:j*kvs+g*d+d], dkh[j*d:(j+1)*d])
-			copy(dv[j*kvs+g*d:j*kvs+g*d+d], dvh[j*d:(j+1)*d])
+	}
+}
+
+// dsKernels is implemented by a backend with vector versions of dsRows'
+// elementwise loops (the CPU one), bitwise the loops.
+type dsKernels interface {
+	AttnDSScale(p, d []float32, fs, scale float32) // d[j] = p[j]·(d[j] − fs)·scale
+	AttnMaskedClean(p, d []float32) bool           // every p[j] == 0 and d[j] finite
+}
+
+// sumPrefix is how much of a dS row must be summed: t+1 when every masked
+// column j > t has P_j == 0 and a finite dP_j, else the whole row.
+func sumPrefix(dk dsKernels, pr, dr []float32, t int) int {
+	if dk != nil {
+		if dk.AttnMaskedClean(pr[t+1:], dr[t+1:len(pr)]) {
+			return t + 1
+		}
+		return len(pr)
+	}
+	dr = dr[:len(pr)]
+	for j := t + 1; j < len(pr); j++ {
+		if pr[j] != 0 || dr[j]-dr[j] != 0 {
+			return len(pr)
 		}
 	}
+	return t + 1
 }
 
 // gatherHead copies one head's rows out of an interleaved [n × stride]
 // activation (the head's d values start at column off) into a contiguous
 // [n × d] block.
 func gatherHead(dst, src []float32, n, stride, off, d int) {
-	for j := 0; j < n; j++ {
-		copy(dst[j*d:(j+1)*d], src[j*stride+off:j*stride+off+d])
+	copyRows(dst, 0, d, src, off, stride, n, d)
+}
+
+// copyRows copies n rows of d values, row j from src[so+j*ss:] to
+// dst[do+j*ds:]. Head dims 8 and 16 move element by element (a memmove call
+// per row of a tiny head was most of the cost of gathering it).
+func copyRows(dst []float32, do, ds int, src []float32, so, ss, n, d int) {
+	if n <= 0 || d <= 0 {
+		return
+	}
+	dst, src = dst[do:], src[so:]
+	switch d {
+	case 8:
+		for j := 0; j < n; j++ {
+			s, t := (*[8]float32)(src[j*ss:]), (*[8]float32)(dst[j*ds:])
+			t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7] = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+		}
+	case 16:
+		for j := 0; j < n; j++ {
+			s, t := (*[16]float32)(src[j*ss:]), (*[16]float32)(dst[j*ds:])
+			t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7] = s[0], s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+			t[8], t[9], t[10], t[11], t[12], t[13], t[14], t[15] = s[8], s[9], s[10], s[11], s[12], s[13], s[14], s[15]
+		}
+	default:
+		for j := 0; j < n; j++ {
+			copy(dst[j*ds:j*ds+d], src[j*ss:j*ss+d])
+		}
 	}
 }

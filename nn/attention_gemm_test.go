@@ -189,3 +189,120 @@ func TestAttentionKVMapEqualsExpandedMHA(t *testing.T) {
 		}
 	}
 }
+
+// dsRowsLoop is the plain dS row loop dsRows must reproduce bit for bit.
+func dsRowsLoop(p, ds []float32, rows, T int, scale float32) {
+	for r := 0; r < rows; r++ {
+		pr, dr := p[r*T:(r+1)*T], ds[r*T:(r+1)*T]
+		var sum float64
+		for j, pj := range pr {
+			sum += float64(pj) * float64(dr[j])
+		}
+		fs := float32(sum)
+		for j, pj := range pr {
+			dr[j] = pj * (dr[j] - fs) * scale
+		}
+	}
+}
+
+// TestDSRowsBitwise: the blocked dS rows (masked columns left out of the
+// sum) against the plain loop, with causal rows of stacked heads, odd row
+// counts and specials in the masked part (NaN, ±Inf, a non-zero P, −0).
+func TestDSRowsBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	nan := float32(math.NaN())
+	inf := float32(math.Inf(1))
+	for _, c := range []struct{ T, heads int }{{1, 1}, {3, 2}, {5, 3}, {17, 2}, {128, 2}, {33, 1}} {
+		for trial := 0; trial < 6; trial++ {
+			rows := c.heads * c.T
+			p, ds := make([]float32, rows*c.T), make([]float32, rows*c.T)
+			for i := 0; i < rows; i++ {
+				tt := i % c.T
+				for j := 0; j < c.T; j++ {
+					ds[i*c.T+j] = float32(r.NormFloat64())
+					if j <= tt {
+						p[i*c.T+j] = float32(r.Float64()) / float32(tt+1)
+					}
+				}
+			}
+			if trial > 0 && rows > 1 {
+				// One special per trial, in a masked column (or P itself).
+				i := r.IntN(rows - 1)
+				tt := i % c.T
+				if tt+1 < c.T {
+					j := i*c.T + tt + 1 + r.IntN(c.T-tt-1)
+					switch trial {
+					case 1:
+						ds[j] = nan
+					case 2:
+						ds[j] = -inf
+					case 3:
+						p[j] = 1e-30
+					case 4:
+						p[j] = float32(math.Copysign(0, -1))
+					case 5:
+						ds[j] = inf
+						ds[i*c.T] = 0 // and an exact zero product
+					}
+				}
+			}
+			want := append([]float32(nil), ds...)
+			dsRowsLoop(p, want, rows, c.T, 0.25)
+			for _, dk := range dsImpls() {
+				for _, split := range []int{1, 3, rows} { // block boundaries anywhere
+					got := append([]float32(nil), ds...)
+					for r0 := 0; r0 < rows; r0 += split {
+						dsRows(dk, p, got, r0, min(r0+split, rows), c.T, 0.25)
+					}
+					for k := range got {
+						if math.Float32bits(got[k]) != math.Float32bits(want[k]) {
+							t.Fatalf("%T T=%d heads=%d trial %d split %d: [%d] = %v (%#x), loop %v (%#x)", dk, c.T, c.heads, trial, split, k, got[k], math.Float32bits(got[k]), want[k], math.Float32bits(want[k]))
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestCopyRows: the head gather/scatter against a plain element loop, for
+// the unrolled head dims and others, with strides on both sides and nothing
+// written outside the rows.
+func TestCopyRows(t *testing.T) {
+	for _, d := range []int{1, 3, 8, 16, 17} {
+		for _, c := range []struct{ n, ds, ss int }{{0, d, d}, {1, d, d}, {5, d, 3 * d}, {7, 2*d + 1, d}, {4, 4 * d, 5*d + 2}} {
+			src := make([]float32, (c.n-1)*c.ss+d+2)
+			for i := range src {
+				src[i] = float32(i) + 0.5
+			}
+			got, want := make([]float32, (c.n-1)*c.ds+d+3), make([]float32, (c.n-1)*c.ds+d+3)
+			for i := range got {
+				got[i], want[i] = -1, -1
+			}
+			for j := 0; j < c.n; j++ {
+				for i := 0; i < d; i++ {
+					want[j*c.ds+i] = src[j*c.ss+i]
+				}
+			}
+			copyRows(got, 0, c.ds, src, 0, c.ss, c.n, d)
+			for i := range got {
+				if got[i] != want[i] {
+					t.Fatalf("d=%d %+v: [%d] = %v, want %v", d, c, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// dsImpls are dsRows' row kernels under test: none (the Go loops) and
+// every backend that has them.
+func dsImpls() []dsKernels {
+	out := []dsKernels{nil}
+	for _, name := range backend.Names() {
+		be, _ := backend.Get(name)
+		if dk, ok := be.(dsKernels); ok {
+			out = append(out, dk)
+		}
+	}
+	return out
+}

@@ -129,7 +129,10 @@ func getScratch(n int) *[]float32 {
 			*p = (*p)[:n]
 			return p
 		}
-		scratchPool.Put(p)
+		// Too small: drop it rather than put it back, so the pool settles
+		// on the largest size in use (putting it back made the attention
+		// backward, whose scratch is bigger than the forward's, allocate
+		// and clear a new one about every other call).
 	}
 	b := make([]float32, n)
 	return &b

@@ -24,11 +24,29 @@ const colChunk = 64
 
 // RMSNormForwardT is the generic twin of RMSNormForward.
 func RMSNormForwardT[F Float](out, rstd, x, w []F, rows, dim int, eps float64) {
+	var ss4 [4]float64
 	for r := 0; r < rows; r++ {
 		xr := x[r*dim : r*dim+dim]
+		if r%4 == 0 && r+4 <= rows {
+			// Four rows' sums of squares side by side: each is a serial
+			// float64 chain in index order, bound by the add latency.
+			x0, x1, x2, x3 := xr, x[(r+1)*dim:(r+2)*dim], x[(r+2)*dim:(r+3)*dim], x[(r+3)*dim:(r+4)*dim]
+			var s0, s1, s2, s3 float64
+			for i, v := range x0 {
+				s0 += float64(v) * float64(v)
+				s1 += float64(x1[i]) * float64(x1[i])
+				s2 += float64(x2[i]) * float64(x2[i])
+				s3 += float64(x3[i]) * float64(x3[i])
+			}
+			ss4 = [4]float64{s0, s1, s2, s3}
+		}
 		var ss float64
-		for _, v := range xr {
-			ss += float64(v) * float64(v)
+		if r-r%4+4 <= rows { // in a block of four summed above
+			ss = ss4[r%4]
+		} else {
+			for _, v := range xr {
+				ss += float64(v) * float64(v)
+			}
 		}
 		rs := 1 / math.Sqrt(ss/float64(dim)+eps)
 		if rstd != nil {
@@ -52,12 +70,22 @@ func RMSNormForwardT[F Float](out, rstd, x, w []F, rows, dim int, eps float64) {
 // worker count.
 func RMSNormBackward[F Float](dx, dw, dout, x, w, rstd []F, rows, dim int) {
 	parallelChunks(rows, 16, func(r0, r1 int) {
+		var c4 [4]float64
 		for r := r0; r < r1; r++ {
 			xr, dy, dxr := x[r*dim:r*dim+dim], dout[r*dim:r*dim+dim], dx[r*dim:r*dim+dim]
 			s := float64(rstd[r])
+			if (r-r0)%4 == 0 && r+4 <= r1 {
+				// Four rows' sums side by side (independent float64
+				// chains, each in index order).
+				c4 = rmsDot4(x[r*dim:(r+4)*dim], dout[r*dim:(r+4)*dim], w, dim)
+			}
 			var c float64
-			for i, v := range xr {
-				c += float64(dy[i]) * float64(w[i]) * float64(v)
+			if r-(r-r0)%4+4 <= r1 {
+				c = c4[(r-r0)%4]
+			} else {
+				for i, v := range xr {
+					c += float64(dy[i]) * float64(w[i]) * float64(v)
+				}
 			}
 			fs, coef := F(s), F(s*s*s*c/float64(dim))
 			for j, v := range xr {
@@ -79,6 +107,23 @@ func RMSNormBackward[F Float](dx, dw, dout, x, w, rstd []F, rows, dim int) {
 			dw[i] += F(acc[i-c0])
 		}
 	})
+}
+
+// rmsDot4 returns Σ_i float64(dy_i)·float64(w_i)·float64(x_i) for four
+// consecutive rows of x and dout (dim wide), each summed in index order.
+func rmsDot4[F Float](x, dout, w []F, dim int) [4]float64 {
+	x0, x1, x2, x3 := x[:dim], x[dim:2*dim], x[2*dim:3*dim], x[3*dim:4*dim]
+	d0, d1, d2, d3 := dout[:dim], dout[dim:2*dim], dout[2*dim:3*dim], dout[3*dim:4*dim]
+	w = w[:dim]
+	var c0, c1, c2, c3 float64
+	for i, wv := range w {
+		fw := float64(wv)
+		c0 += float64(d0[i]) * fw * float64(x0[i])
+		c1 += float64(d1[i]) * fw * float64(x1[i])
+		c2 += float64(d2[i]) * fw * float64(x2[i])
+		c3 += float64(d3[i]) * fw * float64(x3[i])
+	}
+	return [4]float64{c0, c1, c2, c3}
 }
 
 // AddBiasT is the generic twin of AddBias.
@@ -160,6 +205,12 @@ func SwiGLUBackwardBE[F Float](be backend.Backend, dgate, dup, dout, gate, up []
 		return
 	}
 	dg32, du32, do32, u32 := any(dgate).([]float32), any(dup).([]float32), any(dout).([]float32), any(up).([]float32)
+	if sb, ok := be.(swigluBackwarder); ok {
+		parallelChunks(len(g32), 1<<14, func(i0, i1 int) {
+			sb.SwiGLUBackward(dg32[i0:i1], du32[i0:i1], do32[i0:i1], g32[i0:i1], u32[i0:i1])
+		})
+		return
+	}
 	parallelChunks(len(g32), 1<<14, func(i0, i1 int) {
 		sp := getScratch(i1 - i0)
 		defer putScratch(sp)
@@ -177,6 +228,12 @@ func SwiGLUBackwardBE[F Float](be backend.Backend, dgate, dup, dout, gate, up []
 			du32[i] = dy * g * sig
 		}
 	})
+}
+
+// swigluBackwarder is a backend with the whole float32 SwiGLU backward as
+// one vector kernel (the CPU one), bitwise SwiGLUBackward.
+type swigluBackwarder interface {
+	SwiGLUBackward(dgate, dup, dout, gate, up []float32)
 }
 
 // SwiGLUBackward back-propagates out = silu(gate)·up. dgate and dup are

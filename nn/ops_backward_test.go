@@ -205,3 +205,110 @@ func TestAttentionRecomputeBitwise(t *testing.T) {
 		}
 	}
 }
+
+// rmsNormRowLoops is the one-row-at-a-time RMSNorm forward and the row part
+// of its backward, which the four-row versions must reproduce bit for bit.
+func rmsNormRowLoops(out, rstd, x, w, dx, dout []float32, rows, dim int, eps float64) {
+	for r := 0; r < rows; r++ {
+		xr := x[r*dim : r*dim+dim]
+		var ss float64
+		for _, v := range xr {
+			ss += float64(v) * float64(v)
+		}
+		rs := 1 / math.Sqrt(ss/float64(dim)+eps)
+		rstd[r] = float32(rs)
+		s := float32(rs)
+		for i, v := range xr {
+			out[r*dim+i] = w[i] * (v * s)
+		}
+	}
+	for r := 0; r < rows; r++ {
+		xr, dy := x[r*dim:r*dim+dim], dout[r*dim:r*dim+dim]
+		s := float64(rstd[r])
+		var c float64
+		for i, v := range xr {
+			c += float64(dy[i]) * float64(w[i]) * float64(v)
+		}
+		fs, coef := float32(s), float32(s*s*s*c/float64(dim))
+		for j, v := range xr {
+			dx[r*dim+j] += fs*w[j]*dy[j] - coef*v
+		}
+	}
+}
+
+// TestRMSNormRowsBitwise: RMSNorm forward and backward (dx) against the
+// row-by-row loops, row counts across the four-row blocks and the
+// backward's 16-row chunks.
+func TestRMSNormRowsBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(41, 42))
+	for _, dim := range []int{1, 5, 64, 128} {
+		for _, rows := range []int{1, 3, 4, 5, 7, 8, 9, 16, 17, 21, 33, 64} {
+			rnd := func(n int, s float64) []float32 {
+				v := make([]float32, n)
+				for i := range v {
+					v[i] = float32(s * r.NormFloat64())
+				}
+				return v
+			}
+			x, w, dout, dx0 := rnd(rows*dim, 3), rnd(dim, 1), rnd(rows*dim, 0.1), rnd(rows*dim, 1)
+			out, rstd, dx := make([]float32, rows*dim), make([]float32, rows), append([]float32(nil), dx0...)
+			wout, wrstd, wdx := make([]float32, rows*dim), make([]float32, rows), append([]float32(nil), dx0...)
+			RMSNormForwardT(out, rstd, x, w, rows, dim, 1e-5)
+			RMSNormBackward(dx, make([]float32, dim), dout, x, w, rstd, rows, dim)
+			rmsNormRowLoops(wout, wrstd, x, w, wdx, dout, rows, dim, 1e-5)
+			for _, c := range []struct {
+				n         string
+				got, want []float32
+			}{{"out", out, wout}, {"rstd", rstd, wrstd}, {"dx", dx, wdx}} {
+				for i := range c.got {
+					if math.Float32bits(c.got[i]) != math.Float32bits(c.want[i]) {
+						t.Fatalf("dim=%d rows=%d %s[%d] = %g, row loop %g", dim, rows, c.n, i, c.got[i], c.want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestRopeBitwise: the rotation against the one-loop form with the pairing
+// chosen per element, both pairings and both directions.
+func TestRopeBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(43, 44))
+	for _, inter := range []bool{false, true} {
+		for _, d := range []int{2, 8, 16, 64} {
+			rope := NewRope(d, 10000, inter, nil)
+			const T, nH, pos0 = 7, 3, 5
+			rope.Ensure(pos0 + T)
+			x := make([]float32, T*nH*d)
+			for i := range x {
+				x[i] = float32(r.NormFloat64())
+			}
+			for _, sign := range []float32{1, -1} {
+				want := append([]float32(nil), x...)
+				for tt := 0; tt < T; tt++ {
+					cos, sin := rope.Table(pos0 + tt)
+					for h := 0; h < nH; h++ {
+						v := want[(tt*nH+h)*d : (tt*nH+h)*d+d]
+						for i := 0; i < d/2; i++ {
+							a, b := i, i+d/2
+							if inter {
+								a, b = 2*i, 2*i+1
+							}
+							c, s := cos[i], sign*sin[i]
+							x0, x1 := v[a], v[b]
+							v[a] = x0*c - x1*s
+							v[b] = x1*c + x0*s
+						}
+					}
+				}
+				got := append([]float32(nil), x...)
+				ropeApplyT(rope, got, T, nH, pos0, sign)
+				for i := range got {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("interleaved=%v d=%d sign=%g: [%d] = %g, loop %g", inter, d, sign, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}

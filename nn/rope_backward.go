@@ -25,15 +25,24 @@ func ropeApplyT[F Float, R backend.RopeTable](r R, x []F, T, nHeads, pos0 int, s
 		cos, sin := r.Table(pos0 + t)
 		for h := 0; h < nHeads; h++ {
 			v := x[(t*nHeads+h)*d : (t*nHeads+h)*d+d]
-			for i := 0; i < half; i++ {
-				a, b := i, i+half
-				if interleaved {
-					a, b = 2*i, 2*i+1
+			if interleaved {
+				for i := 0; i < half; i++ {
+					c, s := F(cos[i]), sign*F(sin[i])
+					x0, x1 := v[2*i], v[2*i+1]
+					v[2*i] = x0*c - x1*s
+					v[2*i+1] = x1*c + x0*s
 				}
-				c, s := F(cos[i]), sign*F(sin[i])
-				x0, x1 := v[a], v[b]
-				v[a] = x0*c - x1*s
-				v[b] = x1*c + x0*s
+				continue
+			}
+			// rotate_half pairing (i, i+half), without a branch or bounds
+			// checks in the loop; the same operations as the interleaved one.
+			va, vb := v[:half], v[half:d]
+			vb, cs, sn := vb[:len(va)], cos[:len(va)], sin[:len(va)]
+			for i, x0 := range va {
+				c, s := F(cs[i]), sign*F(sn[i])
+				x1 := vb[i]
+				va[i] = x0*c - x1*s
+				vb[i] = x1*c + x0*s
 			}
 		}
 	}

@@ -173,7 +173,7 @@ func (c *CPU) gemm(g *gemmJob, m, n int) {
 		w = min(w, nu)
 		nw = (nu + w - 1) / w * kn.nr
 	}
-	if g.aview != nil && readsDirect(*g.aview, kn.mr, nw, kn.nc) && !c.noDirect {
+	if g.aview != nil && readsDirect(*g.aview, kn.mr, kn.nr, nw, kn.nc) && !c.noDirect {
 		g.direct = g.aview
 	}
 	if splitN {
@@ -221,6 +221,25 @@ func (c *CPU) MatMulNT(cc, a, b []float32, m, n, k int, acc bool) {
 	A := view{a, k, 1, c.kern.tr4}
 	Bt := view{b, k, 1, c.kern.tr4}
 	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, acc: acc, aview: &A}, m, n)
+}
+
+// MatMulNTCausal is MatMulNT for causal attention scores: row i of C is
+// query i mod T of a stack of heads, which sees columns 0..past + i mod T.
+// Those entries get bitwise MatMulNT's values; tiles lying wholly beyond
+// them are not computed, so the rest of C is left unspecified (the causal
+// softmax never reads it). T ≥ 1, past ≥ 0.
+func (c *CPU) MatMulNTCausal(cc, a, b []float32, m, n, k, T, past int) {
+	backend.CheckDims("MatMulNTCausal", cc, a, b, m*n, m*k, n*k)
+	if m <= smallM || n == 0 || k == 0 {
+		c.MatMulNT(cc, a, b, m, n, k, false)
+		return
+	}
+	if T < 1 || past < 0 {
+		panic(fmt.Sprintf("MatMulNTCausal: T=%d past=%d", T, past))
+	}
+	A := view{a, k, 1, c.kern.tr4}
+	Bt := view{b, k, 1, c.kern.tr4}
+	c.gemm(&gemmJob{kern: c.kern, c: cc, ldc: n, k: k, packA: A.pack, packB: Bt.pack, aview: &A, causalT: T, causalPast: past}, m, n)
 }
 
 func (c *CPU) MatMulNN(cc, a, b []float32, m, n, k int, acc bool) {

@@ -325,8 +325,12 @@ func TestDirectMatchesPacked(t *testing.T) {
 				if s == tn {
 					A = view{a, 1, m, nil}
 				}
-				if !readsDirect(A, base.kern.mr, n, base.kern.nc) {
-					t.Fatalf("%dx%dx%d: expected the direct path", m, n, k)
+				kn := base.kern // as gemm narrows it
+				for nk := kn.narrow; nk != nil && n <= nk.nr; nk = nk.narrow {
+					kn = nk
+				}
+				if !readsDirect(A, kn.mr, kn.nr, n, kn.nc) {
+					t.Fatalf("%s %v %dx%dx%d: expected the direct path", base.Name(), s, m, n, k)
 				}
 				c1, c2 := make([]float32, m*n), make([]float32, m*n)
 				runShape(base, s, c1, a, b, m, n, k, false)
@@ -336,6 +340,39 @@ func TestDirectMatchesPacked(t *testing.T) {
 				for i := range c1 {
 					if math.Float32bits(c1[i]) != math.Float32bits(c2[i]) {
 						t.Fatalf("%s %v %dx%dx%d: direct and packed differ at %d", base.Name(), s, m, n, k, i)
+					}
+				}
+			}
+		}
+	}
+}
+
+// TN products one column panel wide read A in place too (whatever its
+// stride); same bits as packing it, including ragged panels, k > kc and
+// accumulation.
+func TestDirectSinglePanelTN(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	for _, base := range variants(t) {
+		for _, d := range [][3]int{{128, 16, 256}, {77, 13, 300}, {50, 8, 40}, {129, 32, 257}, {7, 3, 600}} {
+			m, n, k := d[0], d[1], d[2]
+			a, b := randVec(r, m*k), randVec(r, k*n)
+			kn := base.kern // as gemm narrows it
+			for nk := kn.narrow; nk != nil && n <= nk.nr; nk = nk.narrow {
+				kn = nk
+			}
+			if n <= kn.nr && !readsDirect(view{a, 1, m, nil}, kn.mr, kn.nr, n, kn.nc) {
+				t.Fatalf("%s TN %dx%dx%d: expected the direct path", base.Name(), m, n, k)
+			}
+			for _, acc := range []bool{false, true} {
+				c1, c2 := randVec(r, m*n), make([]float32, m*n)
+				copy(c2, c1)
+				base.MatMulTN(c1, a, b, m, n, k, acc)
+				packed := *base
+				packed.noDirect = true
+				packed.MatMulTN(c2, a, b, m, n, k, acc)
+				for i := range c1 {
+					if math.Float32bits(c1[i]) != math.Float32bits(c2[i]) {
+						t.Fatalf("%s TN %dx%dx%d acc=%v: direct and packed differ at %d", base.Name(), m, n, k, acc, i)
 					}
 				}
 			}
@@ -511,6 +548,45 @@ func TestNarrowKernelsBitwise(t *testing.T) {
 							t.Fatalf("%s %v %dx%dx%d acc=%v: differs from the 6×16 kernel at %d", c.Variant(), s, m, n, k, acc, i)
 						}
 					}
+				}
+			}
+		}
+	}
+}
+
+// MatMulNTCausal must give MatMulNT's bits on every visible entry (column
+// ≤ past + row mod T), for every variant, one and two workers, ragged
+// tiles, T not dividing m, and past > 0.
+func TestMatMulNTCausal(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, base := range variants(t) {
+		for _, d := range [][5]int{{256, 128, 16, 128, 0}, {512, 256, 8, 256, 0}, {100, 70, 9, 37, 33}, {13, 13, 5, 13, 0}, {4, 9, 3, 2, 7}, {301, 300, 40, 300, 0}, {96, 140, 16, 48, 92}} {
+			m, n, k, T, past := d[0], d[1], d[2], d[3], d[4]
+			a, b := randVec(r, m*k), randVec(r, n*k)
+			want := make([]float32, m*n)
+			base.MatMulNT(want, a, b, m, n, k, false)
+			for _, w := range []int{1, 2} {
+				got := make([]float32, m*n)
+				for i := range got {
+					got[i] = float32(math.NaN())
+				}
+				base.WithWorkers(w).MatMulNTCausal(got, a, b, m, n, k, T, past)
+				skipped := 0
+				for i := 0; i < m; i++ {
+					for j := 0; j < n; j++ {
+						if j > past+i%T {
+							if got[i*n+j] != got[i*n+j] {
+								skipped++
+							}
+							continue
+						}
+						if math.Float32bits(got[i*n+j]) != math.Float32bits(want[i*n+j]) {
+							t.Fatalf("%s %v workers=%d: [%d,%d] = %g, MatMulNT %g", base.Name(), d, w, i, j, got[i*n+j], want[i*n+j])
+						}
+					}
+				}
+				if m == 256 && skipped == 0 && base.Variant() != "purego" {
+					t.Fatalf("%s %v: no tile was skipped", base.Name(), d)
 				}
 			}
 		}

@@ -35,6 +35,8 @@
 #define C_INF expfC<>+1216(SB)
 #define C_SIGN expfC<>+1280(SB)
 #define C_NINF expfC<>+1344(SB)
+#define C_FLO expfC<>+1408(SB)
+#define C_FHI expfC<>+1472(SB)
 
 // LOG2E
 DATA expfC<>+0(SB)/8, $0x3fb8aa3b3fb8aa3b
@@ -234,7 +236,75 @@ DATA expfC<>+1376(SB)/8, $0xff800000ff800000
 DATA expfC<>+1384(SB)/8, $0xff800000ff800000
 DATA expfC<>+1392(SB)/8, $0xff800000ff800000
 DATA expfC<>+1400(SB)/8, $0xff800000ff800000
-GLOBL expfC<>(SB), RODATA|NOPTR, $1408
+// FLO = -87, FHI = 88: inputs of the fast path (normal results, no special case)
+DATA expfC<>+1408(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1416(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1424(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1432(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1440(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1448(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1456(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1464(SB)/8, $0xc2ae0000c2ae0000
+DATA expfC<>+1472(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1480(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1488(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1496(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1504(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1512(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1520(SB)/8, $0x42b0000042b00000
+DATA expfC<>+1528(SB)/8, $0x42b0000042b00000
+GLOBL expfC<>(SB), RODATA|NOPTR, $1536
+
+// TAILMASK, for the row kernels with a masked tail (the M variants), sets
+// K5 to the low n mod 16 bits and CX to n rounded down to a multiple of 16;
+// it uses AX.
+#define TAILMASK \
+	MOVQ n+8(FP), CX; \
+	ANDQ $15, CX; \
+	MOVL $1, AX; \
+	SHLL CX, AX; \
+	DECL AX; \
+	KMOVW AX, K5; \
+	MOVQ n+8(FP), CX; \
+	ANDQ $-16, CX
+
+// EXPF512_INRANGE sets the carry flag when every lane of Z0 lies in
+// [-87, 88] (so no NaN): then exp needs none of EXPF512's special cases (2^n
+// is a normal number, the second scale factor is 1 and no lane is
+// overflow, underflow or NaN), and EXPF512_FAST gives its bits with 15
+// fewer instructions. Uses K4.
+#define EXPF512_INRANGE \
+	VCMPPS $0x1d, C_FLO, Z0, K4; \
+	VCMPPS $0x12, C_FHI, Z0, K4, K4; \
+	KORTESTW K4, K4
+
+// EXPF512_FAST is EXPF512 for Z0 in [-87, 88] (see EXPF512_INRANGE).
+#define EXPF512_FAST \
+	VMULPS C_LOG2E, Z0, Z2; \
+	VADDPS C_MAGIC, Z2, Z2; \
+	VSUBPS C_MAGIC, Z2, Z3; \
+	VMULPS C_LN2HI, Z3, Z4; \
+	VSUBPS Z4, Z0, Z4; \
+	VMULPS C_LN2LO, Z3, Z3; \
+	VSUBPS Z3, Z4, Z4; \
+	VMULPS Z4, Z4, Z5; \
+	VMULPS C_P0, Z4, Z6; \
+	VADDPS C_P1, Z6, Z6; \
+	VMULPS Z4, Z6, Z6; \
+	VADDPS C_P2, Z6, Z6; \
+	VMULPS Z4, Z6, Z6; \
+	VADDPS C_P3, Z6, Z6; \
+	VMULPS Z4, Z6, Z6; \
+	VADDPS C_P4, Z6, Z6; \
+	VMULPS Z4, Z6, Z6; \
+	VADDPS C_P5, Z6, Z6; \
+	VMULPS Z5, Z6, Z6; \
+	VADDPS Z4, Z6, Z6; \
+	VADDPS C_ONE, Z6, Z6; \
+	VPSUBD C_MAGIC, Z2, Z2; \
+	VPADDD C_I127, Z2, Z3; \
+	VPSLLD $23, Z3, Z3; \
+	VMULPS Z3, Z6, Z6
 
 // EXPF512 computes Z6 = expf(Z0); it uses Z1-Z7 and K1-K3, Z0 is kept.
 #define EXPF512 \
@@ -337,7 +407,13 @@ TEXT ·expfAVX512(SB), NOSPLIT, $0-24
 	JEQ expf512_done
 expf512_loop:
 	VMOVUPS (SI), Z0
+	EXPF512_INRANGE
+	JCC expf512_slow
+	EXPF512_FAST
+	JMP expf512_store
+expf512_slow:
 	EXPF512
+expf512_store:
 	VMOVUPS Z6, (DI)
 	ADDQ $64, SI
 	ADDQ $64, DI
@@ -435,7 +511,13 @@ TEXT ·softmaxExpSumAVX512(SB), NOSPLIT, $0-32
 sexp512_loop:
 	VMOVUPS (DI), Z0
 	VSUBPS Z9, Z0, Z0
+	EXPF512_INRANGE
+	JCC sexp512_slow
+	EXPF512_FAST
+	JMP sexp512_store
+sexp512_slow:
 	EXPF512
+sexp512_store:
 	VMOVUPS Z6, (DI)
 	SUM1(0)
 	SUM1(4)
@@ -490,6 +572,52 @@ sexp2_done:
 	VZEROUPPER
 	RET
 
+// func softmaxExpAVX512(x *float32, n int, mx float32)
+// x[i] = expf(x[i] - mx): softmaxExpSumAVX512 without the sum (rows whose
+// sums are added elsewhere, several chains at once).
+TEXT ·softmaxExpAVX512(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS mx+16(FP), Z9
+	TESTQ CX, CX
+	JEQ sexpn512_done
+sexpn512_loop:
+	VMOVUPS (DI), Z0
+	VSUBPS Z9, Z0, Z0
+	EXPF512_INRANGE
+	JCC sexpn512_slow
+	EXPF512_FAST
+	JMP sexpn512_store
+sexpn512_slow:
+	EXPF512
+sexpn512_store:
+	VMOVUPS Z6, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ sexpn512_loop
+sexpn512_done:
+	VZEROUPPER
+	RET
+
+// func softmaxExpAVX2(x *float32, n int, mx float32)
+TEXT ·softmaxExpAVX2(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	MOVQ n+8(FP), CX
+	VBROADCASTSS mx+16(FP), Y9
+	TESTQ CX, CX
+	JEQ sexpn2_done
+sexpn2_loop:
+	VMOVUPS (DI), Y0
+	VSUBPS Y9, Y0, Y0
+	EXPF256
+	VMOVUPS Y6, (DI)
+	ADDQ $32, DI
+	SUBQ $8, CX
+	JNZ sexpn2_loop
+sexpn2_done:
+	VZEROUPPER
+	RET
+
 // func scalAVX512(x *float32, n int, s float32)
 // x[i] *= s.
 TEXT ·scalAVX512(SB), NOSPLIT, $0-20
@@ -537,7 +665,13 @@ TEXT ·siluMulAVX512(SB), NOSPLIT, $0-32
 silu512_loop:
 	VMOVUPS (SI), Z10
 	VPXORD C_SIGN, Z10, Z0
+	EXPF512_INRANGE
+	JCC silu512_slow
+	EXPF512_FAST
+	JMP silu512_exp
+silu512_slow:
 	EXPF512
+silu512_exp:
 	VADDPS C_ONE, Z6, Z6
 	VDIVPS Z6, Z10, Z6
 	VMULPS (DX), Z6, Z6
@@ -573,5 +707,155 @@ silu2_loop:
 	SUBQ $8, CX
 	JNZ silu2_loop
 silu2_done:
+	VZEROUPPER
+	RET
+
+// func swigluBwdAVX512(dg, du, dout, gate, up *float32, n int)
+// The SwiGLU backward of nn.SwiGLUBackward for n a multiple of 16, with
+// σ = 1/(1 + expf(−g)): dg = dy·u·σ·(1 + g·(1−σ)), du = dy·g·σ, every
+// operation rounded in float32 with the operands in the order the Go loop
+// compiles to (so NaNs propagate alike).
+TEXT ·swigluBwdAVX512(SB), NOSPLIT, $0-48
+	MOVQ dg+0(FP), DI
+	MOVQ du+8(FP), R8
+	MOVQ dout+16(FP), SI
+	MOVQ gate+24(FP), DX
+	MOVQ up+32(FP), R9
+	MOVQ n+40(FP), CX
+	VMOVUPS C_ONE, Z11
+	TESTQ CX, CX
+	JEQ swbwd_done
+swbwd_loop:
+	VMOVUPS (DX), Z10
+	VPXORD C_SIGN, Z10, Z0
+	EXPF512_INRANGE
+	JCC swbwd_slow
+	EXPF512_FAST
+	JMP swbwd_exp
+swbwd_slow:
+	EXPF512
+swbwd_exp:
+	VADDPS Z11, Z6, Z12
+	VDIVPS Z12, Z11, Z13
+	VMOVUPS (SI), Z15
+	VMOVUPS (R9), Z14
+	VMULPS Z15, Z14, Z14
+	VMULPS Z13, Z14, Z14
+	VSUBPS Z13, Z11, Z16
+	VMULPS Z10, Z16, Z16
+	VADDPS Z11, Z16, Z16
+	VMULPS Z14, Z16, Z16
+	VMOVUPS Z16, (DI)
+	VMULPS Z10, Z15, Z17
+	VMULPS Z13, Z17, Z17
+	VMOVUPS Z17, (R8)
+	ADDQ $64, DI
+	ADDQ $64, R8
+	ADDQ $64, SI
+	ADDQ $64, DX
+	ADDQ $64, R9
+	SUBQ $16, CX
+	JNZ swbwd_loop
+swbwd_done:
+	VZEROUPPER
+	RET
+
+// The M variants take any n: the last n mod 16 elements go through the
+// same lane-wise arithmetic under a mask (K5; TAILMASK at the top).
+
+// func softmaxMaxAVX512M(x *float32, n int, scale float32) float32
+TEXT ·softmaxMaxAVX512M(SB), NOSPLIT, $0-28
+	MOVQ x+0(FP), DI
+	TAILMASK
+	VBROADCASTSS scale+16(FP), Z9
+	VMOVUPS C_NINF, Z8
+	TESTQ CX, CX
+	JEQ smaxm_tail
+smaxm_loop:
+	VMULPS (DI), Z9, Z0
+	VMOVUPS Z0, (DI)
+	VMAXPS Z8, Z0, Z8
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ smaxm_loop
+smaxm_tail:
+	KORTESTW K5, K5
+	JEQ smaxm_reduce
+	VMOVUPS.Z (DI), K5, Z0
+	VMULPS Z0, Z9, Z0
+	VMOVUPS Z0, K5, (DI)
+	VMAXPS Z8, Z0, K5, Z8
+smaxm_reduce:
+	VEXTRACTF64X4 $1, Z8, Y1
+	VMAXPS Y1, Y8, Y8
+	VEXTRACTF128 $1, Y8, X1
+	VMAXPS X1, X8, X8
+	VPERMILPS $0x4e, X8, X1
+	VMAXPS X1, X8, X8
+	VPERMILPS $0xb1, X8, X1
+	VMAXPS X1, X8, X8
+	VMOVSS X8, ret+24(FP)
+	VZEROUPPER
+	RET
+
+// func softmaxExpAVX512M(x *float32, n int, mx float32)
+TEXT ·softmaxExpAVX512M(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	TAILMASK
+	VBROADCASTSS mx+16(FP), Z9
+	TESTQ CX, CX
+	JEQ sexpm_tail
+sexpm_loop:
+	VMOVUPS (DI), Z0
+	VSUBPS Z9, Z0, Z0
+	EXPF512_INRANGE
+	JCC sexpm_slow
+	EXPF512_FAST
+	JMP sexpm_store
+sexpm_slow:
+	EXPF512
+sexpm_store:
+	VMOVUPS Z6, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ sexpm_loop
+sexpm_tail:
+	KORTESTW K5, K5
+	JEQ sexpm_done
+	VMOVAPS Z9, Z0
+	VMOVUPS (DI), K5, Z0
+	VSUBPS Z9, Z0, Z0
+	EXPF512_INRANGE
+	JCC sexpm_tslow
+	EXPF512_FAST
+	JMP sexpm_tstore
+sexpm_tslow:
+	EXPF512
+sexpm_tstore:
+	VMOVUPS Z6, K5, (DI)
+sexpm_done:
+	VZEROUPPER
+	RET
+
+// func scalAVX512M(x *float32, n int, s float32)
+TEXT ·scalAVX512M(SB), NOSPLIT, $0-20
+	MOVQ x+0(FP), DI
+	TAILMASK
+	VBROADCASTSS s+16(FP), Z9
+	TESTQ CX, CX
+	JEQ scalm_tail
+scalm_loop:
+	VMULPS (DI), Z9, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ scalm_loop
+scalm_tail:
+	KORTESTW K5, K5
+	JEQ scalm_done
+	VMOVUPS.Z (DI), K5, Z0
+	VMULPS Z0, Z9, Z0
+	VMOVUPS Z0, K5, (DI)
+scalm_done:
 	VZEROUPPER
 	RET

@@ -26,8 +26,13 @@ type kernel struct {
 	expf     func(dst, src []float32)
 	smMax    func(x []float32, scale float32) float32
 	smExpSum func(x []float32, mx float32) float64
-	scal     func(x []float32, s float32)
-	silu     func(out, gate, up []float32)
+	smExp    func(x []float32, mx float32) // smExpSum without the sum
+	// Attention backward rows (AttnDSScale, AttnMaskedClean).
+	dsScale     func(p, d []float32, fs, scale float32)
+	maskedClean func(p, d []float32) bool
+	swigluBwd   func(dg, du, dout, gate, up []float32) // SwiGLUBackward
+	scal        func(x []float32, s float32)
+	silu        func(out, gate, up []float32)
 	// narrow, if set, is a kernel with a smaller nr giving bitwise identical
 	// results (avx512 → avx2 → avx2 12×8: same FMA chain), used when n ≤ its
 	// nr and for a ragged last column panel no wider than its nr (the
@@ -67,21 +72,20 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 		// Rows of the block are contiguous along r: walk each source row
 		// once, sequentially (prefetch-friendly), and scatter it over the
 		// panels. Reading panel by panel instead strides across pages.
-		for p := 0; p < kb; p++ {
-			base := (p0+p)*v.cs + r0
-			src := v.d[base : base+rb]
-			for ir := 0; ir < rb; ir += w {
-				rows := min(w, rb-ir)
-				off := ir*kb + p*w
-				copy(dst[off:off+rows], src[ir:ir+rows])
+		// Panel by panel: the packed panel is written sequentially, the
+		// source read at stride cs (one chunk move per k-step; a memmove
+		// call per 6..32 floats was most of the packing time of small
+		// products).
+		for ir := 0; ir < rb; ir += w {
+			rows := min(w, rb-ir)
+			src := v.d[p0*v.cs+r0+ir:]
+			if rows == w {
+				copyChunks(dst[ir*kb:], w, src, v.cs, kb, w)
+				continue
 			}
-		}
-		if rem := rb % w; rem != 0 {
-			ir := rb - rem
-			for p := 0; p < kb; p++ {
-				off := ir*kb + p*w
-				clear(dst[off+rem : off+w])
-			}
+			// The ragged last panel with its zero padding, one move per
+			// k-step (a memmove and a memclr call each cost more).
+			padChunks(dst[ir*kb:], w, src, v.cs, kb, rows, w)
 		}
 		return
 	}
@@ -103,6 +107,23 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 				clear(panel[p*w+rows : p*w+w])
 			}
 		}
+	}
+}
+
+// copyChunksGo copies n chunks of w floats, chunk c from src[c*ss:] to
+// dst[c*ds:].
+// padChunksGo copies n chunks of rows floats, chunk c from src[c*ss:] to
+// dst[c*ds:], each followed by w−rows zeros.
+func padChunksGo(dst []float32, ds int, src []float32, ss, n, rows, w int) {
+	for c := 0; c < n; c++ {
+		copy(dst[c*ds:c*ds+rows], src[c*ss:c*ss+rows])
+		clear(dst[c*ds+rows : c*ds+w])
+	}
+}
+
+func copyChunksGo(dst []float32, ds int, src []float32, ss, n, w int) {
+	for c := 0; c < n; c++ {
+		copy(dst[c*ds:c*ds+w], src[c*ss:c*ss+w])
 	}
 }
 
@@ -172,6 +193,10 @@ type gemmJob struct {
 	packB packer // columns of B, i.e. rows of Bᵀ
 	acc   bool
 	upper bool // compute only tiles touching the upper triangle (j ≥ i)
+	// causalT > 0 skips tiles whose every element is masked causal
+	// attention: row i holds query i mod causalT, which sees columns up to
+	// causalPast + i mod causalT.
+	causalT, causalPast int
 	// direct, when set, is A read in place by the micro-kernel for full row
 	// panels (only the ragged last panel is packed).
 	direct *view
@@ -294,6 +319,9 @@ func (g *gemmJob) runBlock(i0, i1, j0, j1 int) {
 					if g.upper && jc+jr+nrr-1 < i0+ir {
 						continue // strictly below the diagonal
 					}
+					if g.causalT > 0 && jc+jr > g.lastVisible(i0+ir, mrr) {
+						continue // masked for every row of the tile
+					}
 					off := (i0+ir)*g.ldc + jc + jr
 					if kn2 != nil && jr == nFull {
 						bp := w.b[jr*kb : jr*kb+kn2.nr*kb]
@@ -307,6 +335,15 @@ func (g *gemmJob) runBlock(i0, i1, j0, j1 int) {
 			}
 		}
 	}
+}
+
+// lastVisible is the last column any of rows r0..r0+n-1 sees (causalT > 0).
+func (g *gemmJob) lastVisible(r0, n int) int {
+	T := g.causalT
+	if r0/T != (r0+n-1)/T {
+		return g.causalPast + T - 1
+	}
+	return g.causalPast + (r0+n-1)%T
 }
 
 // tile computes the mrr×nrr tile of C at off with kernel kn.
@@ -335,12 +372,17 @@ func (g *gemmJob) tile(kn *kernel, ap []float32, ars, acs int, bp []float32, off
 // readsDirect reports whether A is better read in place than packed:
 // packing A costs about one element per nw multiply-adds, so it only pays
 // off for wide column ranges, and the in-place panel must not pile into a
-// few L1 sets (4 KiB aliasing, e.g. k = 4096).
-func readsDirect(a view, mr, nw, nc int) bool {
+// few L1 sets (4 KiB aliasing, e.g. k = 4096). A with contiguous rows
+// (TN) one column panel wide (nw ≤ nr) is read in place whatever its
+// stride: packing would read it the same way, once, for nothing (the
+// attention's dK = dSᵀ·Q with head dim 16).
+func readsDirect(a view, mr, nr, nw, nc int) bool {
 	if nw > nc {
 		return false
 	}
 	switch {
+	case a.rs == 1 && nw <= nr:
+		return true
 	case a.cs == 1:
 		// mr row streams along k: their offsets must fall in distinct sets.
 		var sets [64]uint8

@@ -11,8 +11,9 @@ func init() {
 		name: "purego", mr: 4, nr: 4, kc: 256, nc: 512,
 		micro: microGo, dot: dotGo, dotBF16: dotBF16Go, axpy: axpyGo,
 		tr4: transposeGo, tr4bf: transposeBF16Go,
-		expf: expfGo, smMax: softmaxMaxGo, smExpSum: softmaxExpSumGo,
+		expf: expfGo, smMax: softmaxMaxGo, smExpSum: softmaxExpSumGo, smExp: softmaxExpGo,
 		scal: scalGo, silu: siluMulGo,
+		dsScale: dsScaleGo, maskedClean: maskedCleanGo, swigluBwd: swigluBwdGo,
 	})
 }
 

@@ -124,3 +124,116 @@ transposePanelBF16AVX_group:
 transposePanelBF16AVX_done:
 	VZEROUPPER
 	RET
+
+// func copyChunksAVX(dst *float32, ds int, src *float32, ss, n, w int)
+// Copies n chunks of w floats (w = 6, 8, 12, 16 or 32), chunk c from
+// src[c*ss:] to dst[c*ds:] (strides in elements). Pure data movement.
+TEXT ·copyChunksAVX(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ ds+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ ss+24(FP), R9
+	SHLQ $2, R9
+	MOVQ n+32(FP), CX
+	MOVQ w+40(FP), AX
+	TESTQ CX, CX
+	JEQ copyChunks_done
+	CMPQ AX, $32
+	JEQ copyChunks_w32
+	CMPQ AX, $16
+	JEQ copyChunks_w16
+	CMPQ AX, $12
+	JEQ copyChunks_w12
+	CMPQ AX, $8
+	JEQ copyChunks_w8
+copyChunks_w6:
+	VMOVUPS (SI), X0
+	MOVQ 16(SI), X1
+	VMOVUPS X0, (DI)
+	MOVQ X1, 16(DI)
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ copyChunks_w6
+	JMP copyChunks_done
+copyChunks_w8:
+	VMOVUPS (SI), Y0
+	VMOVUPS Y0, (DI)
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ copyChunks_w8
+	JMP copyChunks_done
+copyChunks_w12:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), X1
+	VMOVUPS Y0, (DI)
+	VMOVUPS X1, 32(DI)
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ copyChunks_w12
+	JMP copyChunks_done
+copyChunks_w16:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ copyChunks_w16
+	JMP copyChunks_done
+copyChunks_w32:
+	VMOVUPS (SI), Y0
+	VMOVUPS 32(SI), Y1
+	VMOVUPS 64(SI), Y2
+	VMOVUPS 96(SI), Y3
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y1, 32(DI)
+	VMOVUPS Y2, 64(DI)
+	VMOVUPS Y3, 96(DI)
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ copyChunks_w32
+copyChunks_done:
+	VZEROUPPER
+	RET
+
+// func padChunksAVX512(dst *float32, ds int, src *float32, ss, n, lo, hi, slo, shi int)
+// Copies n chunks of up to 32 floats, chunk c from src[c*ss:] to
+// dst[c*ds:]: lanes in the load masks lo (0..15) and hi (16..31) are read,
+// the others are zero, and the lanes in the store masks slo, shi written
+// (a ragged packed panel with its zero padding in one pass).
+TEXT ·padChunksAVX512(SB), NOSPLIT, $0-72
+	MOVQ dst+0(FP), DI
+	MOVQ ds+8(FP), R8
+	SHLQ $2, R8
+	MOVQ src+16(FP), SI
+	MOVQ ss+24(FP), R9
+	SHLQ $2, R9
+	MOVQ n+32(FP), CX
+	MOVQ lo+40(FP), AX
+	KMOVW AX, K1
+	MOVQ hi+48(FP), AX
+	KMOVW AX, K2
+	MOVQ slo+56(FP), AX
+	KMOVW AX, K3
+	MOVQ shi+64(FP), AX
+	KMOVW AX, K4
+	TESTQ CX, CX
+	JEQ padChunks_done
+padChunks_loop:
+	VMOVUPS.Z (SI), K1, Z0
+	VMOVUPS.Z 64(SI), K2, Z1
+	VMOVUPS Z0, K3, (DI)
+	VMOVUPS Z1, K4, 64(DI)
+	ADDQ R9, SI
+	ADDQ R8, DI
+	DECQ CX
+	JNZ padChunks_loop
+padChunks_done:
+	VZEROUPPER
+	RET

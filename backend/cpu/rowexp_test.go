@@ -1,6 +1,7 @@
 package cpu
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -32,6 +33,20 @@ func expfInputs() []float32 {
 	}
 	for i := 0; i < 1<<20; i++ { // subnormal and near-underflow results
 		in = append(in, float32(-104+20*r.Float64()))
+	}
+	// Whole vectors inside the fast path's range [-87, 88], its ends and
+	// their neighbours included (aligned, so vectors of 16 and 8 lanes hold
+	// only one of them).
+	for len(in)%16 != 0 {
+		in = append(in, 0)
+	}
+	for _, v := range []float32{-87, 88, math.Nextafter32(-87, 0), math.Nextafter32(88, 0), math.Nextafter32(-87, -100), math.Nextafter32(88, 100)} {
+		for i := 0; i < 16; i++ {
+			in = append(in, v)
+		}
+	}
+	for i := 0; i < 1<<20; i++ {
+		in = append(in, float32(-87+175*r.Float64()))
 	}
 	for b := uint64(0); b < 1<<32; b += 1021 { // a sweep over all bit patterns
 		in = append(in, math.Float32frombits(uint32(b)))
@@ -272,5 +287,128 @@ func BenchmarkSiLUMul(b *testing.B) {
 				c.SiLUMul(o, g, u)
 			}
 		})
+	}
+}
+
+// TestSoftmaxCausalRowsBitwise: the multi-row softmax gives every row
+// bitwise what the purego SoftmaxCausalRow gives it, for every variant,
+// block counts that are not multiples of 8, rows longer than their last
+// entry, and specials (NaN, ±Inf, −0, huge values) anywhere.
+func TestSoftmaxCausalRowsBitwise(t *testing.T) {
+	r := rand.New(rand.NewPCG(29, 30))
+	ref, _ := NewVariant("purego")
+	for _, name := range Available() {
+		c, _ := NewVariant(name)
+		for _, ld := range []int{1, 5, 9, 16, 17, 40, 128, 131, 256} {
+			for trial := 0; trial < 5; trial++ {
+				last0 := r.IntN(ld)
+				n := 1 + r.IntN(ld-last0)
+				s := make([]float32, n*ld+3)
+				amp := []float64{0.01, 1, 30, 1e4, 1}[trial]
+				for i := range s {
+					s[i] = float32(amp * r.NormFloat64())
+				}
+				if trial == 4 {
+					for k := 0; k < 4; k++ {
+						s[r.IntN(n*ld)] = []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1)), float32(math.Copysign(0, -1))}[k]
+					}
+				}
+				scale := float32(0.05 + r.Float64())
+				want := append([]float32(nil), s...)
+				for i := 0; i < n; i++ {
+					ref.SoftmaxCausalRow(want[i*ld:(i+1)*ld], last0+i, scale)
+				}
+				got := append([]float32(nil), s...)
+				c.SoftmaxCausalRows(got, ld, n, last0, scale)
+				for i := range got {
+					if !sameBits(got[i], want[i]) {
+						t.Fatalf("%s ld=%d n=%d last0=%d trial %d: [%d] %g, row by row %g", name, ld, n, last0, trial, i, got[i], want[i])
+					}
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkSoftmaxCausalRows: one head of causal scores (T = 128, the
+// fine-tuning window; 256, the search's) row by row and eight rows at a
+// time.
+func BenchmarkSoftmaxCausalRows(b *testing.B) {
+	for _, T := range []int{128, 256} {
+		s := make([]float32, T*T)
+		r := rand.New(rand.NewPCG(1, 2))
+		for i := range s {
+			s[i] = float32(r.NormFloat64())
+		}
+		buf := make([]float32, T*T)
+		c := New()
+		b.Run(fmt.Sprintf("T=%d/rowByRow", T), func(b *testing.B) {
+			for b.Loop() {
+				copy(buf, s)
+				for i := 0; i < T; i++ {
+					c.SoftmaxCausalRow(buf[i*T:(i+1)*T], i, 0.25)
+				}
+			}
+		})
+		b.Run(fmt.Sprintf("T=%d/rows", T), func(b *testing.B) {
+			for b.Loop() {
+				copy(buf, s)
+				c.SoftmaxCausalRows(buf, T, T, 0, 0.25)
+			}
+		})
+	}
+}
+
+// TestAttnDSRowKernels: the attention-backward row kernels against plain
+// loops, bit for bit (NaNs of different payloads in both operands, ±Inf,
+// −0), at every length up to 70 and every variant.
+func TestAttnDSRowKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(31, 32))
+	specials := []float32{float32(math.Inf(1)), float32(math.Inf(-1)), math.Float32frombits(0x7fc12345),
+		math.Float32frombits(0xffa00001), float32(math.Copysign(0, -1)), 0, 1e-40}
+	for _, name := range Available() {
+		c, _ := NewVariant(name)
+		for n := 0; n <= 70; n++ {
+			for trial := 0; trial < 4; trial++ {
+				p, d := randVec(r, n), randVec(r, n)
+				if trial >= 2 && n > 0 {
+					for k := 0; k < 3; k++ {
+						p[r.IntN(n)] = specials[r.IntN(len(specials))]
+						d[r.IntN(n)] = specials[r.IntN(len(specials))]
+					}
+				}
+				fs, scale := float32(r.NormFloat64()), float32(0.125)
+				want := append([]float32(nil), d...)
+				for j := range want {
+					want[j] = p[j] * (want[j] - fs) * scale
+				}
+				got := append([]float32(nil), d...)
+				c.AttnDSScale(p, got, fs, scale)
+				for j := range got {
+					if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+						t.Fatalf("%s AttnDSScale n=%d [%d]: %#x, loop %#x", name, n, j, math.Float32bits(got[j]), math.Float32bits(want[j]))
+					}
+				}
+				// Masked columns: zeros in p (either sign), finite d, then
+				// one offender at a random place.
+				for j := range p {
+					p[j] = 0
+					if j%3 == 0 {
+						p[j] = float32(math.Copysign(0, -1))
+					}
+				}
+				if !c.AttnMaskedClean(p, d[:n]) && trial < 2 {
+					t.Fatalf("%s AttnMaskedClean n=%d: zeros and finite values reported unclean", name, n)
+				}
+				if n > 0 {
+					j := r.IntN(n)
+					bad := []struct{ p, d float32 }{{1e-30, 0}, {float32(math.NaN()), 0}, {0, float32(math.Inf(-1))}, {0, float32(math.NaN())}}[trial]
+					p[j], d[j] = bad.p, bad.d
+					if c.AttnMaskedClean(p, d) {
+						t.Fatalf("%s AttnMaskedClean n=%d: p=%g d=%g at %d not seen", name, n, bad.p, bad.d, j)
+					}
+				}
+			}
+		}
 	}
 }

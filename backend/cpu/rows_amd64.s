@@ -341,3 +341,61 @@ dotBF16AVX2_reduce:
 	VMOVSS X0, ret+24(FP)
 	VZEROUPPER
 	RET
+
+// func dsScaleAVX512(p, d *float32, n int, fs, scale float32)
+// d[i] = (d[i] - fs) * p[i] * scale, rounded after each operation with the
+// operands in the order of the Go loop p[i] * (d[i] - fs) * scale as the
+// compiler emits it ((d-fs) first, so the same NaN propagates). n is a
+// multiple of 16.
+TEXT ·dsScaleAVX512(SB), NOSPLIT, $0-32
+	MOVQ p+0(FP), SI
+	MOVQ d+8(FP), DI
+	MOVQ n+16(FP), CX
+	VBROADCASTSS fs+24(FP), Z8
+	VBROADCASTSS scale+28(FP), Z9
+	TESTQ CX, CX
+	JEQ dsscale_done
+dsscale_loop:
+	VMOVUPS (DI), Z0
+	VSUBPS Z8, Z0, Z0
+	VMULPS (SI), Z0, Z0
+	VMULPS Z9, Z0, Z0
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ dsscale_loop
+dsscale_done:
+	VZEROUPPER
+	RET
+
+// func maskedCleanAVX512(p, d *float32, n int) bool
+// Reports whether p[i] == 0 (either sign) and d[i] is finite for all i < n
+// (a multiple of 16).
+TEXT ·maskedCleanAVX512(SB), NOSPLIT, $0-25
+	MOVQ p+0(FP), SI
+	MOVQ d+8(FP), DI
+	MOVQ n+16(FP), CX
+	VPXORD Z8, Z8, Z8
+	TESTQ CX, CX
+	JEQ mclean_yes
+mclean_loop:
+	VMOVUPS (DI), Z1
+	VCMPPS $0x04, (SI), Z8, K1
+	VSUBPS Z1, Z1, Z2
+	VCMPPS $0x03, Z2, Z2, K2
+	KORW K1, K2, K1
+	KORTESTW K1, K1
+	JNZ mclean_no
+	ADDQ $64, SI
+	ADDQ $64, DI
+	SUBQ $16, CX
+	JNZ mclean_loop
+mclean_yes:
+	MOVB $1, ret+24(FP)
+	VZEROUPPER
+	RET
+mclean_no:
+	MOVB $0, ret+24(FP)
+	VZEROUPPER
+	RET

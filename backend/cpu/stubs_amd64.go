@@ -39,6 +39,125 @@ func transposePanelAVX(dst *float32, w int, src *float32, ld, n, groups int)
 func transposePanelBF16AVX(dst *float32, w int, src *uint16, ld, n, groups int)
 
 //go:noescape
+func softmaxExpAVX512(x *float32, n int, mx float32)
+
+//go:noescape
+func softmaxExpAVX2(x *float32, n int, mx float32)
+
+//go:noescape
+func dsScaleAVX512(p, d *float32, n int, fs, scale float32)
+
+//go:noescape
+func maskedCleanAVX512(p, d *float32, n int) bool
+
+//go:noescape
+func swigluBwdAVX512(dg, du, dout, gate, up *float32, n int)
+
+//go:noescape
+func softmaxMaxAVX512M(x *float32, n int, scale float32) float32
+
+//go:noescape
+func softmaxExpAVX512M(x *float32, n int, mx float32)
+
+//go:noescape
+func scalAVX512M(x *float32, n int, s float32)
+
+// maskedTails512 replaces the softmax row kernels of the AVX-512 variant by
+// ones that finish a row under a lane mask (same lane-wise arithmetic as the
+// vector body and the Go tails: bitwise the same rows).
+func maskedTails512(k *kernel) {
+	k.smMax = func(x []float32, scale float32) float32 {
+		if len(x) == 0 {
+			return float32(math.Inf(-1))
+		}
+		return softmaxMaxAVX512M(unsafe.SliceData(x), len(x), scale)
+	}
+	k.smExp = func(x []float32, mx float32) {
+		if len(x) > 0 {
+			softmaxExpAVX512M(unsafe.SliceData(x), len(x), mx)
+		}
+	}
+	k.scal = func(x []float32, s float32) {
+		if len(x) > 0 {
+			scalAVX512M(unsafe.SliceData(x), len(x), s)
+		}
+	}
+}
+
+// attnDS512 fills the attention-backward row kernels of the AVX-512 variant.
+func attnDS512(k *kernel) {
+	k.dsScale = func(p, d []float32, fs, scale float32) {
+		n := len(p)
+		d = d[:n]
+		nv := n &^ 15
+		if nv > 0 {
+			dsScaleAVX512(unsafe.SliceData(p), unsafe.SliceData(d), nv, fs, scale)
+		}
+		dsScaleGo(p[nv:], d[nv:], fs, scale)
+	}
+	k.swigluBwd = func(dg, du, dout, gate, up []float32) {
+		n := len(gate)
+		dg, du, dout, up = dg[:n], du[:n], dout[:n], up[:n]
+		nv := n &^ 15
+		if nv > 0 {
+			swigluBwdAVX512(unsafe.SliceData(dg), unsafe.SliceData(du), unsafe.SliceData(dout), unsafe.SliceData(gate), unsafe.SliceData(up), nv)
+		}
+		swigluBwdGo(dg[nv:], du[nv:], dout[nv:], gate[nv:], up[nv:])
+	}
+	k.maskedClean = func(p, d []float32) bool {
+		n := len(p)
+		d = d[:n]
+		nv := n &^ 15
+		if nv > 0 && !maskedCleanAVX512(unsafe.SliceData(p), unsafe.SliceData(d), nv) {
+			return false
+		}
+		return maskedCleanGo(p[nv:], d[nv:])
+	}
+}
+
+//go:noescape
+func padChunksAVX512(dst *float32, ds int, src *float32, ss, n, lo, hi, slo, shi int)
+
+var haveAVX512 = cpuid.CPU.Supports(cpuid.AVX512F)
+
+// padChunks is padChunksGo, with one masked AVX-512 move per chunk.
+func padChunks(dst []float32, ds int, src []float32, ss, n, rows, w int) {
+	if n <= 0 {
+		return
+	}
+	switch {
+	case !haveAVX512 || w > 32 || rows > w:
+		padChunksGo(dst, ds, src, ss, n, rows, w)
+	case len(dst) < (n-1)*ds+w || len(src) < (n-1)*ss+rows || ds < 0 || ss < 0 || rows < 0:
+		panic("cpu: padChunks out of range")
+	default:
+		m := func(k int) int { return 1<<min(max(k, 0), 16) - 1 }
+		padChunksAVX512(unsafe.SliceData(dst), ds, unsafe.SliceData(src), ss, n, m(rows), m(rows-16), m(w), m(w-16))
+	}
+}
+
+//go:noescape
+func copyChunksAVX(dst *float32, ds int, src *float32, ss, n, w int)
+
+var haveAVX = cpuid.CPU.Supports(cpuid.AVX)
+
+// copyChunks is copyChunksGo, with the AVX mover for the panel widths of
+// the kernels.
+func copyChunks(dst []float32, ds int, src []float32, ss, n, w int) {
+	if n <= 0 {
+		return
+	}
+	switch {
+	case !haveAVX || (w != 6 && w != 8 && w != 12 && w != 16 && w != 32):
+		copyChunksGo(dst, ds, src, ss, n, w)
+	case len(dst) < (n-1)*ds+w || len(src) < (n-1)*ss+w || ds < 0 || ss < 0:
+		panic("cpu: copyChunks out of range")
+	default:
+		copyChunksAVX(unsafe.SliceData(dst), ds, unsafe.SliceData(src), ss, n, w)
+	}
+}
+
+//go:noescape
 func axpyAVX512(alpha float32, x, y *float32, n int)
 
 //go:noescape
@@ -65,12 +184,15 @@ func init() {
 			tr4:     transposeASM,
 			tr4bf:   transposeBF16ASM,
 		}
-		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512, softmaxExpSumAVX512, scalAVX512, siluMulAVX512)
+		attnDS512(k)
+		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512, softmaxExpSumAVX512, softmaxExpAVX512, scalAVX512, siluMulAVX512)
+		maskedTails512(k)
 		registerKernel(k)
 	}
 	if cpuid.CPU.Supports(cpuid.AVX2, cpuid.FMA3) {
 		k := &kernel{
 			name: "avx2", mr: 6, nr: 16, kc: 256, nc: 512,
+			dsScale: dsScaleGo, maskedClean: maskedCleanGo, swigluBwd: swigluBwdGo,
 			micro: func(a, b, c []float32, k, ldc int, load bool, ars, acs int) {
 				checkMicro(a, b, c, k, ldc, 6, 16, ars, acs)
 				gemmKernAVX2(unsafe.SliceData(a), unsafe.SliceData(b), unsafe.SliceData(c), k, ldc, b2i(load), ars, acs)
@@ -81,7 +203,7 @@ func init() {
 			tr4:     transposeASM,
 			tr4bf:   transposeBF16ASM,
 		}
-		setRowKernels(k, 8, expfAVX2, softmaxMaxAVX2, softmaxExpSumAVX2, scalAVX2, siluMulAVX2)
+		setRowKernels(k, 8, expfAVX2, softmaxMaxAVX2, softmaxExpSumAVX2, softmaxExpAVX2, scalAVX2, siluMulAVX2)
 		// 12×8 tiles for panels at most 8 wide (same FMA chain per element,
 		// so the same bits); not a variant of its own.
 		n8 := *k
@@ -254,6 +376,7 @@ func setRowKernels(k *kernel, w int,
 	expf func(dst, src *float32, n int),
 	smMax func(x *float32, n int, scale float32) float32,
 	smExpSum func(x *float32, n int, mx float32) float64,
+	smExp func(x *float32, n int, mx float32),
 	scal func(x *float32, n int, s float32),
 	silu func(out, gate, up *float32, n int)) {
 	k.expf = func(dst, src []float32) {
@@ -298,6 +421,22 @@ func setRowKernels(k *kernel, w int,
 			sum += float64(e)
 		}
 		return sum
+	}
+	k.smExp = func(x []float32, mx float32) {
+		nv := len(x) &^ (w - 1)
+		if nv > 0 {
+			smExp(unsafe.SliceData(x), nv, mx)
+		}
+		tail := x[nv:]
+		if len(tail) == 0 {
+			return
+		}
+		var buf [16]float32 // the ragged tail as in smExpSum
+		for j, v := range tail {
+			buf[j] = v - mx
+		}
+		expfPadded(&buf, w)
+		copy(tail, buf[:len(tail)])
 	}
 	k.scal = func(x []float32, s float32) {
 		nv := len(x) &^ (w - 1)
