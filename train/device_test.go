@@ -12,8 +12,8 @@ import (
 // Fine-tuning on a device that copies (weights uploaded, trained on the
 // device, written back; the GPU code path, run by the host device's
 // operations) gives bitwise the host fine-tuning: AdamW fused on the
-// device, AdamW with clipping and SGD through host round trips, and
-// distillation from full and top-k teacher logits.
+// device, AdamW with clipping and SGD (the norm, clipping and SGD as device
+// operations), and distillation from full and top-k teacher logits.
 func TestFineTunerCopyDeviceMatchesHost(t *testing.T) {
 	be := cpu(t)
 	cb := modeltest.CopyBackend{Backend: be}
@@ -115,10 +115,10 @@ func TestTrainResident(t *testing.T) {
 	}
 }
 
-// The Trainer on a device that copies (weights uploaded before every
-// forward pass, gradients downloaded after every backward pass, the
-// optimizer on the host tensors) is bitwise the host Trainer, with
-// clipping and distillation from a full or top-k teacher.
+// The Trainer on a device that copies (weights, gradients and optimizer
+// state resident, written back at the end; the GPU code path) is bitwise
+// the host Trainer, with clipping and distillation from a full or top-k
+// teacher.
 func TestTrainerCopyDeviceMatchesHost(t *testing.T) {
 	be := cpu(t)
 	cb := modeltest.CopyBackend{Backend: be}
