@@ -36,7 +36,7 @@ const sumsqBatch = 512
 // a pending error, backend.ErrNonFinite included, is returned instead):
 // float32 per-workgroup partials (compensated sums and a 256-way tree,
 // shaders/sumsq.comp) added on the host in float64 in view order. Relative
-// error ≤ about 12 float32 ulps (1e-6; docs/readme/clipdev.md).
+// error ≤ about 12 float32 ulps (1e-6; docs/backends.md).
 func (x *Dev) SumSquares(vs []backend.View) (float64, error) {
 	if err := x.takeErr(); err != nil {
 		return 0, err
