@@ -18,14 +18,7 @@ func TestDeviceFailureIsAnError(t *testing.T) {
 	dense := tinyModel()
 	st := scaleStitcher{dense}
 	pool := randomPool(12, dense.Cfg.Vocab, 24, 6)
-	var tp [][]int
-	lens := make([]int, len(pool))
-	for i, s := range pool {
-		lens[i] = len(s)
-		if len(s) >= 2 {
-			tp = append(tp, s)
-		}
-	}
+	lens, tp := poolLens(pool)
 	b := drawBatch(nil, lens, 0, 100, newStream(2, streamStage, 0, 100))
 	b.Train = []int{0, 1}
 	lv := []int{3, 0, 5, 2}

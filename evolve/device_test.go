@@ -22,14 +22,7 @@ func TestEvaluateOnDeviceMatchesHost(t *testing.T) {
 	dense := tinyModel()
 	st := scaleStitcher{dense}
 	pool := randomPool(60, dense.Cfg.Vocab, 48, 6)
-	var tp [][]int
-	lens := make([]int, len(pool))
-	for i, s := range pool {
-		lens[i] = len(s)
-		if len(s) >= 2 {
-			tp = append(tp, s)
-		}
-	}
+	lens, tp := poolLens(pool)
 	b := drawBatch(nil, lens, 0, 400, newStream(2, streamStage, 0, 400))
 	b.Train = []int{0, 1, 2}
 	lv := []int{3, 0, 5, 2}

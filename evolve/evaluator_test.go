@@ -53,6 +53,19 @@ func randomPool(n, vocab, maxLen int, seed uint64) [][]int {
 	return out
 }
 
+// poolLens returns the lengths of pool's sequences and the sequences that
+// can train (two tokens or more).
+func poolLens(pool [][]int) (lens []int, trainable [][]int) {
+	lens = make([]int, len(pool))
+	for i, s := range pool {
+		lens[i] = len(s)
+		if len(s) >= 2 {
+			trainable = append(trainable, s)
+		}
+	}
+	return lens, trainable
+}
+
 func logSoftmax64(z []float32) []float64 {
 	mx := math.Inf(-1)
 	for _, v := range z {
@@ -125,10 +138,7 @@ func TestFitnessMatchesNaive(t *testing.T) {
 	// Enough sequences for several forward chunks (> chunkTokens rows),
 	// including one-token sequences (no predicting position).
 	pool := randomPool(200, dense.Cfg.Vocab, 64, 3)
-	lens := make([]int, len(pool))
-	for i, s := range pool {
-		lens[i] = len(s)
-	}
+	lens, _ := poolLens(pool)
 	for _, budget := range []int{50, 5000} {
 		b := drawBatch(nil, lens, 0, budget, newStream(1, streamStage, 0, budget))
 		for _, kind := range []string{FitnessKL, FitnessSparseKL, FitnessPPL} {

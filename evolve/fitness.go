@@ -82,6 +82,35 @@ func (s *scorer) scoreHost(be backend.Backend, m *model.Model, seqs [][]int, ids
 		}
 		defer rd.Release()
 	}
+	return s.overChunks(seqs, ids, func(part [][]int, ids []int) (float64, error) {
+		logits, err := r.Forward(part)
+		if err != nil {
+			return 0, err
+		}
+		switch s.kind {
+		case FitnessPPL:
+			return train.CrossEntropy(nil, logits, part, V, 1), nil
+		case FitnessKL:
+			var t []float32
+			if s.cache != nil {
+				t = s.cache.full(ids, part)
+			} else if t, err = rd.Forward(part); err != nil {
+				return 0, fmt.Errorf("dense model: %w", err)
+			}
+			return train.KL(nil, logits, t, part, V, 1), nil
+		case FitnessSparseKL:
+			// Only against the cache: held-out figures use kl and ppl.
+			return train.SparseKLCached(nil, logits, s.cache.topK(ids, part), part, V, 1), nil
+		}
+		return 0, nil
+	})
+}
+
+// overChunks runs mean on the chunks of seqs that predict something (with
+// their ids; nil when ids is) and returns the fitness: the mean of the
+// chunk means weighted by their positions (its exp for ppl), NaN without
+// positions.
+func (s *scorer) overChunks(seqs [][]int, ids []int, mean func(part [][]int, ids []int) (float64, error)) (float64, error) {
 	var total float64
 	pos := 0
 	for _, c := range chunks(seqs) {
@@ -90,27 +119,15 @@ func (s *scorer) scoreHost(be backend.Backend, m *model.Model, seqs [][]int, ids
 		if n == 0 {
 			continue
 		}
-		logits, err := r.Forward(part)
+		var pid []int
+		if ids != nil {
+			pid = ids[c[0]:c[1]]
+		}
+		m, err := mean(part, pid)
 		if err != nil {
 			return 0, err
 		}
-		var mean float64
-		switch s.kind {
-		case FitnessPPL:
-			mean = train.CrossEntropy(nil, logits, part, V, 1)
-		case FitnessKL:
-			var t []float32
-			if s.cache != nil {
-				t = s.cache.full(ids[c[0]:c[1]], part)
-			} else if t, err = rd.Forward(part); err != nil {
-				return 0, fmt.Errorf("dense model: %w", err)
-			}
-			mean = train.KL(nil, logits, t, part, V, 1)
-		case FitnessSparseKL:
-			// Only against the cache: held-out figures use kl and ppl.
-			mean = train.SparseKLCached(nil, logits, s.cache.topK(ids[c[0]:c[1]], part), part, V, 1)
-		}
-		total += mean * float64(n)
+		total += m * float64(n)
 		pos += n
 	}
 	if pos == 0 {
@@ -133,14 +150,7 @@ func (s *scorer) scoreResident(r *model.Resident, ar *model.Arena[float32], seqs
 	if s.kind != FitnessPPL && s.cache == nil {
 		return 0, fmt.Errorf("evolve: fitness %s on a device needs the dense-logit cache", s.kind)
 	}
-	var total float64
-	pos := 0
-	for _, c := range chunks(seqs) {
-		part := seqs[c[0]:c[1]]
-		n := train.Positions(part)
-		if n == 0 {
-			continue
-		}
+	return s.overChunks(seqs, ids, func(part [][]int, ids []int) (float64, error) {
 		mark := ar.Mark()
 		z, _, err := r.ForwardView(ar, part)
 		if err != nil {
@@ -153,29 +163,17 @@ func (s *scorer) scoreResident(r *model.Resident, ar *model.Arena[float32], seqs
 			mean, err = dev.CrossEntropy(backend.View{}, z, tg, V, 1)
 		case FitnessKL:
 			var tv backend.View
-			if tv, err = dev.Resident(s.cache.full(ids[c[0]:c[1]], part)); err == nil {
+			if tv, err = dev.Resident(s.cache.full(ids, part)); err == nil {
 				mean, err = dev.KL(backend.View{}, z, tv, tg, V, 1)
 				if _, ok := dev.Host(tv); !ok {
 					dev.Free(tv)
 				}
 			}
 		case FitnessSparseKL:
-			t := s.cache.topK(ids[c[0]:c[1]], part)
+			t := s.cache.topK(ids, part)
 			mean, err = dev.SparseKL(backend.View{}, z, t.Idx, t.Val, t.K, tg, V, 1)
 		}
 		ar.Release(mark)
-		if err != nil {
-			return 0, err
-		}
-		total += mean * float64(n)
-		pos += n
-	}
-	if pos == 0 {
-		return math.NaN(), nil
-	}
-	f := total / float64(pos)
-	if s.kind == FitnessPPL {
-		return math.Exp(f), nil
-	}
-	return f, nil
+		return mean, err
+	})
 }

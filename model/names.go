@@ -84,3 +84,21 @@ func LayerPrefix(i int) string { return fmt.Sprintf("model.layers.%d.", i) }
 // LayerTensorName is the full Hugging Face name of tensor t of layer i, e.g.
 // "model.layers.3.self_attn.o_proj.weight".
 func LayerTensorName(i int, t LayerTensor) string { return LayerPrefix(i) + LayerTensors[t].Name }
+
+// EachNamed calls f with the Hugging Face name of each tensor of a model
+// laid out as embed, layers, norm and head, in that order (a layer's tensors
+// in LayerTensors order); the head is left out when tied. Empty tensors are
+// passed too.
+func EachNamed[T any](embed T, layers []LayerT[T], norm, head T, tied bool, f func(name string, t T)) {
+	f(EmbedName, embed)
+	for i := range layers {
+		p := LayerPrefix(i)
+		for t, v := range layers[i].Tensors() {
+			f(p+LayerTensors[t].Name, *v)
+		}
+	}
+	f(NormName, norm)
+	if !tied {
+		f(LMHeadName, head)
+	}
+}

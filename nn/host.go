@@ -189,17 +189,11 @@ func (h *Host[F]) Free(v backend.View) {
 
 // Upload copies src into dst at once.
 func (h *Host[F]) Upload(dst backend.View, src []F) error {
-	if err := dst.Check("Upload", "dst", len(src)); err != nil {
+	d, err := h.window("Upload", "dst", dst, len(src))
+	if err != nil {
 		return err
 	}
-	b, ok := dst.Buf.(*hostBuf[F])
-	if !ok {
-		if len(src) == 0 {
-			return nil
-		}
-		return fmt.Errorf("Upload: dst is not a buffer of this device (%T)", dst.Buf)
-	}
-	copy(b.data[dst.Off:], src)
+	copy(d, src)
 	return nil
 }
 
@@ -209,18 +203,29 @@ func (h *Host[F]) Download(dst []F, src backend.View) error {
 	if err := h.take(); err != nil {
 		return err
 	}
-	if err := src.Check("Download", "src", len(dst)); err != nil {
+	s, err := h.window("Download", "src", src, len(dst))
+	if err != nil {
 		return err
 	}
-	b, ok := src.Buf.(*hostBuf[F])
-	if !ok {
-		if len(dst) == 0 {
-			return nil
-		}
-		return fmt.Errorf("Download: src is not a buffer of this device (%T)", src.Buf)
-	}
-	copy(dst, b.data[src.Off:src.Off+len(dst)])
+	copy(dst, s)
 	return nil
+}
+
+// window is the first n elements of v for Upload and Download, or an error
+// unless v is a view of a host buffer holding them (no buffer is needed for
+// n = 0).
+func (h *Host[F]) window(op, name string, v backend.View, n int) ([]F, error) {
+	if err := v.Check(op, name, n); err != nil {
+		return nil, err
+	}
+	b, ok := v.Buf.(*hostBuf[F])
+	if !ok {
+		if n == 0 {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%s: %s is not a buffer of this device (%T)", op, name, v.Buf)
+	}
+	return b.data[v.Off : v.Off+n], nil
 }
 
 // Resident wraps host itself (no copy).
@@ -253,15 +258,20 @@ func (h *Host[F]) Copy(dst, src backend.View) {
 	if h.skip() {
 		return
 	}
-	if dst.N != src.N {
-		h.failf("Copy: dst has %d elements, src %d", dst.N, src.N)
-		return
-	}
-	d, ok1 := h.slice("Copy", "dst", dst, dst.N)
-	s, ok2 := h.slice("Copy", "src", src, src.N)
-	if ok1 && ok2 {
+	if d, s, ok := h.pair("Copy", dst, src); ok {
 		copy(d, s)
 	}
+}
+
+// pair checks the operands of an elementwise op on two views of one length.
+func (h *Host[F]) pair(op string, dst, src backend.View) (d, s []F, ok bool) {
+	if dst.N != src.N {
+		h.failf("%s: dst has %d elements, src %d", op, dst.N, src.N)
+		return nil, nil, false
+	}
+	d, ok1 := h.slice(op, "dst", dst, dst.N)
+	s, ok2 := h.slice(op, "src", src, src.N)
+	return d, s, ok1 && ok2
 }
 
 // Add is the residual add of the layer forward (dst += src in order).
@@ -269,13 +279,7 @@ func (h *Host[F]) Add(dst, src backend.View) {
 	if h.skip() {
 		return
 	}
-	if dst.N != src.N {
-		h.failf("Add: dst has %d elements, src %d", dst.N, src.N)
-		return
-	}
-	d, ok1 := h.slice("Add", "dst", dst, dst.N)
-	s, ok2 := h.slice("Add", "src", src, src.N)
-	if ok1 && ok2 {
+	if d, s, ok := h.pair("Add", dst, src); ok {
 		s = s[:len(d)]
 		for i := range d {
 			d[i] += s[i]

@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"github.com/darwinlm/darwinlm-go/backend"
-	"github.com/darwinlm/darwinlm-go/internal/fastmath"
 )
 
 // Losses over rows of logits [rows × vocab] with one target per row
@@ -30,19 +29,10 @@ func CountTargets(targets []int) int {
 // CrossEntropyTargets is the next-token cross-entropy in float64 (exact
 // log-sum-exp), accumulating into dlogits. dlogits may alias logits.
 func CrossEntropyTargets[F Float](dlogits, logits []F, tg []int, vocab int, weight float64) float64 {
-	n := CountTargets(tg)
-	if n == 0 {
-		return 0
-	}
-	row := make([]float64, len(tg))
-	scale := weight / float64(n)
-	ParallelFor(len(tg), func(r int) {
-		if tg[r] < 0 {
-			return
-		}
+	return targetMean(tg, weight, func(r int, scale float64) float64 {
 		z := logits[r*vocab : (r+1)*vocab]
 		lse := LogSumExp(z)
-		row[r] = lse - float64(z[tg[r]])
+		loss := lse - float64(z[tg[r]]) // before dz, which may alias z
 		if dlogits != nil {
 			dz := dlogits[r*vocab : (r+1)*vocab]
 			for v := range z {
@@ -52,6 +42,25 @@ func CrossEntropyTargets[F Float](dlogits, logits []F, tg []int, vocab int, weig
 				}
 				dz[v] += F(p * scale)
 			}
+		}
+		return loss
+	})
+}
+
+// targetMean calls loss(r, scale) for every row r with a target, in
+// parallel, and returns the mean of the row losses, summed in row order;
+// scale = weight / (rows with a target) is the factor of each row's
+// gradient. No rows with a target: 0, and loss is not called.
+func targetMean(tg []int, weight float64, loss func(r int, scale float64) float64) float64 {
+	n := CountTargets(tg)
+	if n == 0 {
+		return 0
+	}
+	row := make([]float64, len(tg))
+	scale := weight / float64(n)
+	ParallelFor(len(tg), func(r int) {
+		if tg[r] >= 0 {
+			row[r] = loss(r, scale)
 		}
 	})
 	return SumRows(row) / float64(n)
@@ -85,7 +94,7 @@ func CrossEntropyFast(be backend.Backend, workers int, dlogits, logits []float32
 		}
 		z := logits[r*vocab : (r+1)*vocab]
 		copy(dz, z)
-		softmaxRow(rk, dz)
+		softmaxCausalRow(rk, dz, vocab-1, 1) // softmax of the whole row
 		p := dz[t]
 		var oneMinus float64 // 1 − p_t
 		if p > 0.5 {
@@ -111,44 +120,12 @@ func CrossEntropyFast(be backend.Backend, workers int, dlogits, logits []float32
 	return SumRows(row) / float64(n)
 }
 
-// softmaxRow turns x into softmax(x) in place (the backend's row kernel
-// when it has one, else the same computation in Go).
-func softmaxRow(rk backend.RowKernels, x []float32) {
-	if rk != nil {
-		rk.SoftmaxCausalRow(x, len(x)-1, 1)
-		return
-	}
-	mx := float32(math.Inf(-1))
-	for _, v := range x {
-		mx = max(mx, v)
-	}
-	var sum float64
-	for j, v := range x {
-		e := fastmath.Expf(v - mx)
-		x[j] = e
-		sum += float64(e)
-	}
-	inv := float32(1 / sum)
-	for j := range x {
-		x[j] *= inv
-	}
-}
-
 // KLTargets is the mean over rows with a target of KL(p_teacher ‖
 // p_student) over the full vocabulary, p = softmax of the logits. Its
 // gradient with respect to the student logits is softmax(student) −
 // softmax(teacher).
 func KLTargets[F, T Float](dlogits, logits []F, teacher []T, tg []int, vocab int, weight float64) float64 {
-	n := CountTargets(tg)
-	if n == 0 {
-		return 0
-	}
-	row := make([]float64, len(tg))
-	scale := weight / float64(n)
-	ParallelFor(len(tg), func(r int) {
-		if tg[r] < 0 {
-			return
-		}
+	return targetMean(tg, weight, func(r int, scale float64) float64 {
 		z := logits[r*vocab : (r+1)*vocab]
 		zt := teacher[r*vocab : (r+1)*vocab]
 		lse, lseT := LogSumExp(z), LogSumExp(zt)
@@ -162,9 +139,8 @@ func KLTargets[F, T Float](dlogits, logits []F, teacher []T, tg []int, vocab int
 				dlogits[r*vocab+v] += F((math.Exp(lq) - p) * scale)
 			}
 		}
-		row[r] = kl
+		return kl
 	})
-	return SumRows(row) / float64(n)
 }
 
 // SparseKLTargets is KL over each row's k cached teacher entries (idx/val
@@ -174,19 +150,10 @@ func KLTargets[F, T Float](dlogits, logits []F, teacher []T, tg []int, vocab int
 // gradient q̃ − p̃ (times weight / rows with a target) is accumulated into
 // dlogits at idx.
 func SparseKLTargets[F Float](dlogits, logits []F, idx []int32, val []float32, k int, tg []int, vocab int, weight float64) float64 {
-	n := CountTargets(tg)
-	if n == 0 {
-		return 0
-	}
-	if len(idx) < len(tg)*k || len(val) < len(tg)*k {
+	if (len(idx) < len(tg)*k || len(val) < len(tg)*k) && CountTargets(tg) > 0 {
 		panic(fmt.Sprintf("SparseKL: %d/%d teacher entries for %d rows × %d", len(idx), len(val), len(tg), k))
 	}
-	row := make([]float64, len(tg))
-	scale := weight / float64(n)
-	ParallelFor(len(tg), func(r int) {
-		if tg[r] < 0 {
-			return
-		}
+	return targetMean(tg, weight, func(r int, scale float64) float64 {
 		z := logits[r*vocab : (r+1)*vocab]
 		ix, a := idx[r*k:(r+1)*k], val[r*k:(r+1)*k]
 		b := make([]F, k)
@@ -204,9 +171,8 @@ func SparseKLTargets[F Float](dlogits, logits []F, idx []int32, val []float32, k
 				dlogits[r*vocab+int(v)] += F((math.Exp(lq) - p) * scale)
 			}
 		}
-		row[r] = kl
+		return kl
 	})
-	return SumRows(row) / float64(n)
 }
 
 // SumRows sums row losses in row order.

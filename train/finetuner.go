@@ -411,23 +411,12 @@ func residentTensors[F nn.Float](r *model.ResidentOf[F]) []backend.View {
 func namedResident[F nn.Float](r *model.ResidentOf[F]) ([]backend.View, []string) {
 	var out []backend.View
 	var names []string
-	add := func(name string, v backend.View) {
+	model.EachNamed(r.Embed, r.Layers, r.Norm, r.LMHead, r.Cfg.Tied, func(name string, v backend.View) {
 		if v.N > 0 {
 			out = append(out, v)
 			names = append(names, name)
 		}
-	}
-	add(model.EmbedName, r.Embed)
-	for i := range r.Layers {
-		p := model.LayerPrefix(i)
-		for t, v := range r.Layers[i].Tensors() {
-			add(p+model.LayerTensors[t].Name, *v)
-		}
-	}
-	add(model.NormName, r.Norm)
-	if !r.Cfg.Tied {
-		add(model.LMHeadName, r.LMHead)
-	}
+	})
 	return out, names
 }
 

@@ -28,10 +28,14 @@ type bitw[F nn.Float] struct {
 	r *rand.Rand
 }
 
-func (b *bitw[F]) rnd(n int, sc float64) []F {
+func (b *bitw[F]) rnd(n int, sc float64) []F { return randn[F](b.r, n, sc) }
+
+// randn is n normal values of standard deviation sc, float32-representable
+// (teacher logits are float32).
+func randn[F nn.Float](r *rand.Rand, n int, sc float64) []F {
 	x := make([]F, n)
 	for i := range x {
-		x[i] = F(float32(b.r.NormFloat64() * sc)) // float32-representable (teacher logits are float32)
+		x[i] = F(float32(r.NormFloat64() * sc))
 	}
 	return x
 }
@@ -333,13 +337,7 @@ func hostBitwiseLosses[F nn.Float](b *bitw[F], be backend.Backend) {
 // equal train.AdamW's steps, including a tensor updated in parallel chunks.
 func hostBitwiseAdamW(t *testing.T, be backend.Backend) {
 	r := rand.New(rand.NewPCG(9, 9))
-	mk := func(n int, sc float64) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(r.NormFloat64() * sc)
-		}
-		return x
-	}
+	mk := func(n int, sc float64) []float32 { return randn[float32](r, n, sc) }
 	sizes := []int{37, nn.AdamWParallel + 13}
 	var params, grads []Tensor[float32]
 	for _, n := range sizes {
@@ -389,13 +387,7 @@ func hostBitwiseAdamW(t *testing.T, be backend.Backend) {
 // on tensors large enough for the parallel chunks.
 func hostBitwiseClipSGD(t *testing.T, be backend.Backend) {
 	r := rand.New(rand.NewPCG(5, 11))
-	mk := func(n int, sc float64) []float32 {
-		x := make([]float32, n)
-		for i := range x {
-			x[i] = float32(r.NormFloat64() * sc)
-		}
-		return x
-	}
+	mk := func(n int, sc float64) []float32 { return randn[float32](r, n, sc) }
 	sizes := []int{37, 1<<15 + 1, 3<<15 + 77, 5}
 	var grads, old []Tensor[float32]
 	for _, n := range sizes {

@@ -127,22 +127,11 @@ func mapWeights[G, F nn.Float](w *Weights[F], f func([]F) []G) *Weights[G] {
 // Empty tensors (removed sublayers) and the tied head are left out.
 func (w *Weights[F]) Tensors() []Tensor[F] {
 	var out []Tensor[F]
-	add := func(name string, s []F) {
+	model.EachNamed(w.Embed, w.Layers, w.Norm, w.LMHead, w.Cfg.Tied, func(name string, s []F) {
 		if len(s) > 0 {
 			out = append(out, Tensor[F]{name, s})
 		}
-	}
-	add(model.EmbedName, w.Embed)
-	for i := range w.Layers {
-		p := model.LayerPrefix(i)
-		for t, s := range w.Layers[i].Tensors() {
-			add(p+model.LayerTensors[t].Name, *s)
-		}
-	}
-	add(model.NormName, w.Norm)
-	if !w.Cfg.Tied {
-		add(model.LMHeadName, w.LMHead)
-	}
+	})
 	return out
 }
 

@@ -278,59 +278,44 @@ GLOBL expfC<>(SB), RODATA|NOPTR, $1536
 	VCMPPS $0x12, C_FHI, Z0, K4, K4; \
 	KORTESTW K4, K4
 
+// EXPF_POLY(x, n, t, r, rr, p) is the start that every expf body shares:
+// n = round(x·log2e) (as an int32 once the magic bias is off), r = x − n·ln2
+// (in two parts), rr = r², p = 1 + r + rr·P(r) and t = n + 127 (the biased
+// exponent of 2^n). x is kept.
+#define EXPF_POLY(x, n, t, r, rr, p) \
+	VMULPS C_LOG2E, x, n; \
+	VADDPS C_MAGIC, n, n; \
+	VSUBPS C_MAGIC, n, t; \
+	VMULPS C_LN2HI, t, r; \
+	VSUBPS r, x, r; \
+	VMULPS C_LN2LO, t, t; \
+	VSUBPS t, r, r; \
+	VMULPS r, r, rr; \
+	VMULPS C_P0, r, p; \
+	VADDPS C_P1, p, p; \
+	VMULPS r, p, p; \
+	VADDPS C_P2, p, p; \
+	VMULPS r, p, p; \
+	VADDPS C_P3, p, p; \
+	VMULPS r, p, p; \
+	VADDPS C_P4, p, p; \
+	VMULPS r, p, p; \
+	VADDPS C_P5, p, p; \
+	VMULPS rr, p, p; \
+	VADDPS r, p, p; \
+	VADDPS C_ONE, p, p; \
+	VPSUBD C_MAGIC, n, n; \
+	VPADDD C_I127, n, t
+
 // EXPF512_FAST is EXPF512 for Z0 in [-87, 88] (see EXPF512_INRANGE).
 #define EXPF512_FAST \
-	VMULPS C_LOG2E, Z0, Z2; \
-	VADDPS C_MAGIC, Z2, Z2; \
-	VSUBPS C_MAGIC, Z2, Z3; \
-	VMULPS C_LN2HI, Z3, Z4; \
-	VSUBPS Z4, Z0, Z4; \
-	VMULPS C_LN2LO, Z3, Z3; \
-	VSUBPS Z3, Z4, Z4; \
-	VMULPS Z4, Z4, Z5; \
-	VMULPS C_P0, Z4, Z6; \
-	VADDPS C_P1, Z6, Z6; \
-	VMULPS Z4, Z6, Z6; \
-	VADDPS C_P2, Z6, Z6; \
-	VMULPS Z4, Z6, Z6; \
-	VADDPS C_P3, Z6, Z6; \
-	VMULPS Z4, Z6, Z6; \
-	VADDPS C_P4, Z6, Z6; \
-	VMULPS Z4, Z6, Z6; \
-	VADDPS C_P5, Z6, Z6; \
-	VMULPS Z5, Z6, Z6; \
-	VADDPS Z4, Z6, Z6; \
-	VADDPS C_ONE, Z6, Z6; \
-	VPSUBD C_MAGIC, Z2, Z2; \
-	VPADDD C_I127, Z2, Z3; \
+	EXPF_POLY(Z0, Z2, Z3, Z4, Z5, Z6); \
 	VPSLLD $23, Z3, Z3; \
 	VMULPS Z3, Z6, Z6
 
 // EXPF512 computes Z6 = expf(Z0); it uses Z1-Z7 and K1-K3, Z0 is kept.
 #define EXPF512 \
-	VMULPS C_LOG2E, Z0, Z2; \
-	VADDPS C_MAGIC, Z2, Z2; \
-	VSUBPS C_MAGIC, Z2, Z3; \
-	VMULPS C_LN2HI, Z3, Z4; \
-	VSUBPS Z4, Z0, Z4; \
-	VMULPS C_LN2LO, Z3, Z3; \
-	VSUBPS Z3, Z4, Z4; \
-	VMULPS Z4, Z4, Z5; \
-	VMULPS C_P0, Z4, Z6; \
-	VADDPS C_P1, Z6, Z6; \
-	VMULPS Z4, Z6, Z6; \
-	VADDPS C_P2, Z6, Z6; \
-	VMULPS Z4, Z6, Z6; \
-	VADDPS C_P3, Z6, Z6; \
-	VMULPS Z4, Z6, Z6; \
-	VADDPS C_P4, Z6, Z6; \
-	VMULPS Z4, Z6, Z6; \
-	VADDPS C_P5, Z6, Z6; \
-	VMULPS Z5, Z6, Z6; \
-	VADDPS Z4, Z6, Z6; \
-	VADDPS C_ONE, Z6, Z6; \
-	VPSUBD C_MAGIC, Z2, Z2; \
-	VPADDD C_I127, Z2, Z3; \
+	EXPF_POLY(Z0, Z2, Z3, Z4, Z5, Z6); \
 	VMOVUPS C_ONE, Z5; \
 	VMOVDQU32 C_IM126, Z7; \
 	VPCMPGTD C_I127, Z2, K1; \
@@ -349,31 +334,20 @@ GLOBL expfC<>(SB), RODATA|NOPTR, $1536
 	VPXORD Z6, Z6, K2, Z6; \
 	VMOVUPS Z0, K3, Z6
 
+// EXPF512_ANY is EXPF512, by EXPF512_FAST where every lane allows it; slow
+// and done are labels of the call site, unique in its function.
+#define EXPF512_ANY(slow, done) \
+	EXPF512_INRANGE; \
+	JCC slow; \
+	EXPF512_FAST; \
+	JMP done; \
+slow: \
+	EXPF512; \
+done:
+
 // EXPF256 computes Y6 = expf(Y0); it uses Y1-Y7, Y0 is kept.
 #define EXPF256 \
-	VMULPS C_LOG2E, Y0, Y2; \
-	VADDPS C_MAGIC, Y2, Y2; \
-	VSUBPS C_MAGIC, Y2, Y3; \
-	VMULPS C_LN2HI, Y3, Y4; \
-	VSUBPS Y4, Y0, Y4; \
-	VMULPS C_LN2LO, Y3, Y3; \
-	VSUBPS Y3, Y4, Y4; \
-	VMULPS Y4, Y4, Y5; \
-	VMULPS C_P0, Y4, Y6; \
-	VADDPS C_P1, Y6, Y6; \
-	VMULPS Y4, Y6, Y6; \
-	VADDPS C_P2, Y6, Y6; \
-	VMULPS Y4, Y6, Y6; \
-	VADDPS C_P3, Y6, Y6; \
-	VMULPS Y4, Y6, Y6; \
-	VADDPS C_P4, Y6, Y6; \
-	VMULPS Y4, Y6, Y6; \
-	VADDPS C_P5, Y6, Y6; \
-	VMULPS Y5, Y6, Y6; \
-	VADDPS Y4, Y6, Y6; \
-	VADDPS C_ONE, Y6, Y6; \
-	VPSUBD C_MAGIC, Y2, Y2; \
-	VPADDD C_I127, Y2, Y3; \
+	EXPF_POLY(Y0, Y2, Y3, Y4, Y5, Y6); \
 	VPADDD C_I191, Y2, Y4; \
 	VPCMPGTD C_I127, Y2, Y5; \
 	VMOVDQU C_IM126, Y7; \
@@ -393,6 +367,15 @@ GLOBL expfC<>(SB), RODATA|NOPTR, $1536
 	VCMPPS $3, Y0, Y0, Y5; \
 	VBLENDVPS Y5, Y0, Y6, Y6
 
+// HMAX256 leaves in X8 the max of Y8's lanes (X1 is scratch).
+#define HMAX256 \
+	VEXTRACTF128 $1, Y8, X1; \
+	VMAXPS X1, X8, X8; \
+	VPERMILPS $0x4e, X8, X1; \
+	VMAXPS X1, X8, X8; \
+	VPERMILPS $0xb1, X8, X1; \
+	VMAXPS X1, X8, X8
+
 // SUM1 adds the float32 at off(DI), widened, to the float64 in X8.
 #define SUM1(off) \
 	VCVTSS2SD off(DI), X10, X11; \
@@ -407,13 +390,7 @@ TEXT ·expfAVX512(SB), NOSPLIT, $0-24
 	JEQ expf512_done
 expf512_loop:
 	VMOVUPS (SI), Z0
-	EXPF512_INRANGE
-	JCC expf512_slow
-	EXPF512_FAST
-	JMP expf512_store
-expf512_slow:
-	EXPF512
-expf512_store:
+	EXPF512_ANY(expf512_slow, expf512_store)
 	VMOVUPS Z6, (DI)
 	ADDQ $64, SI
 	ADDQ $64, DI
@@ -442,37 +419,9 @@ expf2_done:
 	VZEROUPPER
 	RET
 
-// func softmaxMaxAVX512(x *float32, n int, scale float32) float32
+// func softmaxMaxAVX2(x *float32, n int, scale float32) float32
 // x[i] *= scale, returns max(-Inf, x[i]...) (NaN lanes are skipped, as the
 // Go loop's x > mx does).
-TEXT ·softmaxMaxAVX512(SB), NOSPLIT, $0-28
-	MOVQ x+0(FP), DI
-	MOVQ n+8(FP), CX
-	VBROADCASTSS scale+16(FP), Z9
-	VMOVUPS C_NINF, Z8
-	TESTQ CX, CX
-	JEQ smax512_reduce
-smax512_loop:
-	VMULPS (DI), Z9, Z0
-	VMOVUPS Z0, (DI)
-	VMAXPS Z8, Z0, Z8
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JNZ smax512_loop
-smax512_reduce:
-	VEXTRACTF64X4 $1, Z8, Y1
-	VMAXPS Y1, Y8, Y8
-	VEXTRACTF128 $1, Y8, X1
-	VMAXPS X1, X8, X8
-	VPERMILPS $0x4e, X8, X1
-	VMAXPS X1, X8, X8
-	VPERMILPS $0xb1, X8, X1
-	VMAXPS X1, X8, X8
-	VMOVSS X8, ret+24(FP)
-	VZEROUPPER
-	RET
-
-// func softmaxMaxAVX2(x *float32, n int, scale float32) float32
 TEXT ·softmaxMaxAVX2(SB), NOSPLIT, $0-28
 	MOVQ x+0(FP), DI
 	MOVQ n+8(FP), CX
@@ -488,12 +437,7 @@ smax2_loop:
 	SUBQ $8, CX
 	JNZ smax2_loop
 smax2_reduce:
-	VEXTRACTF128 $1, Y8, X1
-	VMAXPS X1, X8, X8
-	VPERMILPS $0x4e, X8, X1
-	VMAXPS X1, X8, X8
-	VPERMILPS $0xb1, X8, X1
-	VMAXPS X1, X8, X8
+	HMAX256
 	VMOVSS X8, ret+24(FP)
 	VZEROUPPER
 	RET
@@ -511,13 +455,7 @@ TEXT ·softmaxExpSumAVX512(SB), NOSPLIT, $0-32
 sexp512_loop:
 	VMOVUPS (DI), Z0
 	VSUBPS Z9, Z0, Z0
-	EXPF512_INRANGE
-	JCC sexp512_slow
-	EXPF512_FAST
-	JMP sexp512_store
-sexp512_slow:
-	EXPF512
-sexp512_store:
+	EXPF512_ANY(sexp512_slow, sexp512_store)
 	VMOVUPS Z6, (DI)
 	SUM1(0)
 	SUM1(4)
@@ -572,34 +510,9 @@ sexp2_done:
 	VZEROUPPER
 	RET
 
-// func softmaxExpAVX512(x *float32, n int, mx float32)
-// x[i] = expf(x[i] - mx): softmaxExpSumAVX512 without the sum (rows whose
-// sums are added elsewhere, several chains at once).
-TEXT ·softmaxExpAVX512(SB), NOSPLIT, $0-20
-	MOVQ x+0(FP), DI
-	MOVQ n+8(FP), CX
-	VBROADCASTSS mx+16(FP), Z9
-	TESTQ CX, CX
-	JEQ sexpn512_done
-sexpn512_loop:
-	VMOVUPS (DI), Z0
-	VSUBPS Z9, Z0, Z0
-	EXPF512_INRANGE
-	JCC sexpn512_slow
-	EXPF512_FAST
-	JMP sexpn512_store
-sexpn512_slow:
-	EXPF512
-sexpn512_store:
-	VMOVUPS Z6, (DI)
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JNZ sexpn512_loop
-sexpn512_done:
-	VZEROUPPER
-	RET
-
 // func softmaxExpAVX2(x *float32, n int, mx float32)
+// x[i] = expf(x[i] - mx): softmaxExpSumAVX2 without the sum (rows whose
+// sums are added elsewhere, several chains at once).
 TEXT ·softmaxExpAVX2(SB), NOSPLIT, $0-20
 	MOVQ x+0(FP), DI
 	MOVQ n+8(FP), CX
@@ -618,25 +531,8 @@ sexpn2_done:
 	VZEROUPPER
 	RET
 
-// func scalAVX512(x *float32, n int, s float32)
-// x[i] *= s.
-TEXT ·scalAVX512(SB), NOSPLIT, $0-20
-	MOVQ x+0(FP), DI
-	MOVQ n+8(FP), CX
-	VBROADCASTSS s+16(FP), Z9
-	TESTQ CX, CX
-	JEQ scal512_done
-scal512_loop:
-	VMULPS (DI), Z9, Z0
-	VMOVUPS Z0, (DI)
-	ADDQ $64, DI
-	SUBQ $16, CX
-	JNZ scal512_loop
-scal512_done:
-	VZEROUPPER
-	RET
-
 // func scalAVX2(x *float32, n int, s float32)
+// x[i] *= s.
 TEXT ·scalAVX2(SB), NOSPLIT, $0-20
 	MOVQ x+0(FP), DI
 	MOVQ n+8(FP), CX
@@ -665,13 +561,7 @@ TEXT ·siluMulAVX512(SB), NOSPLIT, $0-32
 silu512_loop:
 	VMOVUPS (SI), Z10
 	VPXORD C_SIGN, Z10, Z0
-	EXPF512_INRANGE
-	JCC silu512_slow
-	EXPF512_FAST
-	JMP silu512_exp
-silu512_slow:
-	EXPF512
-silu512_exp:
+	EXPF512_ANY(silu512_slow, silu512_exp)
 	VADDPS C_ONE, Z6, Z6
 	VDIVPS Z6, Z10, Z6
 	VMULPS (DX), Z6, Z6
@@ -728,13 +618,7 @@ TEXT ·swigluBwdAVX512(SB), NOSPLIT, $0-48
 swbwd_loop:
 	VMOVUPS (DX), Z10
 	VPXORD C_SIGN, Z10, Z0
-	EXPF512_INRANGE
-	JCC swbwd_slow
-	EXPF512_FAST
-	JMP swbwd_exp
-swbwd_slow:
-	EXPF512
-swbwd_exp:
+	EXPF512_ANY(swbwd_slow, swbwd_exp)
 	VADDPS Z11, Z6, Z12
 	VDIVPS Z12, Z11, Z13
 	VMOVUPS (SI), Z15
@@ -760,8 +644,9 @@ swbwd_done:
 	VZEROUPPER
 	RET
 
-// The M variants take any n: the last n mod 16 elements go through the
-// same lane-wise arithmetic under a mask (K5; TAILMASK at the top).
+// The AVX-512 softmax row kernels (the M variants) take any n: the last
+// n mod 16 elements go through the same lane-wise arithmetic under a mask
+// (K5; TAILMASK at the top). Each does what its AVX2 namesake does.
 
 // func softmaxMaxAVX512M(x *float32, n int, scale float32) float32
 TEXT ·softmaxMaxAVX512M(SB), NOSPLIT, $0-28
@@ -788,12 +673,7 @@ smaxm_tail:
 smaxm_reduce:
 	VEXTRACTF64X4 $1, Z8, Y1
 	VMAXPS Y1, Y8, Y8
-	VEXTRACTF128 $1, Y8, X1
-	VMAXPS X1, X8, X8
-	VPERMILPS $0x4e, X8, X1
-	VMAXPS X1, X8, X8
-	VPERMILPS $0xb1, X8, X1
-	VMAXPS X1, X8, X8
+	HMAX256
 	VMOVSS X8, ret+24(FP)
 	VZEROUPPER
 	RET
@@ -808,13 +688,7 @@ TEXT ·softmaxExpAVX512M(SB), NOSPLIT, $0-20
 sexpm_loop:
 	VMOVUPS (DI), Z0
 	VSUBPS Z9, Z0, Z0
-	EXPF512_INRANGE
-	JCC sexpm_slow
-	EXPF512_FAST
-	JMP sexpm_store
-sexpm_slow:
-	EXPF512
-sexpm_store:
+	EXPF512_ANY(sexpm_slow, sexpm_store)
 	VMOVUPS Z6, (DI)
 	ADDQ $64, DI
 	SUBQ $16, CX
@@ -825,13 +699,7 @@ sexpm_tail:
 	VMOVAPS Z9, Z0
 	VMOVUPS (DI), K5, Z0
 	VSUBPS Z9, Z0, Z0
-	EXPF512_INRANGE
-	JCC sexpm_tslow
-	EXPF512_FAST
-	JMP sexpm_tstore
-sexpm_tslow:
-	EXPF512
-sexpm_tstore:
+	EXPF512_ANY(sexpm_tslow, sexpm_tstore)
 	VMOVUPS Z6, K5, (DI)
 sexpm_done:
 	VZEROUPPER

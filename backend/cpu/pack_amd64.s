@@ -2,6 +2,25 @@
 
 #include "textflag.h"
 
+// CHUNKARGS loads the arguments (dst, ds, src, ss, n) that the chunk movers
+// share: DI = dst, SI = src, R8, R9 = the strides in bytes, CX = n.
+#define CHUNKARGS \
+	MOVQ dst+0(FP), DI; \
+	MOVQ ds+8(FP), R8; \
+	SHLQ $2, R8; \
+	MOVQ src+16(FP), SI; \
+	MOVQ ss+24(FP), R9; \
+	SHLQ $2, R9; \
+	MOVQ n+32(FP), CX
+
+// NEXTCHUNK steps DI and SI to the next chunk and loops to loop while
+// chunks are left.
+#define NEXTCHUNK(loop) \
+	ADDQ R9, SI; \
+	ADDQ R8, DI; \
+	DECQ CX; \
+	JNZ loop
+
 // func transposePanelAVX(dst *float32, w int, src *float32, ld, n, groups int)
 // dst[q*w + r] = src[r*ld + q] for r < 4*groups, q < n (n a multiple of 8;
 // strides in elements). For each 8-column chunk it walks all row groups,
@@ -129,13 +148,7 @@ transposePanelBF16AVX_done:
 // Copies n chunks of w floats (w = 6, 8, 12, 16 or 32), chunk c from
 // src[c*ss:] to dst[c*ds:] (strides in elements). Pure data movement.
 TEXT ·copyChunksAVX(SB), NOSPLIT, $0-48
-	MOVQ dst+0(FP), DI
-	MOVQ ds+8(FP), R8
-	SHLQ $2, R8
-	MOVQ src+16(FP), SI
-	MOVQ ss+24(FP), R9
-	SHLQ $2, R9
-	MOVQ n+32(FP), CX
+	CHUNKARGS
 	MOVQ w+40(FP), AX
 	TESTQ CX, CX
 	JEQ copyChunks_done
@@ -152,38 +165,26 @@ copyChunks_w6:
 	MOVQ 16(SI), X1
 	VMOVUPS X0, (DI)
 	MOVQ X1, 16(DI)
-	ADDQ R9, SI
-	ADDQ R8, DI
-	DECQ CX
-	JNZ copyChunks_w6
+	NEXTCHUNK(copyChunks_w6)
 	JMP copyChunks_done
 copyChunks_w8:
 	VMOVUPS (SI), Y0
 	VMOVUPS Y0, (DI)
-	ADDQ R9, SI
-	ADDQ R8, DI
-	DECQ CX
-	JNZ copyChunks_w8
+	NEXTCHUNK(copyChunks_w8)
 	JMP copyChunks_done
 copyChunks_w12:
 	VMOVUPS (SI), Y0
 	VMOVUPS 32(SI), X1
 	VMOVUPS Y0, (DI)
 	VMOVUPS X1, 32(DI)
-	ADDQ R9, SI
-	ADDQ R8, DI
-	DECQ CX
-	JNZ copyChunks_w12
+	NEXTCHUNK(copyChunks_w12)
 	JMP copyChunks_done
 copyChunks_w16:
 	VMOVUPS (SI), Y0
 	VMOVUPS 32(SI), Y1
 	VMOVUPS Y0, (DI)
 	VMOVUPS Y1, 32(DI)
-	ADDQ R9, SI
-	ADDQ R8, DI
-	DECQ CX
-	JNZ copyChunks_w16
+	NEXTCHUNK(copyChunks_w16)
 	JMP copyChunks_done
 copyChunks_w32:
 	VMOVUPS (SI), Y0
@@ -194,10 +195,7 @@ copyChunks_w32:
 	VMOVUPS Y1, 32(DI)
 	VMOVUPS Y2, 64(DI)
 	VMOVUPS Y3, 96(DI)
-	ADDQ R9, SI
-	ADDQ R8, DI
-	DECQ CX
-	JNZ copyChunks_w32
+	NEXTCHUNK(copyChunks_w32)
 copyChunks_done:
 	VZEROUPPER
 	RET
@@ -208,13 +206,7 @@ copyChunks_done:
 // the others are zero, and the lanes in the store masks slo, shi written
 // (a ragged packed panel with its zero padding in one pass).
 TEXT ·padChunksAVX512(SB), NOSPLIT, $0-72
-	MOVQ dst+0(FP), DI
-	MOVQ ds+8(FP), R8
-	SHLQ $2, R8
-	MOVQ src+16(FP), SI
-	MOVQ ss+24(FP), R9
-	SHLQ $2, R9
-	MOVQ n+32(FP), CX
+	CHUNKARGS
 	MOVQ lo+40(FP), AX
 	KMOVW AX, K1
 	MOVQ hi+48(FP), AX
@@ -230,10 +222,7 @@ padChunks_loop:
 	VMOVUPS.Z 64(SI), K2, Z1
 	VMOVUPS Z0, K3, (DI)
 	VMOVUPS Z1, K4, 64(DI)
-	ADDQ R9, SI
-	ADDQ R8, DI
-	DECQ CX
-	JNZ padChunks_loop
+	NEXTCHUNK(padChunks_loop)
 padChunks_done:
 	VZEROUPPER
 	RET

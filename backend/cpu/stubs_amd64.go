@@ -39,9 +39,6 @@ func transposePanelAVX(dst *float32, w int, src *float32, ld, n, groups int)
 func transposePanelBF16AVX(dst *float32, w int, src *uint16, ld, n, groups int)
 
 //go:noescape
-func softmaxExpAVX512(x *float32, n int, mx float32)
-
-//go:noescape
 func softmaxExpAVX2(x *float32, n int, mx float32)
 
 //go:noescape
@@ -185,7 +182,9 @@ func init() {
 			tr4bf:   transposeBF16ASM,
 		}
 		attnDS512(k)
-		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512, softmaxExpSumAVX512, softmaxExpAVX512, scalAVX512, siluMulAVX512)
+		// The masked (M) bodies also serve as the whole-vector ones that
+		// setRowKernels wants; maskedTails512 then lets them finish rows.
+		setRowKernels(k, 16, expfAVX512, softmaxMaxAVX512M, softmaxExpSumAVX512, softmaxExpAVX512M, scalAVX512M, siluMulAVX512)
 		maskedTails512(k)
 		registerKernel(k)
 	}
@@ -329,9 +328,6 @@ func expfAVX512(dst, src *float32, n int)
 func expfAVX2(dst, src *float32, n int)
 
 //go:noescape
-func softmaxMaxAVX512(x *float32, n int, scale float32) float32
-
-//go:noescape
 func softmaxMaxAVX2(x *float32, n int, scale float32) float32
 
 //go:noescape
@@ -339,9 +335,6 @@ func softmaxExpSumAVX512(x *float32, n int, mx float32) float64
 
 //go:noescape
 func softmaxExpSumAVX2(x *float32, n int, mx float32) float64
-
-//go:noescape
-func scalAVX512(x *float32, n int, s float32)
 
 //go:noescape
 func scalAVX2(x *float32, n int, s float32)

@@ -232,13 +232,7 @@ func TestCLIBadInputs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			work := t.TempDir()
-			out := filepath.Join(work, "out")
-			os.Mkdir(out, 0o755)
-			args := make([]string, len(c.args))
-			for i, a := range c.args {
-				args[i] = strings.ReplaceAll(a, "OUT", out)
-			}
+			work, args := outDir(t, c.args)
 			switch args[0] {
 			case "ppl", "eval", "generate", "tokenize", "train":
 				args = append(args, "--quiet")
@@ -252,16 +246,39 @@ func TestCLIBadInputs(t *testing.T) {
 					t.Errorf("stderr %q does not mention %q", r.stderr, w)
 				}
 			}
-			if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
-				t.Errorf("panic: %s", r.stderr)
-			}
-			if r.stdout != "" {
-				t.Errorf("stdout on failure: %q", r.stdout)
-			}
-			if left := listTree(t, work); len(left) != 1 || left[0] != "out" {
-				t.Errorf("left behind: %v", left)
-			}
+			failedCleanly(t, r, work)
 		})
+	}
+}
+
+// outDir makes a work folder holding an empty folder out, and returns it
+// with args where each OUT stands for out's path.
+func outDir(t *testing.T, args []string) (work string, withOut []string) {
+	t.Helper()
+	work = t.TempDir()
+	out := filepath.Join(work, "out")
+	if err := os.Mkdir(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	withOut = make([]string, len(args))
+	for i, a := range args {
+		withOut[i] = strings.ReplaceAll(a, "OUT", out)
+	}
+	return work, withOut
+}
+
+// failedCleanly checks what a refused command must leave: no panic, nothing
+// on stdout, nothing written in work (run in outDir's folder).
+func failedCleanly(t *testing.T, r result, work string) {
+	t.Helper()
+	if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
+		t.Errorf("panic: %s", r.stderr)
+	}
+	if r.stdout != "" {
+		t.Errorf("stdout on failure: %q", r.stdout)
+	}
+	if left := listTree(t, work); len(left) != 1 || left[0] != "out" {
+		t.Errorf("left behind: %v", left)
 	}
 }
 

@@ -87,12 +87,7 @@ func TestCLIBackendUnavailable(t *testing.T) {
 		{"shear", "-q", "--data", text, "--target-params", "328000", "--steps", "2", "--seq-len", "32", "--batch", "2", "--out", "OUT/shear"},
 	} {
 		t.Run(args[0], func(t *testing.T) {
-			work := t.TempDir()
-			out := filepath.Join(work, "out")
-			os.Mkdir(out, 0o755)
-			for i, a := range args {
-				args[i] = strings.ReplaceAll(a, "OUT", out)
-			}
+			work, args := outDir(t, args)
 			r := runBin(t, work, []string{"DARWINLM_OFFLINE=1"}, append(args, "--backend", "vulkan")...)
 			if r.code != 1 {
 				t.Errorf("exit status %d, want 1\nstderr: %s", r.code, r.stderr)
@@ -101,15 +96,7 @@ func TestCLIBackendUnavailable(t *testing.T) {
 			if len(lines) != 1 || !strings.Contains(lines[0], "--backend") || !strings.Contains(lines[0], "vulkan") {
 				t.Errorf("stderr %q: want one line naming --backend and vulkan", r.stderr)
 			}
-			if strings.Contains(r.stderr, "panic") || strings.Contains(r.stderr, "goroutine ") {
-				t.Errorf("panic: %s", r.stderr)
-			}
-			if r.stdout != "" {
-				t.Errorf("stdout on failure: %q", r.stdout)
-			}
-			if left := listTree(t, work); len(left) != 1 || left[0] != "out" {
-				t.Errorf("left behind: %v", left)
-			}
+			failedCleanly(t, r, work)
 		})
 	}
 }
