@@ -21,3 +21,12 @@ func TestConformance(t *testing.T) {
 func TestConformanceStaging(t *testing.T) {
 	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{ForceStaging: true}).F32() }, 1e-5)
 }
+
+// TestConformanceSplit runs the suite with bindings of at most 2 KiB (about
+// 500 floats), so that every operation whose operands exceed that runs in
+// windows: losses by rows, embedding tables by row ranges, Rope, AddBias,
+// RMSNorm and the element-wise operations by rows or elements, attention by
+// query-row chunks with their own K/V windows (docs/readme/vksplit.md).
+func TestConformanceSplit(t *testing.T) {
+	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{MaxBindBytes: 2048}).F32() }, 1e-5)
+}

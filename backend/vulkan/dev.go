@@ -595,25 +595,59 @@ func (x *Dev) embed(op, prog string, rows, table backend.View, ids []int, dim in
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		return x.locked(func() error {
-			d := x.d
-			if err := errors.Join(d.fits(op, "table", tv), d.fits(op, "rows", rv)); err != nil {
+		return x.locked(func() error { return x.d.embedSplit(op, prog, tv, rv, ids, vocab, dim) })
+	})
+}
+
+// embedSplit records the gather (prog "embed": rows[i] = table[ids[i]]) or
+// its gradient ("embed_bwd": table[ids[i]] += rows[i], rows in order) with
+// the table split into row ranges and the rows into chunks that each fit
+// one binding: each dispatch binds one table range and one chunk of rows,
+// with the ids rebased to the range (the shaders skip ids outside it). An
+// element of the table is touched only by the dispatches of its range, in
+// row order, so the results are bitwise those of one whole dispatch.
+// Each dispatch prepares its own ids (the batch may flush between them).
+// The caller holds d.mu.
+func (d *Device) embedSplit(op, prog string, tv, rv View, ids []int, vocab, dim int) error {
+	lim := d.maxElems(F32)
+	if dim > lim {
+		return fmt.Errorf("vulkan: %s: one row of %d floats exceeds maxStorageBufferRange (%d bytes) of %s", op, dim, d.maxBind, d.props.DriverName)
+	}
+	tr, rc := lim/dim, lim/dim // table rows per range, rows per chunk
+	reb := make([]int, len(ids))
+	for v0 := 0; v0 < vocab; v0 += tr {
+		nv := min(tr, vocab-v0)
+		tab := sub(tv, v0*dim, nv*dim)
+		for r0 := 0; r0 < len(ids); r0 += rc {
+			nr := min(rc, len(ids)-r0)
+			any := false
+			for i, id := range ids[r0 : r0+nr] {
+				reb[i] = id - v0
+				any = any || (id >= v0 && id < v0+nv)
+			}
+			if !any {
+				continue
+			}
+			if err := d.prepare(1, 4*nr, 0); err != nil {
 				return err
 			}
-			if err := d.prepare(1, 4*len(ids), 0); err != nil {
-				return err
-			}
-			iv, err := d.hostData(intsBytes(ids))
+			iv, err := d.hostData(intsBytes(reb[:nr]))
 			if err != nil {
 				return err
 			}
+			rows := sub(rv, r0*dim, nr*dim)
 			if prog == "embed" {
-				gx, gy := d.grid1D(len(ids) * dim)
-				return d.dispatch(prog, []View{tv, iv, rv}, pc(len(ids), dim, vocab), gx, gy, 1)
+				gx, gy := d.grid1D(nr * dim)
+				err = d.dispatch(prog, []View{tab, iv, rows}, pc(nr, dim, nv), gx, gy, 1)
+			} else {
+				err = d.dispatch(prog, []View{rows, iv, tab}, pc(nr, dim, nv), (dim+255)/256, 1, 1)
 			}
-			return d.dispatch(prog, []View{rv, iv, tv}, pc(len(ids), dim, vocab), (dim+255)/256, 1, 1)
-		})
-	})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // AdamW updates w, m, v from g; a non-finite gradient makes the next Sync
@@ -780,28 +814,59 @@ func (x *Dev) Rope(xv backend.View, r backend.RopeTable, seqs []backend.Seq, nHe
 		}
 		return x.locked(func() error {
 			d := x.d
-			if err := d.fits("Rope", "x", xx); err != nil {
-				return err
+			half := D / 2
+			lim := d.maxElems(F32)
+			if rowLen > lim || half > lim {
+				return fmt.Errorf("vulkan: Rope: one row of %d floats exceeds maxStorageBufferRange (%d bytes) of %s", rowLen, d.maxBind, d.props.DriverName)
+			}
+			// Entries in chunks whose rows of x and positions of the
+			// tables each span one binding; the pairs are rebased to the
+			// chunk's first row and position (each pair's arithmetic is
+			// unchanged, so the bits are those of one dispatch).
+			type chunk struct{ e0, e1, r0, r1, p0, p1 int }
+			var chunks []chunk
+			for e := 0; e < n; e++ {
+				row, pos := int(pairs[2*e]), int(pairs[2*e+1])
+				if k := len(chunks) - 1; k >= 0 {
+					c := &chunks[k]
+					r0, r1, p0, p1 := min(c.r0, row), max(c.r1, row+1), min(c.p0, pos), max(c.p1, pos+1)
+					if (r1-r0)*rowLen <= lim && (p1-p0)*half <= lim {
+						c.e1, c.r0, c.r1, c.p0, c.p1 = e+1, r0, r1, p0, p1
+						continue
+					}
+				}
+				chunks = append(chunks, chunk{e, e + 1, row, row + 1, pos, pos + 1})
 			}
 			rt, err := d.ropeTable(r, npos)
 			if err != nil {
 				return err
 			}
-			if err := d.prepare(1, 4*len(pairs), 0); err != nil {
-				return err
-			}
-			pv, err := d.hostData(int32Bytes(pairs))
-			if err != nil {
+			if err := d.prepare(len(chunks), 4*len(pairs)+arenaAlign, 0); err != nil {
 				return err
 			}
 			sign := float32(1)
 			if inverse {
 				sign = -1
 			}
-			half := D / 2
-			gx, gy := d.grid1D(n * nHeads * half)
-			views := []View{xx, rt.cos.Slice(0, npos*half), rt.sin.Slice(0, npos*half), pv}
-			return d.dispatch("rope_seq", views, pc(n, nHeads, D, r.IsInterleaved(), sign), gx, gy, 1)
+			for _, c := range chunks {
+				ps := pairs[2*c.e0 : 2*c.e1]
+				for i := 0; i < len(ps); i += 2 {
+					ps[i] -= int32(c.r0)
+					ps[i+1] -= int32(c.p0)
+				}
+				pv, err := d.hostData(int32Bytes(ps))
+				if err != nil {
+					return err
+				}
+				ne := c.e1 - c.e0
+				gx, gy := d.grid1D(ne * nHeads * half)
+				views := []View{sub(xx, c.r0*rowLen, (c.r1-c.r0)*rowLen), rt.cos.Slice(c.p0*half, (c.p1-c.p0)*half),
+					rt.sin.Slice(c.p0*half, (c.p1-c.p0)*half), pv}
+				if err := d.dispatch("rope_seq", views, pc(ne, nHeads, D, r.IsInterleaved(), sign), gx, gy, 1); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	})
 }
