@@ -21,6 +21,8 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/vkngwrapper/core/v2/core1_0"
+
 	"github.com/darwinlm/darwinlm-go/backend"
 )
 
@@ -1020,156 +1022,228 @@ func (x *Dev) Attention(out, q, k, v backend.View, seqs []backend.AttnSeq, h bac
 			kParts, vParts = append(kParts, kp), append(vParts, vp)
 		}
 		return x.locked(func() error {
-			d := x.d
-			for _, c := range []struct {
-				n string
-				v View
-			}{{"q", qv}, {"out", ov}, {"k", kv}, {"v", vv}} {
-				if err := d.fits(op, c.n, c.v); err != nil {
-					return err
-				}
-			}
-			// Entries: sequences whose probabilities are wanted get the
-			// layout [NH × T × S] in one region (then copied out); the
-			// others a compact row of last+1 per (query, head) (the same
-			// arithmetic: the loops stop at last+1 instead of S, past
-			// which everything is zero), in chunks of at most compactCap
-			// floats that reuse one region (the barrier after each
-			// dispatch orders the reuse).
-			type chunk struct {
-				ent  []int32
-				gat  bool
-				full bool
-			}
-			compactCap := min(d.maxElems(F32), d.attnCap)
-			var chunks []chunk
-			npFull, npCompact, ngat, nent := 0, 0, 0, 0
-			fullBase := map[int]int{} // index in seqs order (own, then gat) → offset
-			kvRow := make([]int, len(own)+len(gat))
-			for i, s := range own {
-				kvRow[i] = s.Row
-			}
-			row := 0
-			for i, s := range gat {
-				kvRow[len(own)+i] = row
-				row += s.Pos + s.T
-				ngat += (s.Pos + s.T) * kvs
-			}
-			all := append(append([]backend.AttnSeq(nil), own...), gat...)
-			for pass := 0; pass < 2; pass++ { // own K/V, gathered K/V
-				lo, hi := 0, len(own)
-				if pass == 1 {
-					lo, hi = len(own), len(all)
-				}
-				var full chunk
-				cur, used := chunk{gat: pass == 1}, 0
-				for i := lo; i < hi; i++ {
-					s := all[i]
-					nent += s.T
-					if probs[i].B != nil {
-						fullBase[i] = npFull
-						for t := 0; t < s.T; t++ {
-							full.ent = append(full.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos), int32(t), int32(s.T), int32(npFull))
-						}
-						npFull += h.NH * s.T * (s.Pos + s.T)
-						continue
-					}
-					for t := 0; t < s.T; t++ {
-						need := h.NH * (s.Pos + t + 1)
-						if used+need > compactCap && len(cur.ent) > 0 {
-							chunks = append(chunks, cur)
-							cur, used = chunk{gat: pass == 1}, 0
-						}
-						cur.ent = append(cur.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos+t), 0, 1, int32(used))
-						used += need
-						npCompact = max(npCompact, used)
-					}
-				}
-				if len(cur.ent) > 0 {
-					chunks = append(chunks, cur)
-				}
-				if len(full.ent) > 0 {
-					full.gat, full.full = pass == 1, true
-					chunks = append(chunks, full)
-				}
-			}
-			sets := 0
-			for _, c := range chunks {
-				sets += 1 + len(c.ent)/6/d.props.Limits.MaxComputeWorkGroupCount[1]
-			}
-			if err := d.prepare(sets, 4*(h.NH+6*nent+64), 4*(npFull+npCompact+2*ngat+64)); err != nil {
-				return err
-			}
-			mv, err := d.hostData(intsBytes(kvmap))
-			if err != nil {
-				return err
-			}
-			pf, err := d.take(&d.scratch, npFull)
-			if err != nil {
-				return err
-			}
-			pcv, err := d.take(&d.scratch, npCompact)
-			if err != nil {
-				return err
-			}
-			if err := errors.Join(d.fits(op, "probabilities", pf), d.fits(op, "probabilities", pcv)); err != nil {
-				return err
-			}
-			var gk, gv View
-			if len(gat) > 0 {
-				if gk, err = d.take(&d.scratch, ngat); err != nil {
-					return err
-				}
-				if gv, err = d.take(&d.scratch, ngat); err != nil {
-					return err
-				}
-				if err := errors.Join(d.fits(op, "gathered K", gk), d.fits(op, "gathered V", gv)); err != nil {
-					return err
-				}
-				for i := range gat {
-					for _, c := range []struct {
-						dst   View
-						parts []View
-					}{{gk, kParts[i]}, {gv, vParts[i]}} {
-						off := kvRow[len(own)+i] * kvs
-						for _, p := range c.parts {
-							if err := d.cmdCopy(sub(c.dst, off, p.N), p, p.N); err != nil {
-								return err
-							}
-							off += p.N
-						}
-					}
-				}
-			}
-			scale := float32(1 / math.Sqrt(float64(h.D)))
-			for _, c := range chunks {
-				ev, err := d.hostData(int32Bytes(c.ent))
-				if err != nil {
-					return err
-				}
-				kb, vb, pb := kv, vv, pcv
-				if c.gat {
-					kb, vb = gk, gv
-				}
-				if c.full {
-					pb = pf
-				}
-				views := []View{qv, kb, vb, mv, {}, pb, ov}
-				if err := d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale), h.NH, len(c.ent)/6); err != nil {
-					return err
-				}
-			}
-			for i, s := range all {
-				if probs[i].B != nil {
-					n := h.NH * s.T * (s.Pos + s.T)
-					if err := d.cmdCopy(probs[i], sub(pf, fullBase[i], n), n); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return x.d.attention(op, qv, ov, kv, vv, own, gat, kParts, vParts, probs, kvmap, h)
 		})
 	})
+}
+
+// attnUnit is entries of the attention forward that go into one dispatch
+// together: one query row of one sequence (a compact row of probabilities,
+// last+1 per head) or a whole sequence with saved probabilities (its block
+// [NH × T × S]). pBase of its entries is relative to the unit.
+type attnUnit struct {
+	ent            []int32
+	np             int // probability floats
+	q0, q1, k0, k1 int // rows of q/out and of K/V it reads
+	seq, t         int // copy-out: the sequence (−1: none) and, for a compact row of a saved block, its query
+}
+
+// attention records the forward of Dev.Attention: units (see attnUnit) in
+// chunks that each bind a window of q/out, of K/V (own or gathered) and of
+// the probability scratch of at most one binding, the entries rebased to
+// the windows. Every unit's arithmetic is unchanged by the chunking, so
+// the results are bitwise those of one dispatch. Saved probabilities are
+// computed in scratch and copied out after their chunk (copies have no
+// binding limit); a sequence whose block [NH × T × S] exceeds a binding is
+// computed as compact rows (the same bits: the causal tail is zeros) and
+// copied row by row into its zeroed block. Not split: one query row's
+// keys, i.e. a sequence's K/V rows 0…Pos+t of one query, must fit one
+// binding, as must NH·(Pos+t+1) probabilities. The caller holds d.mu.
+func (d *Device) attention(op string, qv, ov, kv, vv View, own, gat []backend.AttnSeq, kParts, vParts [][]View,
+	probs []View, kvmap []int, h backend.Heads) error {
+	qs, kvs := h.NH*h.D, h.NKV*h.D
+	lim := d.maxElems(F32)
+	capP := min(lim, d.attnCap)
+	if qs > lim {
+		return fmt.Errorf("vulkan: %s: one query row of %d floats exceeds maxStorageBufferRange (%d bytes) of %s", op, qs, d.maxBind, d.props.DriverName)
+	}
+	all := append(append([]backend.AttnSeq(nil), own...), gat...)
+	kvRow := make([]int, len(all))
+	ngat := 0
+	for i, s := range all {
+		if i < len(own) {
+			kvRow[i] = s.Row
+		} else {
+			kvRow[i] = ngat / kvs
+			ngat += (s.Pos + s.T) * kvs
+		}
+	}
+	type chunk struct {
+		units          []attnUnit
+		gat, full      bool
+		np             int
+		q0, q1, k0, k1 int
+		nent           int
+	}
+	var chunks []chunk
+	add := func(u attnUnit, gat, full bool) {
+		if k := len(chunks) - 1; k >= 0 {
+			c := &chunks[k]
+			q0, q1, k0, k1 := min(c.q0, u.q0), max(c.q1, u.q1), min(c.k0, u.k0), max(c.k1, u.k1)
+			if c.gat == gat && c.full == full && (q1-q0)*qs <= lim && (k1-k0)*kvs <= lim && c.np+u.np <= capP {
+				c.units = append(c.units, u)
+				c.q0, c.q1, c.k0, c.k1, c.np, c.nent = q0, q1, k0, k1, c.np+u.np, c.nent+len(u.ent)/6
+				return
+			}
+		}
+		chunks = append(chunks, chunk{[]attnUnit{u}, gat, full, u.np, u.q0, u.q1, u.k0, u.k1, len(u.ent) / 6})
+	}
+	var big []int // sequences with saved probabilities computed as compact rows
+	for pass := 0; pass < 2; pass++ { // own K/V, gathered K/V
+		lo, hi := 0, len(own)
+		if pass == 1 {
+			lo, hi = len(own), len(all)
+		}
+		var fulls []attnUnit
+		for i := lo; i < hi; i++ {
+			s := all[i]
+			S := s.Pos + s.T
+			if probs[i].B != nil {
+				np := h.NH * s.T * S
+				if np <= capP && s.T*qs <= lim && S*kvs <= lim {
+					u := attnUnit{np: np, q0: s.Row, q1: s.Row + s.T, k0: kvRow[i], k1: kvRow[i] + S, seq: i}
+					for t := 0; t < s.T; t++ {
+						u.ent = append(u.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos), int32(t), int32(s.T), 0)
+					}
+					fulls = append(fulls, u)
+					continue
+				}
+				big = append(big, i)
+			}
+			for t := 0; t < s.T; t++ {
+				last := s.Pos + t
+				if (last+1)*kvs > lim || h.NH*(last+1) > capP {
+					return fmt.Errorf("vulkan: %s: sequence %d: query %d reads K/V rows 0…%d (%d floats each of K and V) and %d probabilities, over one binding (maxStorageBufferRange %d bytes of %s, %d floats); attention does not split one query's keys",
+						op, i, t, last, (last+1)*kvs, h.NH*(last+1), d.maxBind, d.props.DriverName, capP)
+				}
+				u := attnUnit{np: h.NH * (last + 1), q0: s.Row + t, q1: s.Row + t + 1, k0: kvRow[i], k1: kvRow[i] + last + 1, seq: -1, t: t}
+				if probs[i].B != nil {
+					u.seq = i
+				}
+				u.ent = []int32{int32(s.Row + t), int32(kvRow[i]), int32(last), 0, 1, 0}
+				add(u, pass == 1, false)
+			}
+		}
+		for _, u := range fulls {
+			add(u, pass == 1, true)
+		}
+	}
+	sets, nent, npFull, npCompact := 0, 0, 0, 0
+	for _, c := range chunks {
+		sets += 1 + c.nent/d.props.Limits.MaxComputeWorkGroupCount[1]
+		nent += c.nent
+		if c.full {
+			npFull = max(npFull, c.np)
+		} else {
+			npCompact = max(npCompact, c.np)
+		}
+	}
+	if err := d.prepare(sets, 4*(h.NH+6*nent+64), 4*(npFull+npCompact+2*ngat+64)); err != nil {
+		return err
+	}
+	mv, err := d.hostData(intsBytes(kvmap))
+	if err != nil {
+		return err
+	}
+	pf, err := d.take(&d.scratch, npFull)
+	if err != nil {
+		return err
+	}
+	pcv, err := d.take(&d.scratch, npCompact)
+	if err != nil {
+		return err
+	}
+	var gk, gv View
+	if len(gat) > 0 {
+		if gk, err = d.take(&d.scratch, ngat); err != nil {
+			return err
+		}
+		if gv, err = d.take(&d.scratch, ngat); err != nil {
+			return err
+		}
+		for i := range gat {
+			for _, c := range []struct {
+				dst   View
+				parts []View
+			}{{gk, kParts[i]}, {gv, vParts[i]}} {
+				off := kvRow[len(own)+i] * kvs
+				for _, p := range c.parts {
+					if err := d.cmdCopy(sub(c.dst, off, p.N), p, p.N); err != nil {
+						return err
+					}
+					off += p.N
+				}
+			}
+		}
+	}
+	for _, i := range big {
+		if err := d.cmdFill(probs[i], probs[i].N); err != nil {
+			return err
+		}
+	}
+	scale := float32(1 / math.Sqrt(float64(h.D)))
+	for _, c := range chunks {
+		ent := make([]int32, 0, 6*c.nent)
+		base := 0
+		for _, u := range c.units {
+			for e := 0; e < len(u.ent); e += 6 {
+				ent = append(ent, u.ent[e]-int32(c.q0), u.ent[e+1]-int32(c.k0), u.ent[e+2], u.ent[e+3], u.ent[e+4], u.ent[e+5]+int32(base))
+			}
+			base += u.np
+		}
+		ev, err := d.hostData(int32Bytes(ent))
+		if err != nil {
+			return err
+		}
+		kb, vb, pb := kv, vv, pcv
+		if c.gat {
+			kb, vb = gk, gv
+		}
+		if c.full {
+			pb = pf
+		}
+		qw, kw := sub(qv, c.q0*qs, (c.q1-c.q0)*qs), sub(kb, c.k0*kvs, (c.k1-c.k0)*kvs)
+		views := []View{qw, kw, sub(vb, c.k0*kvs, (c.k1-c.k0)*kvs), mv, {}, sub(pb, 0, c.np), sub(ov, c.q0*qs, (c.q1-c.q0)*qs)}
+		if err := d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale), h.NH, c.nent); err != nil {
+			return err
+		}
+		// Saved probabilities out of the scratch (reused by the next chunk
+		// after the barrier that follows the copies).
+		var regs []core1_0.BufferCopy
+		var dst *Buffer
+		base = 0
+		for _, u := range c.units {
+			if u.seq >= 0 {
+				pr := probs[u.seq]
+				if c.full {
+					if err := d.cmdCopy(pr, sub(pb, base, u.np), u.np); err != nil {
+						return err
+					}
+				} else {
+					s := all[u.seq]
+					row, S := s.Pos+u.t+1, s.Pos+s.T
+					for hh := 0; hh < h.NH; hh++ {
+						if dst != nil && dst != pr.B {
+							if err := d.cmdCopyRegions(dst, pb.B, regs); err != nil {
+								return err
+							}
+							regs = regs[:0]
+						}
+						dst = pr.B
+						regs = append(regs, core1_0.BufferCopy{SrcOffset: 4 * (pb.Off + base + hh*row),
+							DstOffset: 4 * (pr.Off + (hh*s.T+u.t)*S), Size: 4 * row})
+					}
+				}
+			}
+			base += u.np
+		}
+		if len(regs) > 0 {
+			if err := d.cmdCopyRegions(dst, pb.B, regs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // AttentionBackward writes dq, dk, dv from dout for sequences with their own
@@ -1210,7 +1284,7 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 			}
 			vs[i] = vv
 		}
-		dqv, dkv, dvv, dov, qv, kv, vv := vs[0], vs[1], vs[2], vs[3], vs[4], vs[5], vs[6]
+		dqv0, dkv0, dvv0, dov0, qv0, kv0, vv0 := vs[0], vs[1], vs[2], vs[3], vs[4], vs[5], vs[6]
 		have := true
 		probs := make([]View, len(act))
 		for i, s := range act {
@@ -1237,31 +1311,38 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 		grp := append(count, heads...)
 		return x.locked(func() error {
 			d := x.d
-			for i, v := range vs {
-				if err := d.fits(op, []string{"dq", "dk", "dv", "dout", "q", "k", "v"}[i], v); err != nil {
-					return err
-				}
-			}
 			// Sequences in groups whose probabilities (and ds) fit
 			// attnCap floats; the groups run one after another and reuse
 			// the same two scratch regions (the barrier after each
 			// dispatch orders the reuse).
+			// A group also binds windows of the rows it reads and writes
+			// (q, dq, dout; k, v, dk, dv), rows r0…r1−1, its entries
+			// rebased to r0. One sequence is not split: its rows and its
+			// probabilities [NH × T × T] must each fit one binding.
 			type group struct {
 				seqs      []backend.AttnSeq
 				probs     []View
 				np, nent  int
 				pBase, kv []int
+				r0, r1    int
 			}
 			limY := d.props.Limits.MaxComputeWorkGroupCount[1]
-			capP := min(d.maxElems(F32), d.attnCap)
+			lim := d.maxElems(F32)
+			capP := min(lim, d.attnCap)
 			var groups []*group
 			maxNP, nent, sets := 0, 0, 0
 			for i, s := range act {
 				n := h.NH * s.T * s.T
-				if len(groups) == 0 || groups[len(groups)-1].np+n > capP {
-					groups = append(groups, &group{})
+				if n > lim || s.T*max(qs, kvs) > lim {
+					return fmt.Errorf("vulkan: %s: sequence %d of %d tokens needs %d probabilities and rows of %d floats in one binding, over maxStorageBufferRange (%d bytes) of %s (%d floats); the attention backward does not split one sequence",
+						op, i, s.T, n, s.T*max(qs, kvs), d.maxBind, d.props.DriverName, lim)
+				}
+				if k := len(groups) - 1; k < 0 || groups[k].np+n > capP ||
+					(max(groups[k].r1, s.Row+s.T)-min(groups[k].r0, s.Row))*max(qs, kvs) > lim {
+					groups = append(groups, &group{r0: s.Row, r1: s.Row + s.T})
 				}
 				g := groups[len(groups)-1]
+				g.r0, g.r1 = min(g.r0, s.Row), max(g.r1, s.Row+s.T)
 				g.pBase, g.kv = append(g.pBase, g.np), append(g.kv, s.Row)
 				g.seqs, g.probs = append(g.seqs, s), append(g.probs, probs[i])
 				g.np += n
@@ -1296,10 +1377,19 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 			}
 			scale := float32(1 / math.Sqrt(float64(h.D)))
 			for _, g := range groups {
-				ev, err := d.hostData(int32Bytes(attnEntries(g.seqs, g.kv, g.pBase)))
+				ent := attnEntries(g.seqs, g.kv, g.pBase)
+				for e := 0; e < len(ent); e += 6 {
+					ent[e] -= int32(g.r0)
+					ent[e+1] -= int32(g.r0)
+				}
+				ev, err := d.hostData(int32Bytes(ent))
 				if err != nil {
 					return err
 				}
+				nr := g.r1 - g.r0
+				qw := func(v View) View { return sub(v, g.r0*qs, nr*qs) }
+				kw := func(v View) View { return sub(v, g.r0*kvs, nr*kvs) }
+				dqv, dkv, dvv, dov, qv, kv, vv := qw(dqv0), kw(dkv0), kw(dvv0), qw(dov0), qw(qv0), kw(kv0), kw(vv0)
 				if have {
 					for i, s := range g.seqs {
 						n := h.NH * s.T * s.T
