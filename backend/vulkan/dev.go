@@ -496,17 +496,28 @@ func (x *Dev) addBias(op, prog string, xv, b backend.View, rows int) {
 			return err
 		}
 		return x.locked(func() error {
-			rc, err := x.d.rowChunk(op, cols)
+			d := x.d
+			rc, err := d.rowChunk(op, cols)
 			if err != nil {
 				return err
 			}
+			if prog == "addbias_bwd" {
+				cy, err := d.carry((rows+rc-1)/rc, (rows+rc-1)/rc, cols)
+				if err != nil {
+					return err
+				}
+				for r0 := 0; r0 < rows; r0 += rc {
+					nr := min(rc, rows-r0)
+					if err := d.dispatch(prog, []View{sub(mv, r0*cols, nr*cols), bv, cy}, pc(nr, cols, carryMode(r0, nr, rows)), (cols+255)/256, 1, 1); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
 			for r0 := 0; r0 < rows; r0 += rc {
 				nr := min(rc, rows-r0)
-				gx, gy := x.d.grid1D(nr * cols)
-				if prog == "addbias_bwd" {
-					gx, gy = (cols+255)/256, 1
-				}
-				if err := x.d.dispatch(prog, []View{sub(mv, r0*cols, nr*cols), bv}, pc(nr, cols), gx, gy, 1); err != nil {
+				gx, gy := d.grid1D(nr * cols)
+				if err := d.dispatch(prog, []View{sub(mv, r0*cols, nr*cols), bv}, pc(nr, cols), gx, gy, 1); err != nil {
 					return err
 				}
 			}

@@ -164,6 +164,38 @@ func (d *Device) gemm(tA, tB bool, c, a, b View, m, n, k int, acc bool) error {
 	return nil
 }
 
+// carry returns scratch for the running column sums (cols floats) of a
+// reduction over rows split into chunks (the operation records up to sets
+// dispatches),
+// or the zero View when there is one chunk. The caller holds d.mu.
+func (d *Device) carry(chunks, sets, cols int) (View, error) {
+	if chunks <= 1 {
+		if err := d.prepare(sets, 0, 0); err != nil {
+			return View{}, err
+		}
+		return View{}, nil
+	}
+	if err := d.prepare(sets, 0, 4*cols); err != nil {
+		return View{}, err
+	}
+	return d.take(&d.scratch, cols)
+}
+
+// carryMode is the mode of the chunk of rows [r0, r0+nr) of rows for the
+// carrying reductions (addbias.comp, rmsnorm_bwd.comp): bit 0 starts from
+// the carried sums, bit 1 stores them for the next chunk instead of adding
+// into the result.
+func carryMode(r0, nr, rows int) int {
+	m := 0
+	if r0 > 0 {
+		m |= 1
+	}
+	if r0+nr < rows {
+		m |= 2
+	}
+	return m
+}
+
 // rowChunk is how many rows of width cols fit in one window (and in the
 // workgroup count limit).
 func (d *Device) rowChunk(op string, cols int) (int, error) {
@@ -461,6 +493,12 @@ func (d *Device) RMSNormBackward(dx, dw, dout, x, w, rstd View, rows, dim int) e
 	if err != nil {
 		return err
 	}
+	var cy View
+	if dw.B != nil {
+		if cy, err = d.carry((rows+rc-1)/rc, (rows+rc-1)/rc*2, dim); err != nil {
+			return err
+		}
+	}
 	for r0 := 0; r0 < rows; r0 += rc {
 		nr := min(rc, rows-r0)
 		in := []View{sub(dout, r0*dim, nr*dim), sub(x, r0*dim, nr*dim), sub(w, 0, dim), sub(rstd, r0, nr)}
@@ -469,8 +507,8 @@ func (d *Device) RMSNormBackward(dx, dw, dout, x, w, rstd View, rows, dim int) e
 				return err
 			}
 		}
-		if dw.B != nil { // row chunks accumulate in order
-			if err := d.dispatch("rmsnorm_bwd_dw", append(in, sub(dw, 0, dim)), pc(nr, dim), (dim+255)/256, 1, 1); err != nil {
+		if dw.B != nil { // row chunks carry the column sums (bitwise one dispatch's)
+			if err := d.dispatch("rmsnorm_bwd_dw", append(in, sub(dw, 0, dim), cy), pc(nr, dim, carryMode(r0, nr, rows)), (dim+255)/256, 1, 1); err != nil {
 				return err
 			}
 		}
