@@ -910,6 +910,15 @@ func headsMap(op string, h backend.Heads) ([]int, error) {
 	return h.KVMap, nil
 }
 
+// identity is 0, 1, …, n−1 (the head list of all heads in order).
+func identity(n int) []int {
+	l := make([]int, n)
+	for i := range l {
+		l[i] = i
+	}
+	return l
+}
+
 // attnEntries builds the entry table of attn*.comp for seqs (query rows
 // qRow = Row+t; keys from kvRow0[i]) with probabilities at pBase[i].
 func attnEntries(seqs []backend.AttnSeq, kvRow0, pBase []int) []int32 {
@@ -1149,10 +1158,10 @@ func (d *Device) attention(op string, qv, ov, kv, vv View, own, gat []backend.At
 			npCompact = max(npCompact, c.np)
 		}
 	}
-	if err := d.prepare(sets, 4*(h.NH+6*nent+64), 4*(npFull+npCompact+2*ngat+64)); err != nil {
+	if err := d.prepare(sets, 4*(2*h.NH+6*nent+64), 4*(npFull+npCompact+2*ngat+64)); err != nil {
 		return err
 	}
-	mv, err := d.hostData(intsBytes(kvmap))
+	mv, err := d.hostData(intsBytes(append(append([]int(nil), kvmap...), identity(h.NH)...))) // kvmap, head list
 	if err != nil {
 		return err
 	}
@@ -1215,7 +1224,7 @@ func (d *Device) attention(op string, qv, ov, kv, vv View, own, gat []backend.At
 		}
 		qw, kw := sub(qv, c.q0*qs, (c.q1-c.q0)*qs), sub(kb, c.k0*kvs, (c.k1-c.k0)*kvs)
 		views := []View{qw, kw, sub(vb, c.k0*kvs, (c.k1-c.k0)*kvs), mv, {}, sub(pb, 0, c.np), sub(ov, c.q0*qs, (c.q1-c.q0)*qs)}
-		if err := d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale), h.NH, c.nent); err != nil {
+		if err := d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale, h.NH), h.NH, c.nent); err != nil {
 			return err
 		}
 		// Saved probabilities out of the scratch (reused by the next chunk
@@ -1328,14 +1337,21 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 			// dispatch orders the reuse).
 			// A group also binds windows of the rows it reads and writes
 			// (q, dq, dout; k, v, dk, dv), rows r0…r1−1, its entries
-			// rebased to r0. One sequence is not split: its rows and its
-			// probabilities [NH × T × T] must each fit one binding.
+			// rebased to r0. A sequence whose probabilities [NH × T × T]
+			// exceed one binding runs in groups of K/V heads kh0… (nkv),
+			// each with all its query heads (nh, listed in grp order from
+			// g0; their probabilities copied head by head): every sum keeps
+			// its order, so the results are bitwise those of one group.
+			// Not split: one sequence's rows, and one K/V head's
+			// probabilities.
 			type group struct {
-				seqs      []backend.AttnSeq
-				probs     []View
-				np, nent  int
-				pBase, kv []int
-				r0, r1    int
+				seqs             []backend.AttnSeq
+				probs            []View
+				np, nent         int
+				pBase, kv        []int
+				r0, r1           int
+				g0, nh, kh0, nkv int
+				list             bool
 			}
 			limY := d.props.Limits.MaxComputeWorkGroupCount[1]
 			lim := d.maxElems(F32)
@@ -1344,13 +1360,34 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 			maxNP, nent, sets := 0, 0, 0
 			for i, s := range act {
 				n := h.NH * s.T * s.T
-				if n > lim || s.T*max(qs, kvs) > lim {
-					return fmt.Errorf("vulkan: %s: sequence %d of %d tokens needs %d probabilities and rows of %d floats in one binding, over maxStorageBufferRange (%d bytes) of %s (%d floats); the attention backward does not split one sequence",
-						op, i, s.T, n, s.T*max(qs, kvs), d.maxBind, d.props.DriverName, lim)
+				if s.T*max(qs, kvs) > lim {
+					return fmt.Errorf("vulkan: %s: sequence %d of %d tokens has rows of %d floats, over one binding (maxStorageBufferRange %d bytes of %s, %d floats); the attention backward does not split one sequence's rows",
+						op, i, s.T, s.T*max(qs, kvs), d.maxBind, d.props.DriverName, lim)
 				}
-				if k := len(groups) - 1; k < 0 || groups[k].np+n > capP ||
+				if n > lim {
+					for kh := 0; kh < h.NKV; {
+						g := &group{r0: s.Row, r1: s.Row + s.T, g0: count[kh], kh0: kh, list: true,
+							seqs: []backend.AttnSeq{s}, probs: []View{probs[i]}, pBase: []int{0}, kv: []int{s.Row}, nent: s.T}
+						for kh < h.NKV && (g.nkv == 0 || (count[kh+1]-g.g0)*s.T*s.T <= lim) {
+							kh++
+							g.nkv++
+						}
+						g.nh = count[kh] - g.g0
+						g.np = g.nh * s.T * s.T
+						if g.np > lim {
+							return fmt.Errorf("vulkan: %s: sequence %d of %d tokens: the %d query heads of K/V head %d have %d probabilities, over one binding (maxStorageBufferRange %d bytes of %s, %d floats); the attention backward does not split one K/V head",
+								op, i, s.T, g.nh, g.kh0, g.np, d.maxBind, d.props.DriverName, lim)
+						}
+						groups = append(groups, g)
+						maxNP = max(maxNP, g.np)
+						nent += s.T
+					}
+					groups = append(groups, nil) // the next sequence starts a group
+					continue
+				}
+				if k := len(groups) - 1; k < 0 || groups[k] == nil || groups[k].np+n > capP ||
 					(max(groups[k].r1, s.Row+s.T)-min(groups[k].r0, s.Row))*max(qs, kvs) > lim {
-					groups = append(groups, &group{r0: s.Row, r1: s.Row + s.T})
+					groups = append(groups, &group{r0: s.Row, r1: s.Row + s.T, nh: h.NH, nkv: h.NKV})
 				}
 				g := groups[len(groups)-1]
 				g.r0, g.r1 = min(g.r0, s.Row), max(g.r1, s.Row+s.T)
@@ -1361,13 +1398,20 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 				maxNP = max(maxNP, g.np)
 				nent += s.T
 			}
+			var gs []*group
 			for _, g := range groups {
-				sets += 4 * (1 + g.nent/limY)
+				if g != nil {
+					gs = append(gs, g)
+					sets += 4 * (1 + g.nent/limY)
+				}
 			}
-			if err := d.prepare(sets, 4*(len(kvmap)+len(grp)+6*nent+64), 4*(2*maxNP+64)); err != nil {
+			groups = gs
+			if err := d.prepare(sets, 4*(3*len(kvmap)+len(grp)+6*nent+64), 4*(2*maxNP+64)); err != nil {
 				return err
 			}
-			mv, err := d.hostData(intsBytes(kvmap))
+			// kvmap, then head lists: the identity (at NH) and the query
+			// heads by K/V head (at 2·NH)
+			mv, err := d.hostData(intsBytes(append(append(append([]int(nil), kvmap...), identity(h.NH)...), heads...)))
 			if err != nil {
 				return err
 			}
@@ -1401,23 +1445,36 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 				qw := func(v View) View { return sub(v, g.r0*qs, nr*qs) }
 				kw := func(v View) View { return sub(v, g.r0*kvs, nr*kvs) }
 				dqv, dkv, dvv, dov, qv, kv, vv := qw(dqv0), kw(dkv0), kw(dvv0), qw(dov0), qw(qv0), kw(kv0), kw(vv0)
+				L, list := h.NH, 0
+				if g.list {
+					L, list = 2*h.NH+g.g0, 1
+				}
 				if have {
 					for i, s := range g.seqs {
 						n := h.NH * s.T * s.T
-						if err := d.cmdCopy(sub(pv, g.pBase[i], n), g.probs[i], n); err != nil {
-							return err
+						if !g.list {
+							if err := d.cmdCopy(sub(pv, g.pBase[i], n), g.probs[i], n); err != nil {
+								return err
+							}
+							continue
+						}
+						tt := s.T * s.T
+						for hl := 0; hl < g.nh; hl++ {
+							if err := d.cmdCopy(sub(pv, g.pBase[i]+hl*tt, tt), sub(g.probs[i], heads[g.g0+hl]*tt, tt), tt); err != nil {
+								return err
+							}
 						}
 					}
-				} else if err := d.attnDispatch("attn", []View{qv, kv, vv, mv, {}, pv, {}}, 4, ev, pc(h.NH, h.NKV, h.D, 1, scale), h.NH, g.nent); err != nil {
+				} else if err := d.attnDispatch("attn", []View{qv, kv, vv, mv, {}, pv, {}}, 4, ev, pc(h.NH, h.NKV, h.D, 1, scale, L), g.nh, g.nent); err != nil {
 					return err
 				}
-				if err := d.attnDispatch("attn_ds", []View{dov, vv, mv, {}, pv, dsv}, 3, ev, pc(h.NH, h.NKV, h.D, scale), h.NH, g.nent); err != nil {
+				if err := d.attnDispatch("attn_ds", []View{dov, vv, mv, {}, pv, dsv}, 3, ev, pc(h.NH, h.NKV, h.D, scale, L), g.nh, g.nent); err != nil {
 					return err
 				}
-				if err := d.attnDispatch("attn_dq", []View{dsv, kv, mv, {}, dqv}, 3, ev, pc(h.NH, h.NKV, h.D), (qs+255)/256, g.nent); err != nil {
+				if err := d.attnDispatch("attn_dq", []View{dsv, kv, mv, {}, dqv}, 3, ev, pc(h.NH, h.NKV, h.D, L, g.nh), (g.nh*h.D+255)/256, g.nent); err != nil {
 					return err
 				}
-				if err := d.attnDispatch("attn_dkv", []View{dsv, pv, qv, dov, gv, {}, dkv, dvv}, 5, ev, pc(h.NH, h.NKV, h.D), (kvs+255)/256, g.nent); err != nil {
+				if err := d.attnDispatch("attn_dkv", []View{dsv, pv, qv, dov, gv, {}, dkv, dvv}, 5, ev, pc(h.NH, h.NKV, h.D, g.g0, g.kh0, g.nkv, list), (g.nkv*h.D+255)/256, g.nent); err != nil {
 					return err
 				}
 			}

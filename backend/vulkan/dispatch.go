@@ -41,7 +41,7 @@ var programs = map[string]struct{ bind, push int }{
 	"rmsnorm_bwd_dx": {5, 7}, "rmsnorm_bwd_dw": {6, 9}, "swiglu_bwd": {5, 6},
 	// the device-resident interface (Dev)
 	"add": {2, 3}, "addbias": {2, 4}, "addbias_bwd": {3, 6}, "rope_seq": {4, 9},
-	"attn": {7, 12}, "attn_ds": {6, 10}, "attn_dq": {5, 8}, "attn_dkv": {8, 11},
+	"attn": {7, 13}, "attn_ds": {6, 11}, "attn_dq": {5, 10}, "attn_dkv": {8, 15},
 	"xent_set": {4, 8}, "kl": {5, 9}, "sparse_kl": {6, 11}, "adamw_step": {5, 14},
 	"sumsq": {2, 4}, "scale": {1, 3}, "sgd": {2, 5},
 }

@@ -210,26 +210,31 @@ func splitAttention(t *testing.T, x *Dev, r *rand.Rand) [][]float32 {
 	return [][]float32{get(t, x, out), get(t, x, pBig), get(t, x, pSmall), get(t, x, pGat)}
 }
 
+// splitAttentionBackward: groups of sequences over row windows (NH 2, one
+// K/V head) and sequences whose probabilities exceed a binding, run in
+// groups of K/V heads (NH 4 over NKV 2: 196 probabilities per sequence of
+// 7, 98 per K/V head; and a KVMap whose K/V heads' query heads interleave).
 func splitAttentionBackward(t *testing.T, x *Dev, r *rand.Rand) [][]float32 {
-	h := backend.Heads{NH: 2, NKV: 1, D: 4}
-	qs, kvs := h.NH*h.D, h.NKV*h.D
-	const rows = 24
-	q, k, v := padded(t, x, randVec(r, rows*qs)), padded(t, x, randVec(r, rows*kvs)), padded(t, x, randVec(r, rows*kvs))
-	dout := padded(t, x, randVec(r, rows*qs))
 	var outs [][]float32
-	for _, saved := range []bool{false, true} {
-		seqs := []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: 7}}, {Seq: backend.Seq{Row: 7, T: 5}}, {Seq: backend.Seq{Row: 12, T: 7}}, {Seq: backend.Seq{Row: 19, T: 5}}}
-		if saved {
-			out := padded(t, x, make([]float32, rows*qs))
-			for i := range seqs {
-				seqs[i].Probs = padded(t, x, make([]float32, h.NH*seqs[i].T*seqs[i].T))
+	for _, h := range []backend.Heads{{NH: 2, NKV: 1, D: 4}, {NH: 4, NKV: 2, D: 2}, {NH: 4, NKV: 2, D: 2, KVMap: []int{1, 0, 0, 1}}} {
+		qs, kvs := h.NH*h.D, h.NKV*h.D
+		const rows = 24
+		q, k, v := padded(t, x, randVec(r, rows*qs)), padded(t, x, randVec(r, rows*kvs)), padded(t, x, randVec(r, rows*kvs))
+		dout := padded(t, x, randVec(r, rows*qs))
+		for _, saved := range []bool{false, true} {
+			seqs := []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: 7}}, {Seq: backend.Seq{Row: 7, T: 5}}, {Seq: backend.Seq{Row: 12, T: 7}}, {Seq: backend.Seq{Row: 19, T: 5}}}
+			if saved {
+				out := padded(t, x, make([]float32, rows*qs))
+				for i := range seqs {
+					seqs[i].Probs = padded(t, x, make([]float32, h.NH*seqs[i].T*seqs[i].T))
+				}
+				x.Attention(out, q, k, v, seqs, h)
 			}
-			x.Attention(out, q, k, v, seqs, h)
+			dq, dk, dv := padded(t, x, make([]float32, rows*qs)), padded(t, x, make([]float32, rows*kvs)), padded(t, x, make([]float32, rows*kvs))
+			x.AttentionBackward(dq, dk, dv, dout, q, k, v, seqs, h)
+			must(t, x)
+			outs = append(outs, get(t, x, dq), get(t, x, dk), get(t, x, dv))
 		}
-		dq, dk, dv := padded(t, x, make([]float32, rows*qs)), padded(t, x, make([]float32, rows*kvs)), padded(t, x, make([]float32, rows*kvs))
-		x.AttentionBackward(dq, dk, dv, dout, q, k, v, seqs, h)
-		must(t, x)
-		outs = append(outs, get(t, x, dq), get(t, x, dk), get(t, x, dv))
 	}
 	return outs
 }
@@ -269,7 +274,10 @@ func TestSplitLimitErrors(t *testing.T) {
 	x.Attention(out, q, k, v, []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: T}}}, h)
 	wantErr(t, x, "Attention", "attention does not split one query's keys")
 	x.AttentionBackward(out, k, v, out, q, k, v, []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: T}}}, h)
-	wantErr(t, x, "AttentionBackward", "does not split one sequence")
+	wantErr(t, x, "AttentionBackward", "does not split one sequence's rows")
+	x.AttentionBackward(out, k, v, out, q, k, v, []backend.AttnSeq{{Seq: backend.Seq{Row: 0, T: 12}}}, h)
+	wantErr(t, x, "AttentionBackward", "144 probabilities, over one binding")
+
 	// One embedding row over a binding.
 	tab := put(t, x, randVec(r, 2*(lim+1)))
 	x.Embed(out, tab, []int{1}, lim+1)
