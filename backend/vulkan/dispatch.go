@@ -34,7 +34,7 @@ func (p *pipeline) destroy(dev core1_0.Device) {
 // programs: storage-buffer bindings and push-constant words of each shader
 // (they must match the GLSL declarations).
 var programs = map[string]struct{ bind, push int }{
-	"gemm_nt": {3, 10}, "gemm_nn": {3, 10}, "gemm_tn": {3, 10}, "gemm_nt_bf16": {3, 10}, "gemm_nt_f16": {3, 10},
+	"gemm_nt": {4, 11}, "gemm_nn": {4, 11}, "gemm_tn": {4, 11}, "gemm_nt_bf16": {4, 11}, "gemm_nt_f16": {4, 11},
 	"rmsnorm": {4, 8}, "rope": {3, 9}, "softmax": {2, 4}, "logsoftmax": {2, 4},
 	"silu_mul": {3, 4}, "adamw": {4, 14}, "xent": {4, 8},
 	"attention": {6, 13}, "embed": {3, 6}, "embed_bwd": {3, 6},

@@ -137,6 +137,19 @@ func (d *Device) gemm(tA, tB bool, c, a, b View, m, n, k int, acc bool) error {
 		mi := min(bm, m-i0)
 		for j0 := 0; j0 < n; j0 += bn {
 			nj := min(bn, n-j0)
+			// k in blocks: the running sums go through scratch (carry),
+			// so that each element's sum is bitwise one dispatch's.
+			nk := (k + bk - 1) / bk
+			var tv View
+			if nk > 1 {
+				if err := d.prepare(nk, 0, 4*mi*nj); err != nil {
+					return err
+				}
+				var err error
+				if tv, err = d.take(&d.scratch, mi*nj); err != nil {
+					return err
+				}
+			}
 			for p0 := 0; p0 < k; p0 += bk {
 				kp := min(bk, k-p0)
 				var av, bv View
@@ -154,8 +167,17 @@ func (d *Device) gemm(tA, tB bool, c, a, b View, m, n, k int, acc bool) error {
 					bv = sub(b, p0*n+j0, span(kp, nj, n))
 				}
 				cv := sub(c, i0*n+j0, span(mi, nj, n))
-				rest := pc(mi, nj, kp, ldA, ldB, n, acc || p0 > 0)
-				if err := d.dispatch(name, []View{av, bv, cv}, rest, (nj+63)/64, (mi+63)/64, 1); err != nil {
+				mode := 0
+				if p0 > 0 {
+					mode |= 2 // start from the carried sums
+				}
+				if p0+kp < k {
+					mode |= 4 // carry them on
+				} else if acc {
+					mode |= 1
+				}
+				rest := pc(mi, nj, kp, ldA, ldB, n, mode)
+				if err := d.dispatch(name, []View{av, bv, cv, tv}, rest, (nj+63)/64, (mi+63)/64, 1); err != nil {
 					return err
 				}
 			}

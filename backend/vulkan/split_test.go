@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/model"
+	"github.com/darwinlm/darwinlm-go/train"
 )
 
 // splitLimit is the binding limit of the split device: about 120 floats,
@@ -31,6 +33,7 @@ func TestSplitBitwise(t *testing.T) {
 		name string
 		run  func(t *testing.T, x *Dev, r *rand.Rand) [][]float32
 	}{
+		{"Gemm", splitGemm},
 		{"Losses", splitLosses},
 		{"Embed", splitEmbed},
 		{"Rope", splitRope},
@@ -84,6 +87,27 @@ func must(t *testing.T, x *Dev) {
 	if err := x.Sync(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// splitGemm: products whose k is split into blocks (TN, Syrk: the rows of
+// both operands are the k dimension) carry their sums between blocks.
+func splitGemm(t *testing.T, x *Dev, r *rand.Rand) [][]float32 {
+	const m, n, k = 13, 17, 50
+	var outs [][]float32
+	for _, acc := range []bool{false, true} {
+		a, b := padded(t, x, randVec(r, m*k)), padded(t, x, randVec(r, n*k))
+		c := padded(t, x, randVec(r, m*n))
+		x.MatNT(c, a, b, m, n, k, acc)
+		c2 := padded(t, x, randVec(r, m*n))
+		x.MatTN(c2, a, padded(t, x, randVec(r, k*n)), m, n, k, acc)
+		c3 := padded(t, x, randVec(r, m*n))
+		x.MatNN(c3, a, padded(t, x, randVec(r, k*n)), m, n, k, acc)
+		hs := padded(t, x, randVec(r, n*n))
+		x.Syrk(hs, b, n, k)
+		must(t, x)
+		outs = append(outs, get(t, x, c), get(t, x, c2), get(t, x, c3), get(t, x, hs))
+	}
+	return outs
 }
 
 func splitLosses(t *testing.T, x *Dev, r *rand.Rand) [][]float32 {
@@ -308,4 +332,76 @@ func contains(s, p string) bool {
 		}
 	}
 	return false
+}
+
+// TestDeviceGraphSplit: the training graph's forward, device cross-entropy
+// and backward of both tiny models on a device with 24 KiB bindings (6139
+// floats: the embedding tables, logits, activations and each sequence's
+// attention probabilities exceed a binding; one sequence's rows, and one
+// K/V head's probabilities, fit) give bitwise the loss and gradients of a
+// device that binds every operand whole.
+func TestDeviceGraphSplit(t *testing.T) {
+	needMirror(t)
+	whole, split := open(t, Options{}), open(t, Options{MaxBindBytes: 24 << 10})
+	for mi, spec := range []string{"hf:raincandy-u/TinyStories-656K", "hf:karpathy/tinyllamas/stories260K/stories260K.bin"} {
+		for _, save := range []bool{false, true} {
+			var loss [2]float64
+			var grads [2][]train.Tensor[float32]
+			var cmds [2]int
+			for i, d := range []*Device{whole, split} {
+				dev := d.F32()
+				m, _, err := model.Open(spec, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i == 0 {
+					t.Logf("%s: vocab %d, hidden %d, %d heads over %d K/V heads", spec, m.Cfg.Vocab, m.Cfg.Hidden, m.Cfg.Heads, m.Cfg.KVHeads)
+				}
+				seqs := pseudoSeqs(3, 37+mi, m.Cfg.Vocab)
+				seqs[1] = seqs[1][:20]
+				r, err := m.Upload(dev)
+				if err != nil {
+					t.Fatal(err)
+				}
+				n0 := d.ndispatches
+				g := train.NewDeviceGraph(r)
+				g.SaveProbs = save
+				z, err := g.ForwardView(seqs)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dl := g.Arena().Take(z.N)
+				if loss[i], err = dev.CrossEntropy(dl, z, targetsOf(seqs), m.Cfg.Vocab, 1); err != nil {
+					t.Fatal(err)
+				}
+				hdl := make([]float32, z.N)
+				if err := dev.Download(hdl, dl); err != nil {
+					t.Fatal(err)
+				}
+				gw := train.ZeroLike(train.FromModel(m))
+				g.Backward(hdl, gw)
+				grads[i] = gw.Tensors()
+				if err := dev.Sync(); err != nil {
+					t.Fatal(err)
+				}
+				cmds[i] = d.ndispatches - n0
+				g.Free()
+				r.Release()
+			}
+			t.Logf("%s, saved probabilities %v: %d commands split, %d whole", spec, save, cmds[1], cmds[0])
+			if cmds[1] <= cmds[0] {
+				t.Errorf("nothing was split")
+			}
+			if loss[0] != loss[1] {
+				t.Errorf("%s: loss split %v, whole %v", spec, loss[1], loss[0])
+			}
+			for k, g := range grads[0] {
+				for j, v := range g.Data {
+					if math.Float32bits(v) != math.Float32bits(grads[1][k].Data[j]) {
+						t.Fatalf("%s %s [%d]: split %v, whole %v", spec, g.Name, j, grads[1][k].Data[j], v)
+					}
+				}
+			}
+		}
+	}
 }
