@@ -478,22 +478,10 @@ func (d *Device) Attention(out, p, q, k, v View, kvmap []int, T, S, H, KVH, D, p
 func (d *Device) Embed(out, table View, ids []int, vocab, dim int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rc, err := d.embedChecks("embed", table, out, ids, vocab, dim)
-	if err != nil || len(ids) == 0 {
+	if err := d.embedChecks("embed", table, out, ids, vocab, dim); err != nil || len(ids) == 0 {
 		return err
 	}
-	for r0 := 0; r0 < len(ids); r0 += rc {
-		nr := min(rc, len(ids)-r0)
-		iv, err := d.hostInts(ids[r0 : r0+nr])
-		if err != nil {
-			return err
-		}
-		gx, gy := d.grid1D(nr * dim)
-		if err := d.dispatch("embed", []View{table, iv, sub(out, r0*dim, nr*dim)}, pc(nr, dim, vocab), gx, gy, 1); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.embedSplit("embed", "embed", sub(table, 0, vocab*dim), sub(out, 0, len(ids)*dim), ids, vocab, dim)
 }
 
 // RMSNormBackward records dx += ∂/∂x and dw += ∂/∂w of y = w ⊙ x·rstd
@@ -556,43 +544,23 @@ func (d *Device) SwiGLUBackward(dgate, dup, dout, gate, up View, n int) error {
 func (d *Device) EmbedBackward(dtable, dx View, ids []int, vocab, dim int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rc, err := d.embedChecks("embed backward", dtable, dx, ids, vocab, dim)
-	if err != nil || len(ids) == 0 {
+	if err := d.embedChecks("embed backward", dtable, dx, ids, vocab, dim); err != nil || len(ids) == 0 {
 		return err
 	}
-	for r0 := 0; r0 < len(ids); r0 += rc {
-		nr := min(rc, len(ids)-r0)
-		iv, err := d.hostInts(ids[r0 : r0+nr])
-		if err != nil {
-			return err
-		}
-		if err := d.dispatch("embed_bwd", []View{sub(dx, r0*dim, nr*dim), iv, dtable}, pc(nr, dim, vocab), (dim+255)/256, 1, 1); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.embedSplit("embed backward", "embed_bwd", sub(dtable, 0, vocab*dim), sub(dx, 0, len(ids)*dim), ids, vocab, dim)
 }
 
 // embedChecks validates the ids on the host and the table [vocab × dim] and
-// rows [len(ids) × dim] operands of the embedding gather and its gradient,
-// and returns how many rows one dispatch takes.
-func (d *Device) embedChecks(what string, table, rows View, ids []int, vocab, dim int) (int, error) {
+// rows [len(ids) × dim] operands of the embedding gather and its gradient
+// (both split by embedSplit).
+func (d *Device) embedChecks(what string, table, rows View, ids []int, vocab, dim int) error {
 	for i, id := range ids {
 		if id < 0 || id >= vocab {
-			return 0, fmt.Errorf("vulkan: %s: token %d at position %d outside the vocabulary of %d", what, id, i, vocab)
+			return fmt.Errorf("vulkan: %s: token %d at position %d outside the vocabulary of %d", what, id, i, vocab)
 		}
 	}
 	if err := d.need(what+" table", table, F32, vocab*dim, false); err != nil {
-		return 0, err
+		return err
 	}
-	if err := d.need(what+" rows", rows, F32, len(ids)*dim, false); err != nil {
-		return 0, err
-	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	if vocab*dim > d.maxElems(F32) {
-		return 0, fmt.Errorf("vulkan: %s: a table of %d floats exceeds maxStorageBufferRange (not split)", what, vocab*dim)
-	}
-	return d.rowChunk(what, dim)
+	return d.need(what+" rows", rows, F32, len(ids)*dim, false)
 }
