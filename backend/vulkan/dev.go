@@ -1368,7 +1368,9 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 					for kh := 0; kh < h.NKV; {
 						g := &group{r0: s.Row, r1: s.Row + s.T, g0: count[kh], kh0: kh, list: true,
 							seqs: []backend.AttnSeq{s}, probs: []View{probs[i]}, pBase: []int{0}, kv: []int{s.Row}, nent: s.T}
-						for kh < h.NKV && (g.nkv == 0 || (count[kh+1]-g.g0)*s.T*s.T <= lim) {
+						// K/V heads while their probabilities fit the
+						// scratch cap (one K/V head up to a binding)
+						for kh < h.NKV && (g.nkv == 0 || (count[kh+1]-g.g0)*s.T*s.T <= capP) {
 							kh++
 							g.nkv++
 						}
