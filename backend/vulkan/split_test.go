@@ -311,6 +311,7 @@ func TestSplitLimitErrors(t *testing.T) {
 func wantErr(t *testing.T, x *Dev, op, msg string) {
 	t.Helper()
 	err := x.Sync()
+	t.Log(err)
 	if err == nil || !containsAll(err.Error(), "vulkan: "+op, msg) {
 		t.Errorf("%s: error %v, want one naming %q", op, err, msg)
 	}
