@@ -25,7 +25,16 @@ const splitLimit = 512
 // embedding gradients per table range in row order; attention per query
 // row or sequence). The float64 references are TestConformanceSplit's.
 func TestSplitBitwise(t *testing.T) {
-	whole, split := open(t, Options{}).F32(), open(t, Options{MaxBindBytes: splitLimit}).F32()
+	for _, staging := range []bool{false, true} {
+		t.Run(fmt.Sprintf("staging=%v", staging), func(t *testing.T) {
+			splitBitwise(t, open(t, Options{ForceStaging: staging}).F32(), open(t, Options{MaxBindBytes: splitLimit, ForceStaging: staging}).F32())
+		})
+	}
+}
+
+// splitBitwise is TestSplitBitwise on a pair of devices (staging: unmapped
+// device buffers, the path of discrete GPUs).
+func splitBitwise(t *testing.T, whole, split *Dev) {
 	if lim := split.d.maxElems(F32); lim > 130 {
 		t.Fatalf("split device binds %d floats", lim)
 	}
@@ -214,12 +223,13 @@ func splitElementwise(t *testing.T, x *Dev, r *rand.Rand) [][]float32 {
 func splitAttention(t *testing.T, x *Dev, r *rand.Rand) [][]float32 {
 	h := backend.Heads{NH: 4, NKV: 2, D: 3}
 	qs, kvs := h.NH*h.D, h.NKV*h.D
-	const rows = 30
+	const rows = 36
 	q, k, v := padded(t, x, randVec(r, rows*qs)), padded(t, x, randVec(r, rows*kvs)), padded(t, x, randVec(r, rows*kvs))
 	out := padded(t, x, make([]float32, rows*qs))
 	pBig := padded(t, x, randVec(r, h.NH*9*9)) // 324 floats: over a binding, stale values must be cleared
 	pSmall := padded(t, x, make([]float32, h.NH*2*2))
 	pGat := padded(t, x, make([]float32, h.NH*2*(6+2)))
+	pGatBig := padded(t, x, randVec(r, h.NH*6*16)) // 384 floats, keys in parts
 	kp1, kp2 := padded(t, x, randVec(r, 5*kvs)), padded(t, x, randVec(r, 3*kvs))
 	vp1, vp2 := padded(t, x, randVec(r, 5*kvs)), padded(t, x, randVec(r, 3*kvs))
 	seqs := []backend.AttnSeq{
@@ -228,10 +238,12 @@ func splitAttention(t *testing.T, x *Dev, r *rand.Rand) [][]float32 {
 		{Seq: backend.Seq{Row: 11, T: 10}},
 		{Seq: backend.Seq{Row: 21, T: 2, Pos: 6}, K: []backend.View{kp1, kp2}, V: []backend.View{vp1, vp2}, Probs: pGat},
 		{Seq: backend.Seq{Row: 23, T: 7, Pos: 1}, K: []backend.View{k.Slice(0, 8*kvs)}, V: []backend.View{v.Slice(0, 8*kvs)}},
+		{Seq: backend.Seq{Row: 30, T: 6, Pos: 10}, K: []backend.View{k.Slice(kvs, 7*kvs), k.Slice(14*kvs, 9*kvs)},
+			V: []backend.View{v.Slice(2*kvs, 7*kvs), v.Slice(20*kvs, 9*kvs)}, Probs: pGatBig},
 	}
 	x.Attention(out, q, k, v, seqs, h)
 	must(t, x)
-	return [][]float32{get(t, x, out), get(t, x, pBig), get(t, x, pSmall), get(t, x, pGat)}
+	return [][]float32{get(t, x, out), get(t, x, pBig), get(t, x, pSmall), get(t, x, pGat), get(t, x, pGatBig)}
 }
 
 // splitAttentionBackward: groups of sequences over row windows (NH 2, one
