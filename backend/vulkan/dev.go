@@ -1100,6 +1100,8 @@ func (d *Device) attention(op string, qv, ov, kv, vv View, own, gat []backend.At
 		if k := len(chunks) - 1; k >= 0 {
 			c := &chunks[k]
 			q0, q1, k0, k1 := min(c.q0, u.q0), max(c.q1, u.q1), min(c.k0, u.k0), max(c.k1, u.k1)
+			// probabilities within the scratch cap (one unit may exceed
+			// it, up to a binding)
 			if c.gat == gat && c.full == full && (q1-q0)*qs <= lim && (k1-k0)*kvs <= lim && c.np+u.np <= capP {
 				c.units = append(c.units, u)
 				c.q0, c.q1, c.k0, c.k1, c.np, c.nent = q0, q1, k0, k1, c.np+u.np, c.nent+len(u.ent)/6
@@ -1132,9 +1134,9 @@ func (d *Device) attention(op string, qv, ov, kv, vv View, own, gat []backend.At
 			}
 			for t := 0; t < s.T; t++ {
 				last := s.Pos + t
-				if (last+1)*kvs > lim || h.NH*(last+1) > capP {
+				if (last+1)*kvs > lim || h.NH*(last+1) > lim {
 					return fmt.Errorf("vulkan: %s: sequence %d: query %d reads K/V rows 0…%d (%d floats each of K and V) and %d probabilities, over one binding (maxStorageBufferRange %d bytes of %s, %d floats); attention does not split one query's keys",
-						op, i, t, last, (last+1)*kvs, h.NH*(last+1), d.maxBind, d.props.DriverName, capP)
+						op, i, t, last, (last+1)*kvs, h.NH*(last+1), d.maxBind, d.props.DriverName, lim)
 				}
 				u := attnUnit{np: h.NH * (last + 1), q0: s.Row + t, q1: s.Row + t + 1, k0: kvRow[i], k1: kvRow[i] + last + 1, seq: -1, t: t}
 				if probs[i].B != nil {
