@@ -7,6 +7,12 @@
 // limit), the layout [NH × T × S] per sequence. kvmap[h] is the K/V head of
 // query head h. noOut != 0 skips the output (recomputing probabilities).
 // One workgroup per (h, e).
+// Head lists: workgroup (or invocation) head hl is query head
+// kvmap[L + hl] (the map binding holds kvmap, then a list of heads), and
+// the probability blocks are indexed by hl: with the identity list all
+// heads in order ([NH × T × S]); the attention backward of a sequence whose
+// probabilities exceed one binding runs groups of K/V heads, listing only
+// their query heads ([nh × T × S]).
 #version 450
 #define WG 64u
 layout(local_size_x = 64) in;
@@ -17,17 +23,18 @@ layout(std430, set = 0, binding = 3) readonly buffer Map { int kvmap[]; };
 layout(std430, set = 0, binding = 4) readonly buffer Ent { int ent[]; };
 layout(std430, set = 0, binding = 5) coherent buffer P { float p[]; };
 layout(std430, set = 0, binding = 6) buffer O { float o[]; };
-layout(push_constant) uniform PC { uint oQ, oK, oV, oM, oE, oP, oO, NH, NKV, D, noOut; float scale; } pc;
+layout(push_constant) uniform PC { uint oQ, oK, oV, oM, oE, oP, oO, NH, NKV, D, noOut; float scale; uint L; } pc;
 shared float red[WG];
 void main() {
-    uint h = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x;
+    uint hl = gl_WorkGroupID.x, tid = gl_LocalInvocationID.x;
+    uint h = uint(kvmap[pc.oM + pc.L + hl]);
     uint eb = pc.oE + gl_WorkGroupID.y * 6u;
     uint qRow = uint(ent[eb]), kv0 = uint(ent[eb + 1u]), pos0 = uint(ent[eb + 2u]);
     uint t = uint(ent[eb + 3u]), T = uint(ent[eb + 4u]), pB = uint(ent[eb + 5u]);
     uint S = pos0 + T, last = pos0 + t;
     uint kh = uint(kvmap[pc.oM + h]);
     uint qb = pc.oQ + (qRow * pc.NH + h) * pc.D;
-    uint pb = pc.oP + pB + (h * T + t) * S;
+    uint pb = pc.oP + pB + (hl * T + t) * S;
     float m = -1.0 / 0.0;
     for (uint s = tid; s < S; s += WG) {
         float sc = 0.0;

@@ -1,6 +1,7 @@
 // Embedding gather: out[t] = table[ids[t]] for rows of dim floats. An id
-// outside [0, vocab) writes zeros (the host checks ids before upload; the
-// shader never reads outside the table).
+// outside [0, vocab) leaves its row untouched: a table split into row ranges
+// runs one dispatch per range with the ids rebased (the host checks the
+// ids before upload; the shader never reads outside the bound table).
 #version 450
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 0) readonly buffer Tb { float tb[]; };
@@ -12,5 +13,5 @@ void main() {
     if (i >= pc.n * pc.dim) return;
     uint r = i / pc.dim, c = i % pc.dim;
     int id = ids[pc.oI + r];
-    o[pc.oO + i] = (id >= 0 && uint(id) < pc.vocab) ? tb[pc.oT + uint(id) * pc.dim + c] : 0.0;
+    if (id >= 0 && uint(id) < pc.vocab) o[pc.oO + i] = tb[pc.oT + uint(id) * pc.dim + c];
 }

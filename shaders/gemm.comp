@@ -4,7 +4,10 @@
 // the "NT" linear-layer shape), B_BF16 / B_F16 (B as bf16 or f16, packed two per uint).
 // Each operand has an element offset (o*) and a leading dimension (ld*), so
 // that the host can split operands larger than maxStorageBufferRange into
-// windows. Every element is reduced over k in index order.
+// windows. Every element is reduced over k in index order; a K split into
+// blocks carries the running sums in T [M×N] between dispatches (mode bit
+// 1: start from T, bit 2: store into T instead of C; bit 0: add into C),
+// so the result is bitwise that of one dispatch.
 #version 450
 layout(local_size_x = 16, local_size_y = 16) in;
 layout(std430, set = 0, binding = 0) readonly buffer A { float a[]; };
@@ -14,8 +17,9 @@ layout(std430, set = 0, binding = 1) readonly buffer B { uint b[]; };
 layout(std430, set = 0, binding = 1) readonly buffer B { float b[]; };
 #endif
 layout(std430, set = 0, binding = 2) buffer C { float c[]; };
+layout(std430, set = 0, binding = 3) buffer T { float tc[]; };
 layout(push_constant) uniform PC {
-    uint oA, oB, oC, M, N, K, ldA, ldB, ldC, acc;
+    uint oA, oB, oC, oT, M, N, K, ldA, ldB, ldC, mode;
 } pc;
 
 const uint BM = 64, BN = 64, BK = 16;
@@ -54,7 +58,10 @@ void main() {
     uint tid = ty * 16u + tx;
     uint i0 = gl_WorkGroupID.y * BM, j0 = gl_WorkGroupID.x * BN;
     float acc[4][4];
-    for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) acc[r][s] = 0.0;
+    for (int r = 0; r < 4; r++) for (int s = 0; s < 4; s++) {
+        uint i = i0 + ty + 16u * uint(r), j = j0 + tx + 16u * uint(s);
+        acc[r][s] = ((pc.mode & 2u) != 0u && i < pc.M && j < pc.N) ? tc[pc.oT + i * pc.N + j] : 0.0;
+    }
     for (uint k0 = 0u; k0 < pc.K; k0 += BK) {
         // 1024 elements of each tile, 4 per invocation.
         for (uint l = 0u; l < 4u; l++) {
@@ -90,8 +97,9 @@ void main() {
         for (int s = 0; s < 4; s++) {
             uint j = j0 + tx + 16u * uint(s);
             if (j >= pc.N) continue;
+            if ((pc.mode & 4u) != 0u) { tc[pc.oT + i * pc.N + j] = acc[r][s]; continue; }
             uint ci = pc.oC + i * pc.ldC + j;
-            c[ci] = (pc.acc != 0u ? c[ci] : 0.0) + acc[r][s];
+            c[ci] = ((pc.mode & 1u) != 0u ? c[ci] : 0.0) + acc[r][s];
         }
     }
 }

@@ -2,7 +2,8 @@
 //   (default) dx[r][j] += s·w[j]·dy[j] − s³/dim · x[j] · Σ_i dy[i]·w[i]·x[i],
 //             one workgroup per row;
 //   (-DDW)    dw[i] += Σ_r dy[r][i]·x[r][i]·s[r], one invocation per column,
-//             rows summed in order.
+//             rows summed in order; rows split into chunks carry the running
+//             sum in cy (mode as in addbias.comp), bitwise one dispatch's.
 #version 450
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 0) readonly buffer DY { float dy[]; };
@@ -10,17 +11,23 @@ layout(std430, set = 0, binding = 1) readonly buffer X { float x[]; };
 layout(std430, set = 0, binding = 2) readonly buffer W { float w[]; };
 layout(std430, set = 0, binding = 3) readonly buffer R { float rs[]; };
 layout(std430, set = 0, binding = 4) buffer D { float dst[]; };
+#ifdef DW
+layout(std430, set = 0, binding = 5) buffer C { float cy[]; };
+layout(push_constant) uniform PC { uint oDY, oX, oW, oR, oD, oC, rows, dim, mode; } pc;
+#else
 layout(push_constant) uniform PC { uint oDY, oX, oW, oR, oD, rows, dim; } pc;
+#endif
 #ifdef DW
 void main() {
     uint i = gl_GlobalInvocationID.x;
     if (i >= pc.dim) return;
-    float acc = 0.0;
+    float acc = (pc.mode & 1u) != 0u ? cy[pc.oC + i] : 0.0;
     for (uint r = 0u; r < pc.rows; r++) {
         uint e = r * pc.dim + i;
         acc += dy[pc.oDY + e] * x[pc.oX + e] * rs[pc.oR + r];
     }
-    dst[pc.oD + i] += acc;
+    if ((pc.mode & 2u) != 0u) cy[pc.oC + i] = acc;
+    else dst[pc.oD + i] += acc;
 }
 #else
 shared float red[256];

@@ -141,6 +141,24 @@ func (d *Device) cmdCopy(dst, src View, n int) error {
 	return nil
 }
 
+// cmdCopyRegions records one copy of many regions (byte offsets) from src
+// to dst, with one barrier after it.
+func (d *Device) cmdCopyRegions(dst, src *Buffer, regs []core1_0.BufferCopy) error {
+	if len(regs) == 0 {
+		return nil
+	}
+	if err := d.begin(); err != nil {
+		return err
+	}
+	if err := d.cb.CmdCopyBuffer(src.buf, dst.buf, regs); err != nil {
+		return fmt.Errorf("vulkan: copy: %w", err)
+	}
+	src.batch, dst.batch = d.batch, d.batch
+	d.barrier()
+	d.ndispatches++
+	return nil
+}
+
 // cmdFill records v = 0 (n 4-byte elements).
 func (d *Device) cmdFill(v View, n int) error {
 	if n == 0 {

@@ -55,11 +55,24 @@ func (x *Dev) SumSquares(vs []backend.View) (float64, error) {
 			if err != nil {
 				return err
 			}
-			chunk := d.maxElems(F32)
+			// Windows of a view over one binding are whole workgroups of
+			// the unsplit view (per from the whole view), so its partials,
+			// and the sum, are bitwise those of one binding; only a
+			// binding smaller than one workgroup's elements (not a real
+			// device: ≥ 4096 floats) makes windows of their own.
+			lim := d.maxElems(F32)
+			per := sumsqPer(vv.N)
+			chunk := lim / per * per
+			if chunk == 0 {
+				chunk = lim
+			}
 			for i0 := 0; i0 < vv.N; i0 += chunk {
 				ni := min(chunk, vv.N-i0)
-				per := sumsqPer(ni)
-				parts = append(parts, part{sub(vv, i0, ni), (ni + per - 1) / per, per})
+				p := per
+				if chunk == lim && per > lim {
+					p = sumsqPer(ni)
+				}
+				parts = append(parts, part{sub(vv, i0, ni), (ni + p - 1) / p, p})
 			}
 		}
 		for len(parts) > 0 {

@@ -21,3 +21,15 @@ func TestConformance(t *testing.T) {
 func TestConformanceStaging(t *testing.T) {
 	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{ForceStaging: true}).F32() }, 1e-5)
 }
+
+// TestConformanceSplit runs the suite with bindings of at most 320 bytes
+// (75 floats, the smallest round limit at which every case's rows and one
+// query's keys still fit), so that nearly every operand runs in windows:
+// losses by rows, embedding tables by row ranges, Rope, AddBias, RMSNorm
+// and the element-wise operations by rows or elements, the attention
+// forward in chunks of query rows (a saved probability block over a
+// binding as compact rows), its backward in groups of sequences and of K/V
+// heads (docs/readme/vksplit.md).
+func TestConformanceSplit(t *testing.T) {
+	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{MaxBindBytes: 320}).F32() }, 1e-5)
+}

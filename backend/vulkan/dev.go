@@ -21,6 +21,8 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/vkngwrapper/core/v2/core1_0"
+
 	"github.com/darwinlm/darwinlm-go/backend"
 )
 
@@ -494,17 +496,28 @@ func (x *Dev) addBias(op, prog string, xv, b backend.View, rows int) {
 			return err
 		}
 		return x.locked(func() error {
-			rc, err := x.d.rowChunk(op, cols)
+			d := x.d
+			rc, err := d.rowChunk(op, cols)
 			if err != nil {
 				return err
 			}
+			if prog == "addbias_bwd" {
+				cy, err := d.carry((rows+rc-1)/rc, (rows+rc-1)/rc, cols)
+				if err != nil {
+					return err
+				}
+				for r0 := 0; r0 < rows; r0 += rc {
+					nr := min(rc, rows-r0)
+					if err := d.dispatch(prog, []View{sub(mv, r0*cols, nr*cols), bv, cy}, pc(nr, cols, carryMode(r0, nr, rows)), (cols+255)/256, 1, 1); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
 			for r0 := 0; r0 < rows; r0 += rc {
 				nr := min(rc, rows-r0)
-				gx, gy := x.d.grid1D(nr * cols)
-				if prog == "addbias_bwd" {
-					gx, gy = (cols+255)/256, 1
-				}
-				if err := x.d.dispatch(prog, []View{sub(mv, r0*cols, nr*cols), bv}, pc(nr, cols), gx, gy, 1); err != nil {
+				gx, gy := d.grid1D(nr * cols)
+				if err := d.dispatch(prog, []View{sub(mv, r0*cols, nr*cols), bv}, pc(nr, cols), gx, gy, 1); err != nil {
 					return err
 				}
 			}
@@ -595,25 +608,59 @@ func (x *Dev) embed(op, prog string, rows, table backend.View, ids []int, dim in
 		if err != nil || len(ids) == 0 {
 			return err
 		}
-		return x.locked(func() error {
-			d := x.d
-			if err := errors.Join(d.fits(op, "table", tv), d.fits(op, "rows", rv)); err != nil {
+		return x.locked(func() error { return x.d.embedSplit(op, prog, tv, rv, ids, vocab, dim) })
+	})
+}
+
+// embedSplit records the gather (prog "embed": rows[i] = table[ids[i]]) or
+// its gradient ("embed_bwd": table[ids[i]] += rows[i], rows in order) with
+// the table split into row ranges and the rows into chunks that each fit
+// one binding: each dispatch binds one table range and one chunk of rows,
+// with the ids rebased to the range (the shaders skip ids outside it). An
+// element of the table is touched only by the dispatches of its range, in
+// row order, so the results are bitwise those of one whole dispatch.
+// Each dispatch prepares its own ids (the batch may flush between them).
+// The caller holds d.mu.
+func (d *Device) embedSplit(op, prog string, tv, rv View, ids []int, vocab, dim int) error {
+	lim := d.maxElems(F32)
+	if dim > lim {
+		return fmt.Errorf("vulkan: %s: one row of %d floats exceeds maxStorageBufferRange (%d bytes) of %s", op, dim, d.maxBind, d.props.DriverName)
+	}
+	tr, rc := lim/dim, lim/dim // table rows per range, rows per chunk
+	reb := make([]int, len(ids))
+	for v0 := 0; v0 < vocab; v0 += tr {
+		nv := min(tr, vocab-v0)
+		tab := sub(tv, v0*dim, nv*dim)
+		for r0 := 0; r0 < len(ids); r0 += rc {
+			nr := min(rc, len(ids)-r0)
+			any := false
+			for i, id := range ids[r0 : r0+nr] {
+				reb[i] = id - v0
+				any = any || (id >= v0 && id < v0+nv)
+			}
+			if !any {
+				continue
+			}
+			if err := d.prepare(1, 4*nr, 0); err != nil {
 				return err
 			}
-			if err := d.prepare(1, 4*len(ids), 0); err != nil {
-				return err
-			}
-			iv, err := d.hostData(intsBytes(ids))
+			iv, err := d.hostData(intsBytes(reb[:nr]))
 			if err != nil {
 				return err
 			}
+			rows := sub(rv, r0*dim, nr*dim)
 			if prog == "embed" {
-				gx, gy := d.grid1D(len(ids) * dim)
-				return d.dispatch(prog, []View{tv, iv, rv}, pc(len(ids), dim, vocab), gx, gy, 1)
+				gx, gy := d.grid1D(nr * dim)
+				err = d.dispatch(prog, []View{tab, iv, rows}, pc(nr, dim, nv), gx, gy, 1)
+			} else {
+				err = d.dispatch(prog, []View{rows, iv, tab}, pc(nr, dim, nv), (dim+255)/256, 1, 1)
 			}
-			return d.dispatch(prog, []View{rv, iv, tv}, pc(len(ids), dim, vocab), (dim+255)/256, 1, 1)
-		})
-	})
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // AdamW updates w, m, v from g; a non-finite gradient makes the next Sync
@@ -780,28 +827,59 @@ func (x *Dev) Rope(xv backend.View, r backend.RopeTable, seqs []backend.Seq, nHe
 		}
 		return x.locked(func() error {
 			d := x.d
-			if err := d.fits("Rope", "x", xx); err != nil {
-				return err
+			half := D / 2
+			lim := d.maxElems(F32)
+			if rowLen > lim || half > lim {
+				return fmt.Errorf("vulkan: Rope: one row of %d floats exceeds maxStorageBufferRange (%d bytes) of %s", rowLen, d.maxBind, d.props.DriverName)
+			}
+			// Entries in chunks whose rows of x and positions of the
+			// tables each span one binding; the pairs are rebased to the
+			// chunk's first row and position (each pair's arithmetic is
+			// unchanged, so the bits are those of one dispatch).
+			type chunk struct{ e0, e1, r0, r1, p0, p1 int }
+			var chunks []chunk
+			for e := 0; e < n; e++ {
+				row, pos := int(pairs[2*e]), int(pairs[2*e+1])
+				if k := len(chunks) - 1; k >= 0 {
+					c := &chunks[k]
+					r0, r1, p0, p1 := min(c.r0, row), max(c.r1, row+1), min(c.p0, pos), max(c.p1, pos+1)
+					if (r1-r0)*rowLen <= lim && (p1-p0)*half <= lim {
+						c.e1, c.r0, c.r1, c.p0, c.p1 = e+1, r0, r1, p0, p1
+						continue
+					}
+				}
+				chunks = append(chunks, chunk{e, e + 1, row, row + 1, pos, pos + 1})
 			}
 			rt, err := d.ropeTable(r, npos)
 			if err != nil {
 				return err
 			}
-			if err := d.prepare(1, 4*len(pairs), 0); err != nil {
-				return err
-			}
-			pv, err := d.hostData(int32Bytes(pairs))
-			if err != nil {
+			if err := d.prepare(len(chunks), 4*len(pairs)+arenaAlign, 0); err != nil {
 				return err
 			}
 			sign := float32(1)
 			if inverse {
 				sign = -1
 			}
-			half := D / 2
-			gx, gy := d.grid1D(n * nHeads * half)
-			views := []View{xx, rt.cos.Slice(0, npos*half), rt.sin.Slice(0, npos*half), pv}
-			return d.dispatch("rope_seq", views, pc(n, nHeads, D, r.IsInterleaved(), sign), gx, gy, 1)
+			for _, c := range chunks {
+				ps := pairs[2*c.e0 : 2*c.e1]
+				for i := 0; i < len(ps); i += 2 {
+					ps[i] -= int32(c.r0)
+					ps[i+1] -= int32(c.p0)
+				}
+				pv, err := d.hostData(int32Bytes(ps))
+				if err != nil {
+					return err
+				}
+				ne := c.e1 - c.e0
+				gx, gy := d.grid1D(ne * nHeads * half)
+				views := []View{sub(xx, c.r0*rowLen, (c.r1-c.r0)*rowLen), rt.cos.Slice(c.p0*half, (c.p1-c.p0)*half),
+					rt.sin.Slice(c.p0*half, (c.p1-c.p0)*half), pv}
+				if err := d.dispatch("rope_seq", views, pc(ne, nHeads, D, r.IsInterleaved(), sign), gx, gy, 1); err != nil {
+					return err
+				}
+			}
+			return nil
 		})
 	})
 }
@@ -830,6 +908,15 @@ func headsMap(op string, h backend.Heads) ([]int, error) {
 		}
 	}
 	return h.KVMap, nil
+}
+
+// identity is 0, 1, …, n−1 (the head list of all heads in order).
+func identity(n int) []int {
+	l := make([]int, n)
+	for i := range l {
+		l[i] = i
+	}
+	return l
 }
 
 // attnEntries builds the entry table of attn*.comp for seqs (query rows
@@ -955,156 +1042,230 @@ func (x *Dev) Attention(out, q, k, v backend.View, seqs []backend.AttnSeq, h bac
 			kParts, vParts = append(kParts, kp), append(vParts, vp)
 		}
 		return x.locked(func() error {
-			d := x.d
-			for _, c := range []struct {
-				n string
-				v View
-			}{{"q", qv}, {"out", ov}, {"k", kv}, {"v", vv}} {
-				if err := d.fits(op, c.n, c.v); err != nil {
-					return err
-				}
-			}
-			// Entries: sequences whose probabilities are wanted get the
-			// layout [NH × T × S] in one region (then copied out); the
-			// others a compact row of last+1 per (query, head) (the same
-			// arithmetic: the loops stop at last+1 instead of S, past
-			// which everything is zero), in chunks of at most compactCap
-			// floats that reuse one region (the barrier after each
-			// dispatch orders the reuse).
-			type chunk struct {
-				ent  []int32
-				gat  bool
-				full bool
-			}
-			compactCap := min(d.maxElems(F32), d.attnCap)
-			var chunks []chunk
-			npFull, npCompact, ngat, nent := 0, 0, 0, 0
-			fullBase := map[int]int{} // index in seqs order (own, then gat) → offset
-			kvRow := make([]int, len(own)+len(gat))
-			for i, s := range own {
-				kvRow[i] = s.Row
-			}
-			row := 0
-			for i, s := range gat {
-				kvRow[len(own)+i] = row
-				row += s.Pos + s.T
-				ngat += (s.Pos + s.T) * kvs
-			}
-			all := append(append([]backend.AttnSeq(nil), own...), gat...)
-			for pass := 0; pass < 2; pass++ { // own K/V, gathered K/V
-				lo, hi := 0, len(own)
-				if pass == 1 {
-					lo, hi = len(own), len(all)
-				}
-				var full chunk
-				cur, used := chunk{gat: pass == 1}, 0
-				for i := lo; i < hi; i++ {
-					s := all[i]
-					nent += s.T
-					if probs[i].B != nil {
-						fullBase[i] = npFull
-						for t := 0; t < s.T; t++ {
-							full.ent = append(full.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos), int32(t), int32(s.T), int32(npFull))
-						}
-						npFull += h.NH * s.T * (s.Pos + s.T)
-						continue
-					}
-					for t := 0; t < s.T; t++ {
-						need := h.NH * (s.Pos + t + 1)
-						if used+need > compactCap && len(cur.ent) > 0 {
-							chunks = append(chunks, cur)
-							cur, used = chunk{gat: pass == 1}, 0
-						}
-						cur.ent = append(cur.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos+t), 0, 1, int32(used))
-						used += need
-						npCompact = max(npCompact, used)
-					}
-				}
-				if len(cur.ent) > 0 {
-					chunks = append(chunks, cur)
-				}
-				if len(full.ent) > 0 {
-					full.gat, full.full = pass == 1, true
-					chunks = append(chunks, full)
-				}
-			}
-			sets := 0
-			for _, c := range chunks {
-				sets += 1 + len(c.ent)/6/d.props.Limits.MaxComputeWorkGroupCount[1]
-			}
-			if err := d.prepare(sets, 4*(h.NH+6*nent+64), 4*(npFull+npCompact+2*ngat+64)); err != nil {
-				return err
-			}
-			mv, err := d.hostData(intsBytes(kvmap))
-			if err != nil {
-				return err
-			}
-			pf, err := d.take(&d.scratch, npFull)
-			if err != nil {
-				return err
-			}
-			pcv, err := d.take(&d.scratch, npCompact)
-			if err != nil {
-				return err
-			}
-			if err := errors.Join(d.fits(op, "probabilities", pf), d.fits(op, "probabilities", pcv)); err != nil {
-				return err
-			}
-			var gk, gv View
-			if len(gat) > 0 {
-				if gk, err = d.take(&d.scratch, ngat); err != nil {
-					return err
-				}
-				if gv, err = d.take(&d.scratch, ngat); err != nil {
-					return err
-				}
-				if err := errors.Join(d.fits(op, "gathered K", gk), d.fits(op, "gathered V", gv)); err != nil {
-					return err
-				}
-				for i := range gat {
-					for _, c := range []struct {
-						dst   View
-						parts []View
-					}{{gk, kParts[i]}, {gv, vParts[i]}} {
-						off := kvRow[len(own)+i] * kvs
-						for _, p := range c.parts {
-							if err := d.cmdCopy(sub(c.dst, off, p.N), p, p.N); err != nil {
-								return err
-							}
-							off += p.N
-						}
-					}
-				}
-			}
-			scale := float32(1 / math.Sqrt(float64(h.D)))
-			for _, c := range chunks {
-				ev, err := d.hostData(int32Bytes(c.ent))
-				if err != nil {
-					return err
-				}
-				kb, vb, pb := kv, vv, pcv
-				if c.gat {
-					kb, vb = gk, gv
-				}
-				if c.full {
-					pb = pf
-				}
-				views := []View{qv, kb, vb, mv, {}, pb, ov}
-				if err := d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale), h.NH, len(c.ent)/6); err != nil {
-					return err
-				}
-			}
-			for i, s := range all {
-				if probs[i].B != nil {
-					n := h.NH * s.T * (s.Pos + s.T)
-					if err := d.cmdCopy(probs[i], sub(pf, fullBase[i], n), n); err != nil {
-						return err
-					}
-				}
-			}
-			return nil
+			return x.d.attention(op, qv, ov, kv, vv, own, gat, kParts, vParts, probs, kvmap, h)
 		})
 	})
+}
+
+// attnUnit is entries of the attention forward that go into one dispatch
+// together: one query row of one sequence (a compact row of probabilities,
+// last+1 per head) or a whole sequence with saved probabilities (its block
+// [NH × T × S]). pBase of its entries is relative to the unit.
+type attnUnit struct {
+	ent            []int32
+	np             int // probability floats
+	q0, q1, k0, k1 int // rows of q/out and of K/V it reads
+	seq, t         int // copy-out: the sequence (−1: none) and, for a compact row of a saved block, its query
+}
+
+// attention records the forward of Dev.Attention: units (see attnUnit) in
+// chunks that each bind a window of q/out, of K/V (own or gathered) and of
+// the probability scratch of at most one binding, the entries rebased to
+// the windows. Every unit's arithmetic is unchanged by the chunking, so
+// the results are bitwise those of one dispatch. Saved probabilities are
+// computed in scratch and copied out after their chunk (copies have no
+// binding limit); a sequence whose block [NH × T × S] exceeds a binding is
+// computed as compact rows (the same bits: the causal tail is zeros) and
+// copied row by row into its zeroed block. Not split: one query row's
+// keys, i.e. a sequence's K/V rows 0…Pos+t of one query, must fit one
+// binding, as must NH·(Pos+t+1) probabilities. The caller holds d.mu.
+func (d *Device) attention(op string, qv, ov, kv, vv View, own, gat []backend.AttnSeq, kParts, vParts [][]View,
+	probs []View, kvmap []int, h backend.Heads) error {
+	qs, kvs := h.NH*h.D, h.NKV*h.D
+	lim := d.maxElems(F32)
+	capP := min(lim, d.attnCap)
+	if qs > lim {
+		return fmt.Errorf("vulkan: %s: one query row of %d floats exceeds maxStorageBufferRange (%d bytes) of %s", op, qs, d.maxBind, d.props.DriverName)
+	}
+	all := append(append([]backend.AttnSeq(nil), own...), gat...)
+	kvRow := make([]int, len(all))
+	ngat := 0
+	for i, s := range all {
+		if i < len(own) {
+			kvRow[i] = s.Row
+		} else {
+			kvRow[i] = ngat / kvs
+			ngat += (s.Pos + s.T) * kvs
+		}
+	}
+	type chunk struct {
+		units          []attnUnit
+		gat, full      bool
+		np             int
+		q0, q1, k0, k1 int
+		nent           int
+	}
+	var chunks []chunk
+	add := func(u attnUnit, gat, full bool) {
+		if k := len(chunks) - 1; k >= 0 {
+			c := &chunks[k]
+			q0, q1, k0, k1 := min(c.q0, u.q0), max(c.q1, u.q1), min(c.k0, u.k0), max(c.k1, u.k1)
+			// probabilities within the scratch cap (one unit may exceed
+			// it, up to a binding)
+			if c.gat == gat && c.full == full && (q1-q0)*qs <= lim && (k1-k0)*kvs <= lim && c.np+u.np <= capP {
+				c.units = append(c.units, u)
+				c.q0, c.q1, c.k0, c.k1, c.np, c.nent = q0, q1, k0, k1, c.np+u.np, c.nent+len(u.ent)/6
+				return
+			}
+		}
+		chunks = append(chunks, chunk{[]attnUnit{u}, gat, full, u.np, u.q0, u.q1, u.k0, u.k1, len(u.ent) / 6})
+	}
+	var big []int // sequences with saved probabilities computed as compact rows
+	for pass := 0; pass < 2; pass++ { // own K/V, gathered K/V
+		lo, hi := 0, len(own)
+		if pass == 1 {
+			lo, hi = len(own), len(all)
+		}
+		var fulls []attnUnit
+		for i := lo; i < hi; i++ {
+			s := all[i]
+			S := s.Pos + s.T
+			if probs[i].B != nil {
+				np := h.NH * s.T * S
+				if np <= capP && s.T*qs <= lim && S*kvs <= lim {
+					u := attnUnit{np: np, q0: s.Row, q1: s.Row + s.T, k0: kvRow[i], k1: kvRow[i] + S, seq: i}
+					for t := 0; t < s.T; t++ {
+						u.ent = append(u.ent, int32(s.Row+t), int32(kvRow[i]), int32(s.Pos), int32(t), int32(s.T), 0)
+					}
+					fulls = append(fulls, u)
+					continue
+				}
+				big = append(big, i)
+			}
+			for t := 0; t < s.T; t++ {
+				last := s.Pos + t
+				if (last+1)*kvs > lim || h.NH*(last+1) > lim {
+					return fmt.Errorf("vulkan: %s: sequence %d: query %d reads K/V rows 0…%d (%d floats each of K and V) and %d probabilities, over one binding (maxStorageBufferRange %d bytes of %s, %d floats); attention does not split one query's keys",
+						op, i, t, last, (last+1)*kvs, h.NH*(last+1), d.maxBind, d.props.DriverName, lim)
+				}
+				u := attnUnit{np: h.NH * (last + 1), q0: s.Row + t, q1: s.Row + t + 1, k0: kvRow[i], k1: kvRow[i] + last + 1, seq: -1, t: t}
+				if probs[i].B != nil {
+					u.seq = i
+				}
+				u.ent = []int32{int32(s.Row + t), int32(kvRow[i]), int32(last), 0, 1, 0}
+				add(u, pass == 1, false)
+			}
+		}
+		for _, u := range fulls {
+			add(u, pass == 1, true)
+		}
+	}
+	sets, nent, npFull, npCompact := 0, 0, 0, 0
+	for _, c := range chunks {
+		sets += 1 + c.nent/d.props.Limits.MaxComputeWorkGroupCount[1]
+		nent += c.nent
+		if c.full {
+			npFull = max(npFull, c.np)
+		} else {
+			npCompact = max(npCompact, c.np)
+		}
+	}
+	if err := d.prepare(sets, 4*(2*h.NH+6*nent+64), 4*(npFull+npCompact+2*ngat+64)); err != nil {
+		return err
+	}
+	mv, err := d.hostData(intsBytes(append(append([]int(nil), kvmap...), identity(h.NH)...))) // kvmap, head list
+	if err != nil {
+		return err
+	}
+	pf, err := d.take(&d.scratch, npFull)
+	if err != nil {
+		return err
+	}
+	pcv, err := d.take(&d.scratch, npCompact)
+	if err != nil {
+		return err
+	}
+	var gk, gv View
+	if len(gat) > 0 {
+		if gk, err = d.take(&d.scratch, ngat); err != nil {
+			return err
+		}
+		if gv, err = d.take(&d.scratch, ngat); err != nil {
+			return err
+		}
+		for i := range gat {
+			for _, c := range []struct {
+				dst   View
+				parts []View
+			}{{gk, kParts[i]}, {gv, vParts[i]}} {
+				off := kvRow[len(own)+i] * kvs
+				for _, p := range c.parts {
+					if err := d.cmdCopy(sub(c.dst, off, p.N), p, p.N); err != nil {
+						return err
+					}
+					off += p.N
+				}
+			}
+		}
+	}
+	for _, i := range big {
+		if err := d.cmdFill(probs[i], probs[i].N); err != nil {
+			return err
+		}
+	}
+	scale := float32(1 / math.Sqrt(float64(h.D)))
+	for _, c := range chunks {
+		ent := make([]int32, 0, 6*c.nent)
+		base := 0
+		for _, u := range c.units {
+			for e := 0; e < len(u.ent); e += 6 {
+				ent = append(ent, u.ent[e]-int32(c.q0), u.ent[e+1]-int32(c.k0), u.ent[e+2], u.ent[e+3], u.ent[e+4], u.ent[e+5]+int32(base))
+			}
+			base += u.np
+		}
+		ev, err := d.hostData(int32Bytes(ent))
+		if err != nil {
+			return err
+		}
+		kb, vb, pb := kv, vv, pcv
+		if c.gat {
+			kb, vb = gk, gv
+		}
+		if c.full {
+			pb = pf
+		}
+		qw, kw := sub(qv, c.q0*qs, (c.q1-c.q0)*qs), sub(kb, c.k0*kvs, (c.k1-c.k0)*kvs)
+		views := []View{qw, kw, sub(vb, c.k0*kvs, (c.k1-c.k0)*kvs), mv, {}, sub(pb, 0, c.np), sub(ov, c.q0*qs, (c.q1-c.q0)*qs)}
+		if err := d.attnDispatch("attn", views, 4, ev, pc(h.NH, h.NKV, h.D, 0, scale, h.NH), h.NH, c.nent); err != nil {
+			return err
+		}
+		// Saved probabilities out of the scratch (reused by the next chunk
+		// after the barrier that follows the copies).
+		var regs []core1_0.BufferCopy
+		var dst *Buffer
+		base = 0
+		for _, u := range c.units {
+			if u.seq >= 0 {
+				pr := probs[u.seq]
+				if c.full {
+					if err := d.cmdCopy(pr, sub(pb, base, u.np), u.np); err != nil {
+						return err
+					}
+				} else {
+					s := all[u.seq]
+					row, S := s.Pos+u.t+1, s.Pos+s.T
+					for hh := 0; hh < h.NH; hh++ {
+						if dst != nil && dst != pr.B {
+							if err := d.cmdCopyRegions(dst, pb.B, regs); err != nil {
+								return err
+							}
+							regs = regs[:0]
+						}
+						dst = pr.B
+						regs = append(regs, core1_0.BufferCopy{SrcOffset: 4 * (pb.Off + base + hh*row),
+							DstOffset: 4 * (pr.Off + (hh*s.T+u.t)*S), Size: 4 * row})
+					}
+				}
+			}
+			base += u.np
+		}
+		if len(regs) > 0 {
+			if err := d.cmdCopyRegions(dst, pb.B, regs); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // AttentionBackward writes dq, dk, dv from dout for sequences with their own
@@ -1145,7 +1306,7 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 			}
 			vs[i] = vv
 		}
-		dqv, dkv, dvv, dov, qv, kv, vv := vs[0], vs[1], vs[2], vs[3], vs[4], vs[5], vs[6]
+		dqv0, dkv0, dvv0, dov0, qv0, kv0, vv0 := vs[0], vs[1], vs[2], vs[3], vs[4], vs[5], vs[6]
 		have := true
 		probs := make([]View, len(act))
 		for i, s := range act {
@@ -1172,31 +1333,68 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 		grp := append(count, heads...)
 		return x.locked(func() error {
 			d := x.d
-			for i, v := range vs {
-				if err := d.fits(op, []string{"dq", "dk", "dv", "dout", "q", "k", "v"}[i], v); err != nil {
-					return err
-				}
-			}
 			// Sequences in groups whose probabilities (and ds) fit
 			// attnCap floats; the groups run one after another and reuse
 			// the same two scratch regions (the barrier after each
 			// dispatch orders the reuse).
+			// A group also binds windows of the rows it reads and writes
+			// (q, dq, dout; k, v, dk, dv), rows r0…r1−1, its entries
+			// rebased to r0. A sequence whose probabilities [NH × T × T]
+			// exceed one binding runs in groups of K/V heads kh0… (nkv),
+			// each with all its query heads (nh, listed in grp order from
+			// g0; their probabilities copied head by head): every sum keeps
+			// its order, so the results are bitwise those of one group.
+			// Not split: one sequence's rows, and one K/V head's
+			// probabilities.
 			type group struct {
-				seqs      []backend.AttnSeq
-				probs     []View
-				np, nent  int
-				pBase, kv []int
+				seqs             []backend.AttnSeq
+				probs            []View
+				np, nent         int
+				pBase, kv        []int
+				r0, r1           int
+				g0, nh, kh0, nkv int
+				list             bool
 			}
 			limY := d.props.Limits.MaxComputeWorkGroupCount[1]
-			capP := min(d.maxElems(F32), d.attnCap)
+			lim := d.maxElems(F32)
+			capP := min(lim, d.attnCap)
 			var groups []*group
 			maxNP, nent, sets := 0, 0, 0
 			for i, s := range act {
 				n := h.NH * s.T * s.T
-				if len(groups) == 0 || groups[len(groups)-1].np+n > capP {
-					groups = append(groups, &group{})
+				if s.T*max(qs, kvs) > lim {
+					return fmt.Errorf("vulkan: %s: sequence %d of %d tokens has rows of %d floats, over one binding (maxStorageBufferRange %d bytes of %s, %d floats); the attention backward does not split one sequence's rows",
+						op, i, s.T, s.T*max(qs, kvs), d.maxBind, d.props.DriverName, lim)
+				}
+				if n > lim {
+					for kh := 0; kh < h.NKV; {
+						g := &group{r0: s.Row, r1: s.Row + s.T, g0: count[kh], kh0: kh, list: true,
+							seqs: []backend.AttnSeq{s}, probs: []View{probs[i]}, pBase: []int{0}, kv: []int{s.Row}, nent: s.T}
+						// K/V heads while their probabilities fit the
+						// scratch cap (one K/V head up to a binding)
+						for kh < h.NKV && (g.nkv == 0 || (count[kh+1]-g.g0)*s.T*s.T <= capP) {
+							kh++
+							g.nkv++
+						}
+						g.nh = count[kh] - g.g0
+						g.np = g.nh * s.T * s.T
+						if g.np > lim {
+							return fmt.Errorf("vulkan: %s: sequence %d of %d tokens: the %d query heads of K/V head %d have %d probabilities, over one binding (maxStorageBufferRange %d bytes of %s, %d floats); the attention backward does not split one K/V head",
+								op, i, s.T, g.nh, g.kh0, g.np, d.maxBind, d.props.DriverName, lim)
+						}
+						groups = append(groups, g)
+						maxNP = max(maxNP, g.np)
+						nent += s.T
+					}
+					groups = append(groups, nil) // the next sequence starts a group
+					continue
+				}
+				if k := len(groups) - 1; k < 0 || groups[k] == nil || groups[k].np+n > capP ||
+					(max(groups[k].r1, s.Row+s.T)-min(groups[k].r0, s.Row))*max(qs, kvs) > lim {
+					groups = append(groups, &group{r0: s.Row, r1: s.Row + s.T, nh: h.NH, nkv: h.NKV})
 				}
 				g := groups[len(groups)-1]
+				g.r0, g.r1 = min(g.r0, s.Row), max(g.r1, s.Row+s.T)
 				g.pBase, g.kv = append(g.pBase, g.np), append(g.kv, s.Row)
 				g.seqs, g.probs = append(g.seqs, s), append(g.probs, probs[i])
 				g.np += n
@@ -1204,13 +1402,20 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 				maxNP = max(maxNP, g.np)
 				nent += s.T
 			}
+			var gs []*group
 			for _, g := range groups {
-				sets += 4 * (1 + g.nent/limY)
+				if g != nil {
+					gs = append(gs, g)
+					sets += 4 * (1 + g.nent/limY)
+				}
 			}
-			if err := d.prepare(sets, 4*(len(kvmap)+len(grp)+6*nent+64), 4*(2*maxNP+64)); err != nil {
+			groups = gs
+			if err := d.prepare(sets, 4*(3*len(kvmap)+len(grp)+6*nent+64), 4*(2*maxNP+64)); err != nil {
 				return err
 			}
-			mv, err := d.hostData(intsBytes(kvmap))
+			// kvmap, then head lists: the identity (at NH) and the query
+			// heads by K/V head (at 2·NH)
+			mv, err := d.hostData(intsBytes(append(append(append([]int(nil), kvmap...), identity(h.NH)...), heads...)))
 			if err != nil {
 				return err
 			}
@@ -1231,27 +1436,49 @@ func (x *Dev) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs []b
 			}
 			scale := float32(1 / math.Sqrt(float64(h.D)))
 			for _, g := range groups {
-				ev, err := d.hostData(int32Bytes(attnEntries(g.seqs, g.kv, g.pBase)))
+				ent := attnEntries(g.seqs, g.kv, g.pBase)
+				for e := 0; e < len(ent); e += 6 {
+					ent[e] -= int32(g.r0)
+					ent[e+1] -= int32(g.r0)
+				}
+				ev, err := d.hostData(int32Bytes(ent))
 				if err != nil {
 					return err
+				}
+				nr := g.r1 - g.r0
+				qw := func(v View) View { return sub(v, g.r0*qs, nr*qs) }
+				kw := func(v View) View { return sub(v, g.r0*kvs, nr*kvs) }
+				dqv, dkv, dvv, dov, qv, kv, vv := qw(dqv0), kw(dkv0), kw(dvv0), qw(dov0), qw(qv0), kw(kv0), kw(vv0)
+				L, list := h.NH, 0
+				if g.list {
+					L, list = 2*h.NH+g.g0, 1
 				}
 				if have {
 					for i, s := range g.seqs {
 						n := h.NH * s.T * s.T
-						if err := d.cmdCopy(sub(pv, g.pBase[i], n), g.probs[i], n); err != nil {
-							return err
+						if !g.list {
+							if err := d.cmdCopy(sub(pv, g.pBase[i], n), g.probs[i], n); err != nil {
+								return err
+							}
+							continue
+						}
+						tt := s.T * s.T
+						for hl := 0; hl < g.nh; hl++ {
+							if err := d.cmdCopy(sub(pv, g.pBase[i]+hl*tt, tt), sub(g.probs[i], heads[g.g0+hl]*tt, tt), tt); err != nil {
+								return err
+							}
 						}
 					}
-				} else if err := d.attnDispatch("attn", []View{qv, kv, vv, mv, {}, pv, {}}, 4, ev, pc(h.NH, h.NKV, h.D, 1, scale), h.NH, g.nent); err != nil {
+				} else if err := d.attnDispatch("attn", []View{qv, kv, vv, mv, {}, pv, {}}, 4, ev, pc(h.NH, h.NKV, h.D, 1, scale, L), g.nh, g.nent); err != nil {
 					return err
 				}
-				if err := d.attnDispatch("attn_ds", []View{dov, vv, mv, {}, pv, dsv}, 3, ev, pc(h.NH, h.NKV, h.D, scale), h.NH, g.nent); err != nil {
+				if err := d.attnDispatch("attn_ds", []View{dov, vv, mv, {}, pv, dsv}, 3, ev, pc(h.NH, h.NKV, h.D, scale, L), g.nh, g.nent); err != nil {
 					return err
 				}
-				if err := d.attnDispatch("attn_dq", []View{dsv, kv, mv, {}, dqv}, 3, ev, pc(h.NH, h.NKV, h.D), (qs+255)/256, g.nent); err != nil {
+				if err := d.attnDispatch("attn_dq", []View{dsv, kv, mv, {}, dqv}, 3, ev, pc(h.NH, h.NKV, h.D, L, g.nh), (g.nh*h.D+255)/256, g.nent); err != nil {
 					return err
 				}
-				if err := d.attnDispatch("attn_dkv", []View{dsv, pv, qv, dov, gv, {}, dkv, dvv}, 5, ev, pc(h.NH, h.NKV, h.D), (kvs+255)/256, g.nent); err != nil {
+				if err := d.attnDispatch("attn_dkv", []View{dsv, pv, qv, dov, gv, {}, dkv, dvv}, 5, ev, pc(h.NH, h.NKV, h.D, g.g0, g.kh0, g.nkv, list), (g.nkv*h.D+255)/256, g.nent); err != nil {
 					return err
 				}
 			}

@@ -34,14 +34,14 @@ func (p *pipeline) destroy(dev core1_0.Device) {
 // programs: storage-buffer bindings and push-constant words of each shader
 // (they must match the GLSL declarations).
 var programs = map[string]struct{ bind, push int }{
-	"gemm_nt": {3, 10}, "gemm_nn": {3, 10}, "gemm_tn": {3, 10}, "gemm_nt_bf16": {3, 10}, "gemm_nt_f16": {3, 10},
+	"gemm_nt": {4, 11}, "gemm_nn": {4, 11}, "gemm_tn": {4, 11}, "gemm_nt_bf16": {4, 11}, "gemm_nt_f16": {4, 11},
 	"rmsnorm": {4, 8}, "rope": {3, 9}, "softmax": {2, 4}, "logsoftmax": {2, 4},
 	"silu_mul": {3, 4}, "adamw": {4, 14}, "xent": {4, 8},
 	"attention": {6, 13}, "embed": {3, 6}, "embed_bwd": {3, 6},
-	"rmsnorm_bwd_dx": {5, 7}, "rmsnorm_bwd_dw": {5, 7}, "swiglu_bwd": {5, 6},
+	"rmsnorm_bwd_dx": {5, 7}, "rmsnorm_bwd_dw": {6, 9}, "swiglu_bwd": {5, 6},
 	// the device-resident interface (Dev)
-	"add": {2, 3}, "addbias": {2, 4}, "addbias_bwd": {2, 4}, "rope_seq": {4, 9},
-	"attn": {7, 12}, "attn_ds": {6, 10}, "attn_dq": {5, 8}, "attn_dkv": {8, 11},
+	"add": {2, 3}, "addbias": {2, 4}, "addbias_bwd": {3, 6}, "rope_seq": {4, 9},
+	"attn": {7, 13}, "attn_ds": {6, 11}, "attn_dq": {5, 10}, "attn_dkv": {8, 15},
 	"xent_set": {4, 8}, "kl": {5, 9}, "sparse_kl": {6, 11}, "adamw_step": {5, 14},
 	"sumsq": {2, 4}, "scale": {1, 3}, "sgd": {2, 5},
 }

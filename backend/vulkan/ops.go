@@ -137,6 +137,19 @@ func (d *Device) gemm(tA, tB bool, c, a, b View, m, n, k int, acc bool) error {
 		mi := min(bm, m-i0)
 		for j0 := 0; j0 < n; j0 += bn {
 			nj := min(bn, n-j0)
+			// k in blocks: the running sums go through scratch (carry),
+			// so that each element's sum is bitwise one dispatch's.
+			nk := (k + bk - 1) / bk
+			var tv View
+			if nk > 1 {
+				if err := d.prepare(nk, 0, 4*mi*nj); err != nil {
+					return err
+				}
+				var err error
+				if tv, err = d.take(&d.scratch, mi*nj); err != nil {
+					return err
+				}
+			}
 			for p0 := 0; p0 < k; p0 += bk {
 				kp := min(bk, k-p0)
 				var av, bv View
@@ -154,14 +167,55 @@ func (d *Device) gemm(tA, tB bool, c, a, b View, m, n, k int, acc bool) error {
 					bv = sub(b, p0*n+j0, span(kp, nj, n))
 				}
 				cv := sub(c, i0*n+j0, span(mi, nj, n))
-				rest := pc(mi, nj, kp, ldA, ldB, n, acc || p0 > 0)
-				if err := d.dispatch(name, []View{av, bv, cv}, rest, (nj+63)/64, (mi+63)/64, 1); err != nil {
+				mode := 0
+				if p0 > 0 {
+					mode |= 2 // start from the carried sums
+				}
+				if p0+kp < k {
+					mode |= 4 // carry them on
+				} else if acc {
+					mode |= 1
+				}
+				rest := pc(mi, nj, kp, ldA, ldB, n, mode)
+				if err := d.dispatch(name, []View{av, bv, cv, tv}, rest, (nj+63)/64, (mi+63)/64, 1); err != nil {
 					return err
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// carry returns scratch for the running column sums (cols floats) of a
+// reduction over rows split into chunks (the operation records up to sets
+// dispatches),
+// or the zero View when there is one chunk. The caller holds d.mu.
+func (d *Device) carry(chunks, sets, cols int) (View, error) {
+	if chunks <= 1 {
+		if err := d.prepare(sets, 0, 0); err != nil {
+			return View{}, err
+		}
+		return View{}, nil
+	}
+	if err := d.prepare(sets, 0, 4*cols); err != nil {
+		return View{}, err
+	}
+	return d.take(&d.scratch, cols)
+}
+
+// carryMode is the mode of the chunk of rows [r0, r0+nr) of rows for the
+// carrying reductions (addbias.comp, rmsnorm_bwd.comp): bit 0 starts from
+// the carried sums, bit 1 stores them for the next chunk instead of adding
+// into the result.
+func carryMode(r0, nr, rows int) int {
+	m := 0
+	if r0 > 0 {
+		m |= 1
+	}
+	if r0+nr < rows {
+		m |= 2
+	}
+	return m
 }
 
 // rowChunk is how many rows of width cols fit in one window (and in the
@@ -424,22 +478,10 @@ func (d *Device) Attention(out, p, q, k, v View, kvmap []int, T, S, H, KVH, D, p
 func (d *Device) Embed(out, table View, ids []int, vocab, dim int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rc, err := d.embedChecks("embed", table, out, ids, vocab, dim)
-	if err != nil || len(ids) == 0 {
+	if err := d.embedChecks("embed", table, out, ids, vocab, dim); err != nil || len(ids) == 0 {
 		return err
 	}
-	for r0 := 0; r0 < len(ids); r0 += rc {
-		nr := min(rc, len(ids)-r0)
-		iv, err := d.hostInts(ids[r0 : r0+nr])
-		if err != nil {
-			return err
-		}
-		gx, gy := d.grid1D(nr * dim)
-		if err := d.dispatch("embed", []View{table, iv, sub(out, r0*dim, nr*dim)}, pc(nr, dim, vocab), gx, gy, 1); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.embedSplit("embed", "embed", sub(table, 0, vocab*dim), sub(out, 0, len(ids)*dim), ids, vocab, dim)
 }
 
 // RMSNormBackward records dx += ∂/∂x and dw += ∂/∂w of y = w ⊙ x·rstd
@@ -461,6 +503,12 @@ func (d *Device) RMSNormBackward(dx, dw, dout, x, w, rstd View, rows, dim int) e
 	if err != nil {
 		return err
 	}
+	var cy View
+	if dw.B != nil {
+		if cy, err = d.carry((rows+rc-1)/rc, (rows+rc-1)/rc*2, dim); err != nil {
+			return err
+		}
+	}
 	for r0 := 0; r0 < rows; r0 += rc {
 		nr := min(rc, rows-r0)
 		in := []View{sub(dout, r0*dim, nr*dim), sub(x, r0*dim, nr*dim), sub(w, 0, dim), sub(rstd, r0, nr)}
@@ -469,8 +517,8 @@ func (d *Device) RMSNormBackward(dx, dw, dout, x, w, rstd View, rows, dim int) e
 				return err
 			}
 		}
-		if dw.B != nil { // row chunks accumulate in order
-			if err := d.dispatch("rmsnorm_bwd_dw", append(in, sub(dw, 0, dim)), pc(nr, dim), (dim+255)/256, 1, 1); err != nil {
+		if dw.B != nil { // row chunks carry the column sums (bitwise one dispatch's)
+			if err := d.dispatch("rmsnorm_bwd_dw", append(in, sub(dw, 0, dim), cy), pc(nr, dim, carryMode(r0, nr, rows)), (dim+255)/256, 1, 1); err != nil {
 				return err
 			}
 		}
@@ -496,43 +544,23 @@ func (d *Device) SwiGLUBackward(dgate, dup, dout, gate, up View, n int) error {
 func (d *Device) EmbedBackward(dtable, dx View, ids []int, vocab, dim int) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	rc, err := d.embedChecks("embed backward", dtable, dx, ids, vocab, dim)
-	if err != nil || len(ids) == 0 {
+	if err := d.embedChecks("embed backward", dtable, dx, ids, vocab, dim); err != nil || len(ids) == 0 {
 		return err
 	}
-	for r0 := 0; r0 < len(ids); r0 += rc {
-		nr := min(rc, len(ids)-r0)
-		iv, err := d.hostInts(ids[r0 : r0+nr])
-		if err != nil {
-			return err
-		}
-		if err := d.dispatch("embed_bwd", []View{sub(dx, r0*dim, nr*dim), iv, dtable}, pc(nr, dim, vocab), (dim+255)/256, 1, 1); err != nil {
-			return err
-		}
-	}
-	return nil
+	return d.embedSplit("embed backward", "embed_bwd", sub(dtable, 0, vocab*dim), sub(dx, 0, len(ids)*dim), ids, vocab, dim)
 }
 
 // embedChecks validates the ids on the host and the table [vocab × dim] and
-// rows [len(ids) × dim] operands of the embedding gather and its gradient,
-// and returns how many rows one dispatch takes.
-func (d *Device) embedChecks(what string, table, rows View, ids []int, vocab, dim int) (int, error) {
+// rows [len(ids) × dim] operands of the embedding gather and its gradient
+// (both split by embedSplit).
+func (d *Device) embedChecks(what string, table, rows View, ids []int, vocab, dim int) error {
 	for i, id := range ids {
 		if id < 0 || id >= vocab {
-			return 0, fmt.Errorf("vulkan: %s: token %d at position %d outside the vocabulary of %d", what, id, i, vocab)
+			return fmt.Errorf("vulkan: %s: token %d at position %d outside the vocabulary of %d", what, id, i, vocab)
 		}
 	}
 	if err := d.need(what+" table", table, F32, vocab*dim, false); err != nil {
-		return 0, err
+		return err
 	}
-	if err := d.need(what+" rows", rows, F32, len(ids)*dim, false); err != nil {
-		return 0, err
-	}
-	if len(ids) == 0 {
-		return 0, nil
-	}
-	if vocab*dim > d.maxElems(F32) {
-		return 0, fmt.Errorf("vulkan: %s: a table of %d floats exceeds maxStorageBufferRange (not split)", what, vocab*dim)
-	}
-	return d.rowChunk(what, dim)
+	return d.need(what+" rows", rows, F32, len(ids)*dim, false)
 }
