@@ -29,7 +29,7 @@ func TestConformanceStaging(t *testing.T) {
 // and the element-wise operations by rows or elements, the attention
 // forward in chunks of query rows (a saved probability block over a
 // binding as compact rows), its backward in groups of sequences and of K/V
-// heads (docs/readme/vksplit.md).
+// heads (docs/vulkan.md, "Operands larger than one binding").
 func TestConformanceSplit(t *testing.T) {
 	devicetest.Run(t, func(t *testing.T) backend.Device[float32] { return open(t, Options{MaxBindBytes: 320}).F32() }, 1e-5)
 }
