@@ -134,10 +134,7 @@ func BenchmarkVulkanForward(b *testing.B) {
 	}
 	d := benchDevice(b)
 	for _, tm := range tinyModels {
-		m, _, err := model.Open(tm.spec, "")
-		if err != nil {
-			b.Fatal(err)
-		}
+		m := openModel(b, tm.spec)
 		seqs := pseudoSeqs(8, 256, m.Cfg.Vocab)
 		for _, dev := range []backend.Device[float32]{d.F32(), nn.NewHost[float32](cpu.New())} {
 			r, err := m.Upload(dev)
@@ -164,34 +161,40 @@ func BenchmarkVulkanForward(b *testing.B) {
 // sequence of 256 tokens: forward, loss, backward and the update all on the
 // device, weights resident) of the tiny models, the CPU alongside.
 func BenchmarkVulkanFineTune(b *testing.B) {
+	eachTinyModel(b, func(name string, be backend.Backend, m *model.Model) {
+		f := train.NewFineTuner(be, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8})
+		r, err := m.Upload(f.Device())
+		if err != nil {
+			b.Fatal(err)
+		}
+		seqs := pseudoSeqs(4, 256, m.Cfg.Vocab)
+		b.Run(name+"/"+f.Device().Name(), func(b *testing.B) {
+			if _, err := f.TrainResident(r, [][]int{seqs[0][:16]}); err != nil { // warm-up: pipelines
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := f.TrainResident(r, seqs); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N*4*256)/b.Elapsed().Seconds(), "tokens/s")
+		})
+		r.Release()
+	})
+}
+
+// eachTinyModel calls f with each tiny model freshly opened for each
+// backend (Vulkan on one bench device, then the CPU); it skips without
+// the hub mirror.
+func eachTinyModel(b *testing.B, f func(name string, be backend.Backend, m *model.Model)) {
 	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
 		b.Skip("DARWINLM_HUB_MIRROR not set")
 	}
 	d := benchDevice(b)
 	for _, tm := range tinyModels {
 		for _, be := range []backend.Backend{&Backend{d: d}, cpu.New()} {
-			m, _, err := model.Open(tm.spec, "")
-			if err != nil {
-				b.Fatal(err)
-			}
-			f := train.NewFineTuner(be, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8})
-			r, err := m.Upload(f.Device())
-			if err != nil {
-				b.Fatal(err)
-			}
-			seqs := pseudoSeqs(4, 256, m.Cfg.Vocab)
-			b.Run(tm.name+"/"+f.Device().Name(), func(b *testing.B) {
-				if _, err := f.TrainResident(r, [][]int{seqs[0][:16]}); err != nil { // warm-up: pipelines
-					b.Fatal(err)
-				}
-				for b.Loop() {
-					if _, err := f.TrainResident(r, seqs); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.N*4*256)/b.Elapsed().Seconds(), "tokens/s")
-			})
-			r.Release()
+			m := openModel(b, tm.spec)
+			f(tm.name, be, m)
 		}
 	}
 }
@@ -201,32 +204,22 @@ func BenchmarkVulkanFineTune(b *testing.B) {
 // device, weights, gradients and moments resident; only the loss and the
 // gradient norm come back).
 func BenchmarkVulkanTrain(b *testing.B) {
-	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
-		b.Skip("DARWINLM_HUB_MIRROR not set")
-	}
-	d := benchDevice(b)
-	for _, tm := range tinyModels {
-		for _, be := range []backend.Backend{&Backend{d: d}, cpu.New()} {
-			m, _, err := model.Open(tm.spec, "")
+	eachTinyModel(b, func(name string, be backend.Backend, m *model.Model) {
+		b.Run(name+"/"+be.Name(), func(b *testing.B) {
+			tr, err := train.NewTrainer(be, m, nil, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Steps: b.N})
 			if err != nil {
 				b.Fatal(err)
 			}
-			b.Run(tm.name+"/"+be.Name(), func(b *testing.B) {
-				tr, err := train.NewTrainer(be, m, nil, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Steps: b.N})
-				if err != nil {
+			seqs := pseudoSeqs(8, 256, m.Cfg.Vocab)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := tr.TrainStep(seqs); err != nil {
 					b.Fatal(err)
 				}
-				seqs := pseudoSeqs(8, 256, m.Cfg.Vocab)
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if _, err := tr.TrainStep(seqs); err != nil {
-						b.Fatal(err)
-					}
-				}
-				b.ReportMetric(float64(b.N*8*256)/b.Elapsed().Seconds(), "tokens/s")
-			})
-		}
-	}
+			}
+			b.ReportMetric(float64(b.N*8*256)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	})
 }
 
 // BenchmarkVulkanAttention: the device attention forward and backward

@@ -10,7 +10,6 @@ import (
 
 	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
-	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -50,14 +49,9 @@ func TestDeviceTrainerClip(t *testing.T) {
 			var after [2][]train.Tensor[float32]
 			var before []train.Tensor[float32]
 			for i, be := range []backend.Backend{cpu.New(), vk} {
-				m, _, err := model.Open(spec, "")
-				if err != nil {
-					t.Fatal(err)
-				}
+				m := openModel(t, spec)
 				if i == 0 {
-					for _, w := range train.FromModel(m).Tensors() {
-						before = append(before, train.Tensor[float32]{Name: w.Name, Data: slices.Clone(w.Data)})
-					}
+					before = snapshot(m)
 				}
 				tr, err := train.NewTrainer(be, m, nil, o)
 				if err != nil {
@@ -129,10 +123,7 @@ func TestDeviceTrainerResume(t *testing.T) {
 	o := train.Options{Optimizer: "adamw", LR: 1e-3, Schedule: "cosine", Warmup: 1, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, WeightDecay: 0.1, Clip: 1, Steps: 4}
 	toks := stepSeqs(0, 1, 2000, 512)[0]
 	run := func(from, save string, n int) ([]float32, []train.StepStats) {
-		m, _, err := model.Open(spec, "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := openModel(t, spec)
 		tr, err := train.NewTrainer(vk, m, nil, o)
 		if err != nil {
 			t.Fatal(err)
@@ -198,14 +189,8 @@ func TestDeviceTrainerDistill(t *testing.T) {
 		o := train.Options{Optimizer: "adamw", LR: 1e-3, Schedule: "constant", Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Clip: 1, Steps: 2, KDWeight: 0.5, KDTopK: k}
 		var stats [2][]train.StepStats
 		for i, be := range []backend.Backend{cpu.New(), vk} {
-			m, _, err := model.Open(spec, "")
-			if err != nil {
-				t.Fatal(err)
-			}
-			teach, _, err := model.Open(spec, "")
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := openModel(t, spec)
+			teach := openModel(t, spec)
 			for j := range teach.Norm {
 				teach.Norm[j] *= 1.7
 			}

@@ -31,6 +31,16 @@ func needMirror(t *testing.T) {
 	t.Setenv("DARWINLM_OFFLINE", "1")
 }
 
+// openModel opens spec (a hub or local model) or fails the test.
+func openModel(tb testing.TB, spec string) *model.Model {
+	tb.Helper()
+	m, _, err := model.Open(spec, "")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return m
+}
+
 func targetsOf(seqs [][]int) []int {
 	var tg []int
 	for _, s := range seqs {
@@ -67,6 +77,45 @@ func TestDeviceGraphGradients(t *testing.T) {
 	}
 }
 
+// graphLossGrads runs one forward of seqs through a device graph on the
+// resident weights r of m, the device cross-entropy (its mean returned) and
+// the backward; the gradients come back as host tensors named as m's.
+func graphLossGrads(t *testing.T, r *model.Resident, m *model.Model, seqs [][]int, saveProbs bool) (float64, []train.Tensor[float32]) {
+	t.Helper()
+	dev := r.Dev
+	g := train.NewDeviceGraph(r)
+	defer g.Free()
+	g.SaveProbs = saveProbs
+	z, err := g.ForwardView(seqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl := g.Arena().Take(z.N)
+	loss, err := dev.CrossEntropy(dl, z, targetsOf(seqs), m.Cfg.Vocab, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hdl := make([]float32, z.N)
+	if err := dev.Download(hdl, dl); err != nil {
+		t.Fatal(err)
+	}
+	gw := train.ZeroLike(train.FromModel(m))
+	g.Backward(hdl, gw)
+	if err := dev.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	return loss, gw.Tensors()
+}
+
+// snapshot copies m's weight tensors (the state before training).
+func snapshot(m *model.Model) []train.Tensor[float32] {
+	var ts []train.Tensor[float32]
+	for _, w := range train.FromModel(m).Tensors() {
+		ts = append(ts, train.Tensor[float32]{Name: w.Name, Data: slices.Clone(w.Data)})
+	}
+	return ts
+}
+
 // graphGradients is TestDeviceGraphGradients on d (staging: unmapped device
 // buffers, the path of discrete GPUs).
 func graphGradients(t *testing.T, d *Device) {
@@ -74,37 +123,14 @@ func graphGradients(t *testing.T, d *Device) {
 		var grads [2][]train.Tensor[float32]
 		var loss [2]float64
 		for i, dev := range []backend.Device[float32]{nn.NewHost[float32](cpu.New()), d.F32()} {
-			m, _, err := model.Open(spec, "")
-			if err != nil {
-				t.Fatal(err)
-			}
+			m := openModel(t, spec)
 			seqs := pseudoSeqs(3, 37+mi, m.Cfg.Vocab)
 			seqs[1] = seqs[1][:20] // ragged batch
 			r, err := m.Upload(dev)
 			if err != nil {
 				t.Fatal(err)
 			}
-			g := train.NewDeviceGraph(r)
-			g.SaveProbs = mi == 0
-			z, err := g.ForwardView(seqs)
-			if err != nil {
-				t.Fatal(err)
-			}
-			dl := g.Arena().Take(z.N)
-			if loss[i], err = dev.CrossEntropy(dl, z, targetsOf(seqs), m.Cfg.Vocab, 1); err != nil {
-				t.Fatal(err)
-			}
-			hdl := make([]float32, z.N)
-			if err := dev.Download(hdl, dl); err != nil {
-				t.Fatal(err)
-			}
-			gw := train.ZeroLike(train.FromModel(m))
-			g.Backward(hdl, gw)
-			grads[i] = gw.Tensors()
-			if err := dev.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			g.Free()
+			loss[i], grads[i] = graphLossGrads(t, r, m, seqs, mi == 0)
 			r.Release()
 		}
 		if math.Abs(loss[1]-loss[0]) > 1e-5*loss[0] {
@@ -137,19 +163,15 @@ func TestDeviceFineTune(t *testing.T) {
 	var before []train.Tensor[float32]
 	var stats [2]train.FineTuneStats
 	for i, be := range []backend.Backend{cpu.New(), vk} {
-		m, _, err := model.Open(spec, "")
+		m := openModel(t, spec)
+		if i == 0 {
+			before = snapshot(m)
+		}
+		st, err := train.NewFineTuner(be, opts).Train(m, pseudoSeqs(2, 48, m.Cfg.Vocab))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if i == 0 {
-			for _, w := range train.FromModel(m).Tensors() {
-				before = append(before, train.Tensor[float32]{Name: w.Name, Data: append([]float32(nil), w.Data...)})
-			}
-		}
-		f := train.NewFineTuner(be, opts)
-		if stats[i], err = f.Train(m, pseudoSeqs(2, 48, m.Cfg.Vocab)); err != nil {
-			t.Fatal(err)
-		}
+		stats[i] = st
 		after[i] = train.FromModel(m).Tensors()
 	}
 	if math.Abs(stats[1].MeanLoss-stats[0].MeanLoss) > 1e-5*stats[0].MeanLoss {

@@ -96,10 +96,7 @@ func TestTinyModelGradients(t *testing.T) {
 	var grads [2][]train.Tensor[float32]
 	var loss [2]float64
 	for i, be := range []backend.Backend{cpu.New(), vk} {
-		m, _, err := model.Open(spec, "")
-		if err != nil {
-			t.Fatal(err)
-		}
+		m := openModel(t, spec)
 		tr, err := train.NewTrainer(be, m, nil, train.Options{Optimizer: "adamw", LR: 1e-5, Beta1: 0.9, Beta2: 0.95, Eps: 1e-8, Steps: 1})
 		if err != nil {
 			t.Fatal(err)

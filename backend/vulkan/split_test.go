@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/darwinlm/darwinlm-go/backend"
-	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/train"
 )
 
@@ -363,10 +362,7 @@ func TestDeviceGraphSplit(t *testing.T) {
 			var cmds [2]int
 			for i, d := range []*Device{whole, split} {
 				dev := d.F32()
-				m, _, err := model.Open(spec, "")
-				if err != nil {
-					t.Fatal(err)
-				}
+				m := openModel(t, spec)
 				if i == 0 {
 					t.Logf("%s: vocab %d, hidden %d, %d heads over %d K/V heads", spec, m.Cfg.Vocab, m.Cfg.Hidden, m.Cfg.Heads, m.Cfg.KVHeads)
 				}
@@ -377,28 +373,8 @@ func TestDeviceGraphSplit(t *testing.T) {
 					t.Fatal(err)
 				}
 				n0 := d.ndispatches
-				g := train.NewDeviceGraph(r)
-				g.SaveProbs = save
-				z, err := g.ForwardView(seqs)
-				if err != nil {
-					t.Fatal(err)
-				}
-				dl := g.Arena().Take(z.N)
-				if loss[i], err = dev.CrossEntropy(dl, z, targetsOf(seqs), m.Cfg.Vocab, 1); err != nil {
-					t.Fatal(err)
-				}
-				hdl := make([]float32, z.N)
-				if err := dev.Download(hdl, dl); err != nil {
-					t.Fatal(err)
-				}
-				gw := train.ZeroLike(train.FromModel(m))
-				g.Backward(hdl, gw)
-				grads[i] = gw.Tensors()
-				if err := dev.Sync(); err != nil {
-					t.Fatal(err)
-				}
+				loss[i], grads[i] = graphLossGrads(t, r, m, seqs, save)
 				cmds[i] = d.ndispatches - n0
-				g.Free()
 				r.Release()
 			}
 			t.Logf("%s, saved probabilities %v: %d commands split, %d whole", spec, save, cmds[1], cmds[0])
