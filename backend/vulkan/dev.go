@@ -1110,7 +1110,7 @@ func (d *Device) attention(op string, qv, ov, kv, vv View, own, gat []backend.At
 		}
 		chunks = append(chunks, chunk{[]attnUnit{u}, gat, full, u.np, u.q0, u.q1, u.k0, u.k1, len(u.ent) / 6})
 	}
-	var big []int // sequences with saved probabilities computed as compact rows
+	var big []int                     // sequences with saved probabilities computed as compact rows
 	for pass := 0; pass < 2; pass++ { // own K/V, gathered K/V
 		lo, hi := 0, len(own)
 		if pass == 1 {
