@@ -9,13 +9,9 @@ import (
 
 var hasAdamWAsm = cpuid.CPU.Supports(cpuid.AVX)
 
-// adamwAVX updates n elements (a multiple of 8) and reports whether every
-// gradient was finite. c's eight float32 fields are read in declaration
-// order.
+// adamwAsm updates n elements (a multiple of 8) with AVX and reports
+// whether every gradient was finite. c's eight float32 fields are read in
+// declaration order.
 //
 //go:noescape
-func adamwAVX(w, gr, m, v *float32, n int, c *backend.AdamWStep) bool
-
-func adamwAsm(w, g, m, v *float32, n int, c *backend.AdamWStep) bool {
-	return adamwAVX(w, g, m, v, n, c)
-}
+func adamwAsm(w, gr, m, v *float32, n int, c *backend.AdamWStep) bool

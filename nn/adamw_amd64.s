@@ -2,10 +2,10 @@
 
 #include "textflag.h"
 
-// func adamwAVX(w, gr, m, v *float32, n int, c *backend.AdamWStep) bool
+// func adamwAsm(w, gr, m, v *float32, n int, c *backend.AdamWStep) bool
 // Eight lanes of adamwGo per iteration: the same float32 operations in the
 // same order (no FMA), so the results are bitwise adamwGo's.
-TEXT ·adamwAVX(SB), NOSPLIT, $0-49
+TEXT ·adamwAsm(SB), NOSPLIT, $0-49
 	MOVQ w+0(FP), DI
 	MOVQ gr+8(FP), SI
 	MOVQ m+16(FP), R8

@@ -454,14 +454,22 @@ func ropeSeq[F Float](r backend.RopeTable, xs []F, s backend.Seq, nHeads, w int,
 // they need.
 func (h *Host[F]) seqExtent(op string, seqs []backend.Seq) (rows, maxPos int, ok bool) {
 	for i, s := range seqs {
-		if s.Row < 0 || s.T < 0 || s.Pos < 0 || s.Row > 1<<40 || s.T > 1<<40 || s.Pos > 1<<40 {
-			h.failf("%s: sequence %d has row %d, length %d, position %d", op, i, s.Row, s.T, s.Pos)
+		if !h.seqOK(op, i, s.Row, s.T, s.Pos) {
 			return 0, 0, false
 		}
 		rows = max(rows, s.Row+s.T)
 		maxPos = max(maxPos, s.Pos+s.T)
 	}
 	return rows, maxPos, true
+}
+
+// seqOK checks the first row, length and first position of sequence i.
+func (h *Host[F]) seqOK(op string, i, row, t, pos int) bool {
+	if row < 0 || t < 0 || pos < 0 || row > 1<<40 || t > 1<<40 || pos > 1<<40 {
+		h.failf("%s: sequence %d has row %d, length %d, position %d", op, i, row, t, pos)
+		return false
+	}
+	return true
 }
 
 // ropeCovers checks that r has tables for positions [0, n).
@@ -534,8 +542,7 @@ func (h *Host[F]) Attention(out, q, k, v backend.View, seqs []backend.AttnSeq, h
 	rows, ownRows := 0, 0
 	for i := range seqs {
 		s := &seqs[i]
-		if s.Row < 0 || s.T < 0 || s.Pos < 0 || s.Row > 1<<40 || s.T > 1<<40 || s.Pos > 1<<40 {
-			h.failf("%s: sequence %d has row %d, length %d, position %d", op, i, s.Row, s.T, s.Pos)
+		if !h.seqOK(op, i, s.Row, s.T, s.Pos) {
 			return
 		}
 		rows = max(rows, s.Row+s.T)
@@ -669,8 +676,7 @@ func (h *Host[F]) AttentionBackward(dq, dk, dv, dout, q, k, v backend.View, seqs
 	rows := 0
 	for i := range seqs {
 		s := &seqs[i]
-		if s.Row < 0 || s.T < 0 || s.Row > 1<<40 || s.T > 1<<40 {
-			h.failf("%s: sequence %d has row %d, length %d", op, i, s.Row, s.T)
+		if !h.seqOK(op, i, s.Row, s.T, s.Pos) {
 			return
 		}
 		if s.Pos != 0 || len(s.K) != 0 || len(s.V) != 0 {

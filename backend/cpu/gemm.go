@@ -110,8 +110,6 @@ func (v view) pack(dst []float32, r0, rb, p0, kb, w int) {
 	}
 }
 
-// copyChunksGo copies n chunks of w floats, chunk c from src[c*ss:] to
-// dst[c*ds:].
 // padChunksGo copies n chunks of rows floats, chunk c from src[c*ss:] to
 // dst[c*ds:], each followed by w−rows zeros.
 func padChunksGo(dst []float32, ds int, src []float32, ss, n, rows, w int) {
@@ -121,6 +119,8 @@ func padChunksGo(dst []float32, ds int, src []float32, ss, n, rows, w int) {
 	}
 }
 
+// copyChunksGo copies n chunks of w floats, chunk c from src[c*ss:] to
+// dst[c*ds:].
 func copyChunksGo(dst []float32, ds int, src []float32, ss, n, w int) {
 	for c := 0; c < n; c++ {
 		copy(dst[c*ds:c*ds+w], src[c*ss:c*ss+w])

@@ -135,9 +135,8 @@ func softmaxMaxTail(x []float32, scale, mx float32) float32 {
 
 // softmaxExpSumGo replaces x[j] by exp(x[j]−mx) and returns their float64
 // sum, added in index order.
-func softmaxExpSumGo(x []float32, mx float32) float64 { return softmaxExpSumTail(x, mx, 0) }
-
-func softmaxExpSumTail(x []float32, mx float32, sum float64) float64 {
+func softmaxExpSumGo(x []float32, mx float32) float64 {
+	var sum float64
 	for j := range x {
 		e := fastmath.Expf(x[j] - mx)
 		x[j] = e

@@ -356,6 +356,22 @@ func expfPadded(buf *[16]float32, w int) {
 	}
 }
 
+// expTail writes tail[j] = expf(tail[j] − mx) for a ragged tail (fewer
+// than w elements) through the vector exp on a padded copy: padding lanes
+// compute exp(0) and are dropped, and exp is lane-wise and bitwise
+// fastmath.Expf.
+func expTail(tail []float32, mx float32, w int) {
+	if len(tail) == 0 {
+		return
+	}
+	var buf [16]float32
+	for j, v := range tail {
+		buf[j] = v - mx
+	}
+	expfPadded(&buf, w)
+	copy(tail, buf[:len(tail)])
+}
+
 func siluPadded(g, u *[16]float32, w int) {
 	if w == 16 {
 		siluMulAVX512(&g[0], &g[0], &u[0], 16)
@@ -395,22 +411,10 @@ func setRowKernels(k *kernel, w int,
 		if nv > 0 {
 			sum = smExpSum(unsafe.SliceData(x), nv, mx)
 		}
+		// The float64 sum continues in index order: softmaxExpSumGo's bits.
 		tail := x[nv:]
-		if len(tail) == 0 {
-			return sum
-		}
-		// The ragged tail goes through the vector exp on a padded copy
-		// (padding lanes compute exp(0) and are dropped); exp is lane-wise
-		// and bitwise fastmath.Expf, and the float64 sum continues in index
-		// order, so the bits are those of softmaxExpSumTail.
-		var buf [16]float32
-		for j, v := range tail {
-			buf[j] = v - mx
-		}
-		expfPadded(&buf, w)
-		for j := range tail {
-			e := buf[j]
-			tail[j] = e
+		expTail(tail, mx, w)
+		for _, e := range tail {
 			sum += float64(e)
 		}
 		return sum
@@ -420,16 +424,7 @@ func setRowKernels(k *kernel, w int,
 		if nv > 0 {
 			smExp(unsafe.SliceData(x), nv, mx)
 		}
-		tail := x[nv:]
-		if len(tail) == 0 {
-			return
-		}
-		var buf [16]float32 // the ragged tail as in smExpSum
-		for j, v := range tail {
-			buf[j] = v - mx
-		}
-		expfPadded(&buf, w)
-		copy(tail, buf[:len(tail)])
+		expTail(x[nv:], mx, w)
 	}
 	k.scal = func(x []float32, s float32) {
 		nv := len(x) &^ (w - 1)
