@@ -70,7 +70,7 @@ func NewFineTuner(be backend.Backend, opts Options) *FineTuner {
 	if opts.Schedule == "" {
 		opts.Schedule = "constant"
 	}
-	return &FineTuner{be: be, opts: opts, err: opts.Validate(), workers: backendWorkers(be), dev: nn.DeviceFor(be)}
+	return &FineTuner{be: be, opts: opts, err: opts.Validate(), workers: nn.BackendWorkers(be), dev: nn.DeviceFor(be)}
 }
 
 // Device is the device the fine-tuner trains on (nn.DeviceFor of its

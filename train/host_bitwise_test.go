@@ -307,7 +307,7 @@ func hostBitwiseLosses[F nn.Float](b *bitw[F], be backend.Backend) {
 	got, err := d.CrossEntropy(vdl, vz, tg, V, w)
 	var want float64
 	if dl32, ok := any(dl).([]float32); ok {
-		want = crossEntropyInto(be, backendWorkers(be), dl32, any(z).([]float32), seqs, V, w)
+		want = crossEntropyInto(be, nn.BackendWorkers(be), dl32, any(z).([]float32), seqs, V, w)
 	} else {
 		clear(dl)
 		want = CrossEntropy(dl, z, seqs, V, w)

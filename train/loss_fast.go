@@ -12,7 +12,3 @@ import (
 func crossEntropyInto(be backend.Backend, workers int, dlogits, logits []float32, seqs [][]int, vocab int, weight float64) float64 {
 	return nn.CrossEntropyFast(be, workers, dlogits, logits, rowTargets(seqs), vocab, weight)
 }
-
-// backendWorkers is the worker count of a backend that has one (the CPU
-// backend), else unbounded.
-func backendWorkers(be backend.Backend) int { return nn.BackendWorkers(be) }
