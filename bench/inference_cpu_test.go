@@ -3,8 +3,6 @@ package bench
 import (
 	"fmt"
 	"testing"
-
-	"github.com/darwinlm/darwinlm-go/backend"
 )
 
 // BenchmarkInferenceCPUTime is BenchmarkForward's workload (one or eight
@@ -15,10 +13,7 @@ import (
 // -cpu 1, and compare medians).
 func BenchmarkInferenceCPUTime(b *testing.B) {
 	models := tinyModels(b)
-	be, err := backend.Get("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := defaultBackend(b)
 	for _, tm := range models {
 		m := tm.m
 		for _, batch := range []int{1, 8} {

@@ -3,6 +3,7 @@ package bench
 import (
 	"testing"
 
+	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/hub"
 	"github.com/darwinlm/darwinlm-go/model"
 )
@@ -31,6 +32,15 @@ func tinyModels(b *testing.B) []namedModel {
 		out = append(out, namedModel{spec.name, m})
 	}
 	return out
+}
+
+// defaultBackend is backend.Get(""), failing the benchmark on error.
+func defaultBackend(b *testing.B) backend.Backend {
+	be, err := backend.Get("")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return be
 }
 
 // windows returns batch token windows of 256 tokens (fixed pseudo-text).

@@ -1,12 +1,10 @@
 package bench
 
 import (
-	"math"
 	"os"
 	"strconv"
 	"testing"
 
-	"github.com/darwinlm/darwinlm-go/backend"
 	"github.com/darwinlm/darwinlm-go/backend/cpu"
 	"github.com/darwinlm/darwinlm-go/hub"
 	"github.com/darwinlm/darwinlm-go/model"
@@ -21,10 +19,7 @@ import (
 //	go test -run x -bench Train -benchtime 3x ./bench/
 func BenchmarkTrain(b *testing.B) {
 	models := tinyModels(b)
-	be, err := backend.Get("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := defaultBackend(b)
 	for _, tm := range models {
 		m := tm.m
 		b.Run(tm.name, func(b *testing.B) {
@@ -53,10 +48,7 @@ func BenchmarkTrain(b *testing.B) {
 //
 //	go test -run x -bench TrainLayer7B -benchtime 1x ./bench/
 func BenchmarkTrainLayer7B(b *testing.B) {
-	be, err := backend.Get("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := defaultBackend(b)
 	const H, nH, d, I = 4096, 32, 128, 11008
 	T := 512
 	if v, err := strconv.Atoi(os.Getenv("DARWINLM_BENCH_LAYER_TOKENS")); err == nil && v > 0 {
@@ -127,7 +119,6 @@ func fill(n int, s float32, seed uint64) []float32 {
 			out[i] = 1 + 0.1*out[i]
 		}
 	}
-	_ = math.Pi
 	return out
 }
 
@@ -146,10 +137,7 @@ func BenchmarkFineTune(b *testing.B) {
 	if hub.Mirror() == "" {
 		b.Skip("DARWINLM_HUB_MIRROR not set")
 	}
-	be, err := backend.Get("")
-	if err != nil {
-		b.Fatal(err)
-	}
+	be := defaultBackend(b)
 	const T, perCall = 128, 16
 	m, _, err := model.Open("hf:raincandy-u/TinyStories-656K", "")
 	if err != nil {
@@ -159,6 +147,17 @@ func BenchmarkFineTune(b *testing.B) {
 	for i := range seqs {
 		seqs[i] = pseudoSeqs(i+1, T, m.Cfg.Vocab)[i]
 	}
+	// serial times b.N single-sequence steps of ft, cycling through seqs.
+	serial := func(b *testing.B, ft *train.FineTuner) {
+		b.ResetTimer()
+		cpu0 := processCPU()
+		for i := 0; i < b.N; i++ {
+			if _, err := ft.Train(m, seqs[i%perCall:i%perCall+1]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		reportTokens(b, T, cpu0)
+	}
 	b.Run("Serial", func(b *testing.B) {
 		ft := train.NewFineTuner(be, train.SelectionPreset())
 		st, err := ft.Train(m, seqs[:1])
@@ -166,25 +165,10 @@ func BenchmarkFineTune(b *testing.B) {
 			b.Fatal(err)
 		}
 		b.Logf("first loss %.6f", st.FirstLoss)
-		b.ResetTimer()
-		cpu0 := processCPU()
-		for i := 0; i < b.N; i++ {
-			if _, err := ft.Train(m, seqs[i%perCall:i%perCall+1]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportTokens(b, T, cpu0)
+		serial(b, ft)
 	})
 	b.Run("Serial1Worker", func(b *testing.B) {
-		ft := train.NewFineTuner(cpu.New().WithWorkers(1), train.SelectionPreset())
-		b.ResetTimer()
-		cpu0 := processCPU()
-		for i := 0; i < b.N; i++ {
-			if _, err := ft.Train(m, seqs[i%perCall:i%perCall+1]); err != nil {
-				b.Fatal(err)
-			}
-		}
-		reportTokens(b, T, cpu0)
+		serial(b, train.NewFineTuner(cpu.New().WithWorkers(1), train.SelectionPreset()))
 	})
 	b.Run("Pairs", func(b *testing.B) {
 		// Two candidates at once (train.Pool: one FineTuner and one

@@ -198,13 +198,7 @@ func TestDeviceFineTune(t *testing.T) {
 // 1e-5 relative.
 func TestPruningDatabase(t *testing.T) {
 	needMirror(t)
-	d := open(t, Options{})
-	vk := &Backend{d: d}
-	defer func() {
-		for _, s := range vk.sc {
-			s.Free()
-		}
-	}()
+	d, vk := openBackend(t)
 	docs, err := data.ReadTexts("hf-dataset:roneneldan/TinyStories/default/validation_prefix[:300]")
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ package vulkan
 
 import (
 	"math"
-	"os"
 	"strings"
 	"testing"
 
@@ -19,17 +18,8 @@ import (
 // through the Vulkan backend (host-slice interface) and compares the
 // perplexity with the CPU backend's.
 func TestTinyModelsPerplexity(t *testing.T) {
-	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
-		t.Skip("DARWINLM_HUB_MIRROR not set")
-	}
-	t.Setenv("DARWINLM_OFFLINE", "1")
-	d := open(t, Options{})
-	vk := &Backend{d: d}
-	defer func() {
-		for _, s := range vk.sc {
-			s.Free()
-		}
-	}()
+	needMirror(t)
+	d, vk := openBackend(t)
 	_, rows, _, err := eval.ReadRows("hf-dataset:roneneldan/TinyStories/default/validation_prefix")
 	if err != nil {
 		t.Fatal(err)
@@ -63,6 +53,19 @@ func TestTinyModelsPerplexity(t *testing.T) {
 	usedPrograms(t, d, "attn", "rope_seq", "rmsnorm", "gemm_nt")
 }
 
+// openBackend opens the test device and a host-slice Backend on it whose
+// scratch buffers are freed before the device is closed.
+func openBackend(t *testing.T) (*Device, *Backend) {
+	d := open(t, Options{})
+	vk := &Backend{d: d}
+	t.Cleanup(func() {
+		for _, s := range vk.sc {
+			s.Free()
+		}
+	})
+	return d, vk
+}
+
 // usedPrograms fails unless the device ran every named program (so that a
 // cross-check really ran on the device-resident path).
 func usedPrograms(t *testing.T, d *Device, names ...string) {
@@ -81,17 +84,8 @@ func usedPrograms(t *testing.T, d *Device, names ...string) {
 // CPU backend's: |Δg| ≤ 1e-4·max|g| per tensor (the GEMM tolerance, grown
 // through the layers of the backward pass).
 func TestTinyModelGradients(t *testing.T) {
-	if os.Getenv("DARWINLM_HUB_MIRROR") == "" {
-		t.Skip("DARWINLM_HUB_MIRROR not set")
-	}
-	t.Setenv("DARWINLM_OFFLINE", "1")
-	d := open(t, Options{})
-	vk := &Backend{d: d}
-	defer func() {
-		for _, s := range vk.sc {
-			s.Free()
-		}
-	}()
+	needMirror(t)
+	d, vk := openBackend(t)
 	spec := "hf:karpathy/tinyllamas/stories260K/stories260K.bin"
 	var grads [2][]train.Tensor[float32]
 	var loss [2]float64

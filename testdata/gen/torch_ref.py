@@ -79,7 +79,8 @@ def llama(W, cfg, toks, interleaved):
     return x @ W["head"].T
 
 
-def tinystories656k():
+def load_656k():
+    """TinyStories-656K's weights (float64, keys as llama() reads them) and config."""
     d = os.path.join(HUB, "models/raincandy-u/TinyStories-656K")
     cfg = json.load(open(os.path.join(d, "config.json")))
     t, meta = load_safetensors(os.path.join(d, "model.safetensors"))
@@ -93,11 +94,12 @@ def tinystories656k():
                      ("wg", "mlp.gate_proj"), ("wu", "mlp.up_proj"), ("wd", "mlp.down_proj")]:
             W[f"{k}{l}"] = t[p + n + ".weight"]
     c = dict(hidden=cfg["hidden_size"], heads=cfg["num_attention_heads"], kv=cfg["num_key_value_heads"],
-             layers=cfg["num_hidden_layers"], eps=cfg["rms_norm_eps"], theta=cfg["rope_theta"])
-    return llama(W, c, TOKENS, interleaved=False)
+             layers=cfg["num_hidden_layers"], eps=cfg["rms_norm_eps"], theta=cfg["rope_theta"], interleaved=False)
+    return W, c
 
 
-def stories260k():
+def load_260k():
+    """stories260K's weights (llama2.c .bin, interleaved rope) and config."""
     p = os.path.join(HUB, "models/karpathy/tinyllamas/stories260K/stories260K.bin")
     raw = open(p, "rb").read()
     dim, hid, L, nh, nkv, vocab, seq = struct.unpack("<7i", raw[:28])
@@ -123,9 +125,19 @@ def stories260k():
     for l in range(L):
         W[f"attn_norm{l}"], W[f"wq{l}"], W[f"wk{l}"], W[f"wv{l}"], W[f"wo{l}"] = an[l], wq[l], wk[l], wv[l], wo[l]
         W[f"mlp_norm{l}"], W[f"wg{l}"], W[f"wd{l}"], W[f"wu{l}"] = fn[l], w1[l], w2[l], w3[l]
-    c = dict(hidden=dim, heads=nh, kv=nkv, layers=L, eps=1e-5, theta=10000.0)
-    toks = [t % vocab for t in TOKENS]
-    return llama(W, c, toks, interleaved=True), toks
+    c = dict(hidden=dim, heads=nh, kv=nkv, layers=L, eps=1e-5, theta=10000.0, interleaved=True)
+    return W, c
+
+
+def tinystories656k():
+    W, c = load_656k()
+    return llama(W, c, TOKENS, interleaved=c["interleaved"])
+
+
+def stories260k():
+    W, c = load_260k()
+    toks = [t % W["embed"].shape[0] for t in TOKENS]
+    return llama(W, c, toks, interleaved=c["interleaved"]), toks
 
 
 def summary(logits):
@@ -133,11 +145,16 @@ def summary(logits):
     return {"first64": logits[:, :64].tolist(), "logsumexp": lse.tolist(), "argmax": logits.argmax(-1).tolist()}
 
 
-out = {"generator": "testdata/gen/torch_ref.py (torch %s, float64)" % torch.__version__}
-out["hf:raincandy-u/TinyStories-656K"] = dict(tokens=TOKENS, **summary(tinystories656k()))
-lg, toks = stories260k()
-out["hf:karpathy/tinyllamas/stories260K/stories260K.bin"] = dict(tokens=toks, **summary(lg))
-os.makedirs("testdata/golden", exist_ok=True)
-with open("testdata/golden/torch_logits.json", "w") as f:
-    json.dump(out, f)
-print("wrote testdata/golden/torch_logits.json")
+def main():
+    out = {"generator": "testdata/gen/torch_ref.py (torch %s, float64)" % torch.__version__}
+    out["hf:raincandy-u/TinyStories-656K"] = dict(tokens=TOKENS, **summary(tinystories656k()))
+    lg, toks = stories260k()
+    out["hf:karpathy/tinyllamas/stories260K/stories260K.bin"] = dict(tokens=toks, **summary(lg))
+    os.makedirs("testdata/golden", exist_ok=True)
+    with open("testdata/golden/torch_logits.json", "w") as f:
+        json.dump(out, f)
+    print("wrote testdata/golden/torch_logits.json")
+
+
+if __name__ == "__main__":
+    main()

@@ -2,8 +2,8 @@
 """Independent PyTorch implementation of the DarwinLM reference's greedy
 structured OBS pass (src/fast_obc_struct.py as described in
 ../shared/reference/paper-notes.md b.3), run on the two tiny checkpoints of
-the hub mirror. It parses the checkpoints itself (loaders adapted from
-testdata/gen/torch_ref.py), runs a textbook float64 Llama over the committed
+the hub mirror. It parses the checkpoints with testdata/gen/torch_ref.py's loaders
+(independent of the Go readers), runs a textbook float64 Llama over the committed
 calibration windows (prune/testdata/calib_*.u16: the first 16384 tokens of the
 mirror's TinyStories validation prefix, sampler "first", windows of 256; the
 Go test checks that prune.SampleSequences still yields exactly these tokens),
@@ -24,92 +24,18 @@ removal order and the accumulated error (sum of eps/2) per level 0..9.
 Run from the repository root:
     DARWINLM_HUB_MIRROR=../shared/hf /usr/bin/python3 prune/testdata/gen/obs_ref.py
 """
-import json, math, os, struct
+import json, math, os, sys
 import numpy as np
 import torch
 
+# The checkpoint loaders, RMSNorm and RoPE of the forward-pass reference.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "testdata", "gen"))
+from torch_ref import load_260k, load_656k, rms, rope
+
 torch.set_default_dtype(torch.float64)
-HUB = os.environ.get("DARWINLM_HUB_MIRROR", "../shared/hf")
 SEQ_LEN = 256
 LEVELS = 10
 REL_DAMP = 1e-2
-
-
-def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        hdr = json.loads(f.read(n))
-        data = f.read()
-    out = {}
-    for k, v in hdr.items():
-        if k == "__metadata__":
-            continue
-        assert v["dtype"] == "F32", v["dtype"]
-        a, b = v["data_offsets"]
-        out[k] = torch.from_numpy(np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"]).astype(np.float64))
-    return out
-
-
-def tinystories656k():
-    d = os.path.join(HUB, "models/raincandy-u/TinyStories-656K")
-    cfg = json.load(open(os.path.join(d, "config.json")))
-    t = load_safetensors(os.path.join(d, "model.safetensors"))
-    W = {"embed": t.get("model.embed_tokens.weight", t.get("lm_head.weight"))}
-    for l in range(cfg["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        W[f"attn_norm{l}"] = t[p + "input_layernorm.weight"]
-        W[f"mlp_norm{l}"] = t[p + "post_attention_layernorm.weight"]
-        for k, n in [("wq", "self_attn.q_proj"), ("wk", "self_attn.k_proj"), ("wv", "self_attn.v_proj"), ("wo", "self_attn.o_proj"),
-                     ("wg", "mlp.gate_proj"), ("wu", "mlp.up_proj"), ("wd", "mlp.down_proj")]:
-            W[f"{k}{l}"] = t[p + n + ".weight"]
-    c = dict(hidden=cfg["hidden_size"], heads=cfg["num_attention_heads"], kv=cfg["num_key_value_heads"],
-             layers=cfg["num_hidden_layers"], eps=cfg["rms_norm_eps"], theta=cfg["rope_theta"], interleaved=False)
-    return W, c
-
-
-def stories260k():
-    p = os.path.join(HUB, "models/karpathy/tinyllamas/stories260K/stories260K.bin")
-    raw = open(p, "rb").read()
-    dim, hid, L, nh, nkv, vocab, seq = struct.unpack("<7i", raw[:28])
-    vocab = abs(vocab)
-    a = torch.from_numpy(np.frombuffer(raw[28:], dtype="<f4").astype(np.float64))
-    off = 0
-
-    def take(*shape):
-        nonlocal off
-        n = int(np.prod(shape))
-        r = a[off: off + n].reshape(shape)
-        off += n
-        return r
-
-    d = dim // nh
-    W = {"embed": take(vocab, dim)}
-    an = take(L, dim); wq = take(L, dim, dim); wk = take(L, nkv * d, dim); wv = take(L, nkv * d, dim); wo = take(L, dim, dim)
-    fn = take(L, dim); w1 = take(L, hid, dim); w2 = take(L, dim, hid); w3 = take(L, hid, dim)
-    for l in range(L):
-        W[f"attn_norm{l}"], W[f"wq{l}"], W[f"wk{l}"], W[f"wv{l}"], W[f"wo{l}"] = an[l], wq[l], wk[l], wv[l], wo[l]
-        W[f"mlp_norm{l}"], W[f"wg{l}"], W[f"wd{l}"], W[f"wu{l}"] = fn[l], w1[l], w2[l], w3[l]
-    c = dict(hidden=dim, heads=nh, kv=nkv, layers=L, eps=1e-5, theta=10000.0, interleaved=True)
-    return W, c
-
-
-def rms(x, w, eps):
-    return x / torch.sqrt((x * x).mean(-1, keepdim=True) + eps) * w
-
-
-def rope(x, pos, theta, interleaved):
-    d = x.shape[-1]
-    inv = 1.0 / theta ** (torch.arange(0, d, 2) / d)
-    ang = pos[:, None] * inv[None, :]
-    c, s = torch.cos(ang)[:, None, :], torch.sin(ang)[:, None, :]
-    if interleaved:
-        x0, x1 = x[..., 0::2], x[..., 1::2]
-        y = torch.empty_like(x)
-        y[..., 0::2] = x0 * c - x1 * s
-        y[..., 1::2] = x1 * c + x0 * s
-        return y
-    x0, x1 = x[..., : d // 2], x[..., d // 2:]
-    return torch.cat([x0 * c - x1 * s, x1 * c + x0 * s], -1)
 
 
 def hessians(W, cfg, windows):
@@ -240,8 +166,8 @@ def run(key, loader):
 
 
 out = {"generator": "prune/testdata/gen/obs_ref.py (torch %s, float64)" % torch.__version__, "models": {}}
-out["models"]["656k"] = run("656k", tinystories656k)
-out["models"]["260k"] = run("260k", stories260k)
+out["models"]["656k"] = run("656k", load_656k)
+out["models"]["260k"] = run("260k", load_260k)
 with open("prune/testdata/obs_ref.json", "w") as f:
     json.dump(out, f)
 print("wrote prune/testdata/obs_ref.json")
