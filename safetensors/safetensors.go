@@ -20,6 +20,7 @@ import (
 	"sort"
 	"sync"
 
+	"github.com/darwinlm/darwinlm-go/internal/mmap"
 	"github.com/x448/float16"
 )
 
@@ -245,7 +246,7 @@ func Open(path string) (*File, error) {
 	var data []byte
 	var unmap func() error
 	if size > 0 {
-		data, unmap = mmapFile(f, size)
+		data, unmap = mmap.File(f, size)
 	}
 	if data == nil {
 		data = make([]byte, size)

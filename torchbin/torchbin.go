@@ -26,6 +26,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/darwinlm/darwinlm-go/internal/mmap"
 	"github.com/darwinlm/darwinlm-go/safetensors"
 )
 
@@ -88,7 +89,7 @@ func Open(p string) (*File, error) {
 	var data []byte
 	var unmap func() error
 	if size > 0 {
-		data, unmap = mmapFile(fh, size)
+		data, unmap = mmap.File(fh, size)
 	}
 	if data == nil {
 		if size > math.MaxInt {

@@ -1,15 +1,17 @@
 //go:build unix
 
-package torchbin
+// Package mmap maps checkpoint files read-only (safetensors, torchbin); where
+// mapping is unavailable it returns nil and the caller reads the file.
+package mmap
 
 import (
 	"os"
 	"syscall"
 )
 
-// mmapFile maps the file read-only; it returns nil when mapping fails, and
+// File maps the file read-only; it returns nil when mapping fails, and
 // the caller then reads the file instead.
-func mmapFile(f *os.File, size int64) ([]byte, func() error) {
+func File(f *os.File, size int64) ([]byte, func() error) {
 	if size <= 0 || int64(int(size)) != size {
 		return nil, nil
 	}
