@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -54,7 +55,7 @@ func TestViews(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equal(ti.Shape, w.shape) || len(v) != len(w.vals) {
+		if !slices.Equal(ti.Shape, w.shape) || len(v) != len(w.vals) {
 			t.Fatalf("%s: shape %v, %d values", n, ti.Shape, len(v))
 		}
 		for i := range v {
@@ -77,18 +78,6 @@ func TestViews(t *testing.T) {
 	if _, _, err := f.Bytes("all"); err == nil {
 		t.Fatal("Bytes after Close")
 	}
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestParameter(t *testing.T) {
@@ -290,7 +279,7 @@ func TestProtocol4(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, ti, err := f.Float32("w")
-	if err != nil || !equal(ti.Shape, []int64{2}) || v[0] != 2 || v[1] != 3 {
+	if err != nil || !slices.Equal(ti.Shape, []int64{2}) || v[0] != 2 || v[1] != 3 {
 		t.Fatalf("w = %v %v %v", v, ti, err)
 	}
 	// The same storage declared with more elements than its entry holds.
