@@ -1,7 +1,5 @@
 //go:build unix
 
-// Package mmap maps checkpoint files read-only (safetensors, torchbin); where
-// mapping is unavailable it returns nil and the caller reads the file.
 package mmap
 
 import (
@@ -9,9 +7,9 @@ import (
 	"syscall"
 )
 
-// File maps the file read-only; it returns nil when mapping fails, and
-// the caller then reads the file instead.
-func File(f *os.File, size int64) ([]byte, func() error) {
+// mapFile maps the file read-only; it returns nil when mapping fails, and
+// Load then reads the file instead.
+func mapFile(f *os.File, size int64) ([]byte, func() error) {
 	if size <= 0 || int64(int(size)) != size {
 		return nil, nil
 	}
