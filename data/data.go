@@ -137,7 +137,7 @@ func readTexts(spec string) ([]string, error) {
 				if !ok && r["text"] != nil {
 					return nil, fmt.Errorf("data: %s: row %d: column text is %T, not a string", f, i, r["text"])
 				}
-				if at := invalidUTF8(s); at >= 0 {
+				if at := InvalidUTF8(s); at >= 0 {
 					return nil, fmt.Errorf("data: %s: row %d: column text is not valid UTF-8 (at byte %d of the value)", f, i, at)
 				}
 				out = append(out, s)
@@ -477,7 +477,7 @@ func readJSONL(path string) (cols []string, rows []map[string]any, err error) {
 		b, rerr := br.ReadBytes('\n')
 		if len(b) > 0 {
 			line++
-			if at := invalidUTF8(string(b)); at >= 0 {
+			if at := InvalidUTF8(string(b)); at >= 0 {
 				return nil, nil, fmt.Errorf("data: %s: line %d is not valid UTF-8 (at byte %d of the file)", path, line, offset+int64(at))
 			}
 			offset += int64(len(b))
@@ -579,7 +579,7 @@ func jsonNormalize(v any) any {
 // checkText rejects a plain-text file that is not text: invalid UTF-8 or a
 // NUL byte (a binary file would otherwise be scored as text).
 func checkText(path string, b []byte) error {
-	if at := invalidUTF8(string(b)); at >= 0 {
+	if at := InvalidUTF8(string(b)); at >= 0 {
 		return fmt.Errorf("data: %s is not valid UTF-8 text (at byte %d); give a text, .jsonl or .parquet file", path, at)
 	}
 	if at := bytes.IndexByte(b, 0); at >= 0 {
@@ -588,9 +588,9 @@ func checkText(path string, b []byte) error {
 	return nil
 }
 
-// invalidUTF8 is the byte offset of the first invalid UTF-8 sequence in s,
+// InvalidUTF8 is the byte offset of the first invalid UTF-8 sequence in s,
 // or -1 when s is valid.
-func invalidUTF8(s string) int {
+func InvalidUTF8(s string) int {
 	if utf8.ValidString(s) {
 		return -1
 	}

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -53,7 +54,7 @@ func TestTorchBinMatchesSafetensorsTwin(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					if tt.DType != wi.DType || !equalShape(tt.Shape, wi.Shape) || !bytes.Equal(got, want) {
+					if tt.DType != wi.DType || !slices.Equal(tt.Shape, wi.Shape) || !bytes.Equal(got, want) {
 						t.Fatalf("%s: %s %v differs from the twin's %s %v", tt.Name, tt.DType, tt.Shape, wi.DType, wi.Shape)
 					}
 					gf, _, err := f.Float32(tt.Name)
@@ -127,18 +128,6 @@ func TestTorchBinMatchesSafetensorsTwin(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalShape(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // A folder with both formats loads the safetensors file; one with neither

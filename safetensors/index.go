@@ -44,7 +44,6 @@ func OpenDir(dir string) (*Set, error) {
 func OpenIndex(indexPath string) (*Set, error) {
 	files, err := shards.Open(indexPath, shards.Format[*File]{
 		Prefix: "safetensors", MaxSize: 0, Open: Open,
-		Close: func(f *File) { f.Close() },
 		Names: func(f *File) []string {
 			n := make([]string, len(f.Tensors))
 			for i, t := range f.Tensors {
@@ -107,12 +106,4 @@ func (s *Set) Float32(name string) ([]float32, *TensorInfo, error) {
 }
 
 // Close closes every file.
-func (s *Set) Close() error {
-	var first error
-	for _, f := range s.Files {
-		if err := f.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
+func (s *Set) Close() error { return shards.Close(s.Files) }

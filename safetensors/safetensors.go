@@ -13,13 +13,12 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"math/bits"
-	"os"
 	"sort"
 	"sync"
 
+	"github.com/darwinlm/darwinlm-go/internal/mmap"
 	"github.com/x448/float16"
 )
 
@@ -232,29 +231,11 @@ type File struct {
 
 // Open maps (or reads) a safetensors file and validates its header.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	data, unmap, err := mmap.Load(path)
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %w", err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("safetensors: %w", err)
-	}
-	size := st.Size()
-	var data []byte
-	var unmap func() error
-	if size > 0 {
-		data, unmap = mmapFile(f, size)
-	}
-	if data == nil {
-		data = make([]byte, size)
-		if _, err := io.ReadFull(f, data); err != nil {
-			return nil, fmt.Errorf("safetensors: %s: %w", path, err)
-		}
-		unmap = func() error { return nil }
-	}
-	h, err := ParseHeader(path, data, size)
+	h, err := ParseHeader(path, data, int64(len(data)))
 	if err != nil {
 		unmap()
 		return nil, err

@@ -60,7 +60,6 @@ func OpenDir(dir string) (*Set, error) {
 func OpenIndex(indexPath string) (*Set, error) {
 	files, err := shards.Open(indexPath, shards.Format[*File]{
 		Prefix: "torchbin", MaxSize: MaxIndexSize, Open: Open,
-		Close: func(f *File) { f.Close() },
 		Names: func(f *File) []string {
 			n := make([]string, len(f.Tensors))
 			for i, t := range f.Tensors {
@@ -96,12 +95,4 @@ func (s *Set) Lookup(name string) (*Tensor, *File, bool) {
 }
 
 // Close closes every file.
-func (s *Set) Close() error {
-	var first error
-	for _, f := range s.Files {
-		if err := f.Close(); err != nil && first == nil {
-			first = err
-		}
-	}
-	return first
-}
+func (s *Set) Close() error { return shards.Close(s.Files) }

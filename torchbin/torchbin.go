@@ -22,10 +22,10 @@ import (
 	"io"
 	"math"
 	"math/bits"
-	"os"
 	"path"
 	"strings"
 
+	"github.com/darwinlm/darwinlm-go/internal/mmap"
 	"github.com/darwinlm/darwinlm-go/safetensors"
 )
 
@@ -75,30 +75,9 @@ func (f *File) Lookup(name string) (*Tensor, bool) {
 
 // Open maps (or reads) a checkpoint and decodes its state dict.
 func Open(p string) (*File, error) {
-	fh, err := os.Open(p)
+	data, unmap, err := mmap.Load(p)
 	if err != nil {
 		return nil, fmt.Errorf("torchbin: %w", err)
-	}
-	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("torchbin: %w", err)
-	}
-	size := st.Size()
-	var data []byte
-	var unmap func() error
-	if size > 0 {
-		data, unmap = mmapFile(fh, size)
-	}
-	if data == nil {
-		if size > math.MaxInt {
-			return nil, fmt.Errorf("torchbin: %s: %d bytes do not fit in memory", p, size)
-		}
-		data = make([]byte, size)
-		if _, err := io.ReadFull(fh, data); err != nil {
-			return nil, fmt.Errorf("torchbin: %s: %w", p, err)
-		}
-		unmap = func() error { return nil }
 	}
 	f, err := Parse(p, data)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -54,7 +55,7 @@ func TestViews(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !equal(ti.Shape, w.shape) || len(v) != len(w.vals) {
+		if !slices.Equal(ti.Shape, w.shape) || len(v) != len(w.vals) {
 			t.Fatalf("%s: shape %v, %d values", n, ti.Shape, len(v))
 		}
 		for i := range v {
@@ -77,18 +78,6 @@ func TestViews(t *testing.T) {
 	if _, _, err := f.Bytes("all"); err == nil {
 		t.Fatal("Bytes after Close")
 	}
-}
-
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestParameter(t *testing.T) {
@@ -134,21 +123,43 @@ func TestBadFiles(t *testing.T) {
 	}
 }
 
-// rezip rewrites views.bin, letting edit drop or change entries.
-func rezip(t *testing.T, edit func(name string, data []byte) (string, []byte, uint16)) []byte {
+// entry is one file of a checkpoint archive, uncompressed.
+type entry struct {
+	name string
+	data []byte
+}
+
+// viewsEntries reads views.bin's archive entries in their order.
+func viewsEntries(t testing.TB) []entry {
 	t.Helper()
 	src := read(t, "views.bin")
 	zr, err := zip.NewReader(bytes.NewReader(src), int64(len(src)))
 	if err != nil {
 		t.Fatal(err)
 	}
+	var es []entry
+	for _, e := range zr.File {
+		r, err := e.Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		es = append(es, entry{e.Name, d})
+	}
+	return es
+}
+
+// rezip rewrites views.bin, letting edit drop or change entries.
+func rezip(t *testing.T, edit func(name string, data []byte) (string, []byte, uint16)) []byte {
+	t.Helper()
 	var out bytes.Buffer
 	zw := zip.NewWriter(&out)
-	for _, e := range zr.File {
-		r, _ := e.Open()
-		data, _ := io.ReadAll(r)
-		r.Close()
-		name, data, method := edit(e.Name, data)
+	for _, e := range viewsEntries(t) {
+		name, data, method := edit(e.name, e.data)
 		if name == "" {
 			continue
 		}
@@ -290,7 +301,7 @@ func TestProtocol4(t *testing.T) {
 		t.Fatal(err)
 	}
 	v, ti, err := f.Float32("w")
-	if err != nil || !equal(ti.Shape, []int64{2}) || v[0] != 2 || v[1] != 3 {
+	if err != nil || !slices.Equal(ti.Shape, []int64{2}) || v[0] != 2 || v[1] != 3 {
 		t.Fatalf("w = %v %v %v", v, ti, err)
 	}
 	// The same storage declared with more elements than its entry holds.
@@ -340,20 +351,12 @@ func FuzzTorchBin(f *testing.F) {
 // mutated data.pkl inside a zip fails its CRC before it reaches the
 // unpickler, which FuzzTorchBin therefore seldom exercises).
 func FuzzUnpickle(f *testing.F) {
-	b := read(f, "views.bin")
-	zr, err := zip.NewReader(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		f.Fatal(err)
-	}
 	storages := map[string][]byte{}
-	for _, e := range zr.File {
-		r, _ := e.Open()
-		d, _ := io.ReadAll(r)
-		r.Close()
-		if strings.HasSuffix(e.Name, "data.pkl") {
-			f.Add(d)
-		} else if k, ok := strings.CutPrefix(e.Name, "views/data/"); ok {
-			storages[k] = d
+	for _, e := range viewsEntries(f) {
+		if strings.HasSuffix(e.name, "data.pkl") {
+			f.Add(e.data)
+		} else if k, ok := strings.CutPrefix(e.name, "views/data/"); ok {
+			storages[k] = e.data
 		}
 	}
 	f.Add([]byte("\x80\x02}q\x00."))
@@ -375,11 +378,6 @@ func FuzzUnpickle(f *testing.F) {
 // bytes by an "FB" extra field, .data/serialization_id, .format_version,
 // .storage_alignment and byteorder entries.
 func TestTorch2Layout(t *testing.T) {
-	src := read(t, "views.bin")
-	zr, err := zip.NewReader(bytes.NewReader(src), int64(len(src)))
-	if err != nil {
-		t.Fatal(err)
-	}
 	var out bytes.Buffer
 	zw := zip.NewWriter(&out)
 	add := func(name string, d []byte) {
@@ -395,11 +393,8 @@ func TestTorch2Layout(t *testing.T) {
 		}
 		w.Write(d)
 	}
-	for _, e := range zr.File {
-		r, _ := e.Open()
-		d, _ := io.ReadAll(r)
-		r.Close()
-		add("archive/"+strings.TrimPrefix(e.Name, "views/"), d)
+	for _, e := range viewsEntries(t) {
+		add("archive/"+strings.TrimPrefix(e.name, "views/"), e.data)
 	}
 	add("archive/byteorder", []byte("little"))
 	add("archive/.data/serialization_id", []byte("0123456789"))

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -312,10 +313,10 @@ func TestCLIAccepts(t *testing.T) {
 		// golden_ids.jsonl of the mirror (add_special_tokens=false); the
 		// tokenizer's config adds BOS (id 1, <|endoftext|>... as configured).
 		want := []int{80, 1288, 139, 410, 555}
-		if !slicesEqual(c, want) {
+		if !slices.Equal(c, want) {
 			t.Fatalf("--no-special: %v, want %v", c, want)
 		}
-		if !slicesEqual(a, b) || len(a) != len(want)+1 || !slicesEqual(a[1:], want) {
+		if !slices.Equal(a, b) || len(a) != len(want)+1 || !slices.Equal(a[1:], want) {
 			t.Fatalf("default: argument %v, --text %v; want BOS then %v", a, b, want)
 		}
 	})
@@ -419,16 +420,4 @@ func TestCLIAccepts(t *testing.T) {
 			t.Fatalf("--out file mode %v under umask 027, want -rw-r-----", st.Mode().Perm())
 		}
 	})
-}
-
-func slicesEqual(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

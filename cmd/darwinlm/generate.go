@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/darwinlm/darwinlm-go/backend"
+	"github.com/darwinlm/darwinlm-go/data"
 	"github.com/darwinlm/darwinlm-go/model"
 	"github.com/darwinlm/darwinlm-go/nn"
 	"github.com/darwinlm/darwinlm-go/tokenizer"
@@ -56,7 +57,7 @@ context length (a note on stderr says so).`,
 				return usagef(cmd, "--top-p must be in (0, 1], got %v", topP)
 			}
 			if !utf8.ValidString(prompt) {
-				return usagef(cmd, "the prompt is not valid UTF-8 (at byte %d)", invalidUTF8At(prompt))
+				return usagef(cmd, "the prompt is not valid UTF-8 (at byte %d)", data.InvalidUTF8(prompt))
 			}
 			m, tok, be, err := mf.load()
 			if err != nil {

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/darwinlm/darwinlm-go/data"
 	"github.com/darwinlm/darwinlm-go/tokenizer"
 )
 
@@ -42,7 +43,7 @@ tokens out, which is how ppl and eval tokenize text.`,
 				return usagef(cmd, "--special and --no-special contradict each other")
 			}
 			if !utf8.ValidString(text) {
-				return usagef(cmd, "the text is not valid UTF-8 (at byte %d)", invalidUTF8At(text))
+				return usagef(cmd, "the text is not valid UTF-8 (at byte %d)", data.InvalidUTF8(text))
 			}
 			_, tok, _, err := mf.load()
 			if err != nil {
@@ -64,16 +65,4 @@ tokens out, which is how ppl and eval tokenize text.`,
 	c.Flags().BoolVar(&special, "special", false, "add special tokens as the tokenizer config says (the default; kept for old scripts)")
 	_ = c.Flags().MarkHidden("special")
 	addCommand(c)
-}
-
-// invalidUTF8At is the byte offset of the first invalid UTF-8 sequence in s.
-func invalidUTF8At(s string) int {
-	for i := 0; i < len(s); {
-		r, n := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && n <= 1 {
-			return i
-		}
-		i += n
-	}
-	return -1
 }

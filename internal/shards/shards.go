@@ -6,6 +6,7 @@ package shards
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -13,13 +14,12 @@ import (
 	"strings"
 )
 
-// Format is what Open needs of a weight format. prefix starts its errors
+// Format is what Open needs of a weight format. Prefix starts its errors
 // ("safetensors", "torchbin").
-type Format[F any] struct {
+type Format[F io.Closer] struct {
 	Prefix  string
 	MaxSize int64 // largest index file accepted; 0 = no limit
 	Open    func(path string) (F, error)
-	Close   func(F)
 	Names   func(F) []string // the tensors a shard holds
 }
 
@@ -27,7 +27,7 @@ type Format[F any] struct {
 // name) and checks that the weight_map and the shards agree tensor for
 // tensor: every mapped tensor is in its shard and every shard tensor is
 // mapped to it. Shard names must be plain file names beside the index.
-func Open[F any](indexPath string, ff Format[F]) ([]F, error) {
+func Open[F io.Closer](indexPath string, ff Format[F]) ([]F, error) {
 	p := ff.Prefix
 	if ff.MaxSize > 0 {
 		st, err := os.Stat(indexPath)
@@ -65,16 +65,11 @@ func Open[F any](indexPath string, ff Format[F]) ([]F, error) {
 	sort.Strings(order)
 	dir := filepath.Dir(indexPath)
 	var files []F
-	closeAll := func() {
-		for _, f := range files {
-			ff.Close(f)
-		}
-	}
 	held := map[string]map[string]bool{} // shard -> its tensors
 	for _, s := range order {
 		f, err := ff.Open(filepath.Join(dir, s))
 		if err != nil {
-			closeAll()
+			Close(files)
 			return nil, fmt.Errorf("%w (shard of %s)", err, indexPath)
 		}
 		files = append(files, f)
@@ -86,7 +81,7 @@ func Open[F any](indexPath string, ff Format[F]) ([]F, error) {
 	}
 	for t, s := range idx.WeightMap {
 		if !held[s][t] {
-			closeAll()
+			Close(files)
 			return nil, fmt.Errorf("%s: %s: weight_map puts tensor %q in %s, which does not hold it", p, indexPath, t, s)
 		}
 	}
@@ -100,10 +95,21 @@ func Open[F any](indexPath string, ff Format[F]) ([]F, error) {
 		})
 		for _, n := range names {
 			if idx.WeightMap[n] != s {
-				closeAll()
+				Close(files)
 				return nil, fmt.Errorf("%s: %s: tensor %q of shard %s is not in the weight_map (or mapped to %q)", p, indexPath, n, s, idx.WeightMap[n])
 			}
 		}
 	}
 	return files, nil
+}
+
+// Close closes every file and returns the first error.
+func Close[F io.Closer](files []F) error {
+	var first error
+	for _, f := range files {
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }

@@ -1,15 +1,15 @@
 //go:build unix
 
-package torchbin
+package mmap
 
 import (
 	"os"
 	"syscall"
 )
 
-// mmapFile maps the file read-only; it returns nil when mapping fails, and
-// the caller then reads the file instead.
-func mmapFile(f *os.File, size int64) ([]byte, func() error) {
+// mapFile maps the file read-only; it returns nil when mapping fails, and
+// Load then reads the file instead.
+func mapFile(f *os.File, size int64) ([]byte, func() error) {
 	if size <= 0 || int64(int(size)) != size {
 		return nil, nil
 	}
