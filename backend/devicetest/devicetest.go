@@ -267,7 +267,14 @@ func refMat(c, a, b []float64, m, n, k int, ai func(i, p int) int, bi func(p, j 
 }
 
 func testMat[F backend.Float](s *suite[F]) {
-	const m, n, k = 7, 13, 5
+	// A small product, and one past a CPU GEMM's register tiles and a GPU
+	// shader's workgroup tiles (ragged edges in every dimension).
+	for _, sz := range [][3]int{{7, 13, 5}, {67, 71, 37}} {
+		testMatSize(s, sz[0], sz[1], sz[2])
+	}
+}
+
+func testMatSize[F backend.Float](s *suite[F], m, n, k int) {
 	for _, acc := range []bool{false, true} {
 		for _, kind := range []string{"MatNT", "MatNN", "MatTN"} {
 			a, b, c := s.rnd(m*k, 1), s.rnd(n*k, 1), s.rnd(m*n+3, 1)
@@ -288,7 +295,7 @@ func testMat[F backend.Float](s *suite[F]) {
 				s.d.MatTN(cv, av, bv, m, n, k, acc)
 				refMat(w, a, b, m, n, k, func(i, p int) int { return p*m + i }, func(p, j int) int { return p*n + j }, acc)
 			}
-			s.close(fmt.Sprintf("%s acc=%v", kind, acc), s.down(vc), want)
+			s.close(fmt.Sprintf("%s %dx%dx%d acc=%v", kind, m, n, k, acc), s.down(vc), want)
 		}
 	}
 }
