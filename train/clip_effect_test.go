@@ -9,9 +9,9 @@ import (
 // clip/(‖g‖+1e-6), ‖g‖ the unclipped norm, measured here from the weights
 // alone: an unclipped step moves them by Δ = −lr·g, so ‖g‖ = ‖Δ‖/lr, and
 // the clipped step must move them by Δ·coef. A clip above ‖g‖ changes
-// nothing. This is independent of the clipping code: the device-vs-host
-// tests cannot see clipping skipped on both sides.
-func TestClipScalesTheStep(t *testing.T) {
+// nothing; SGD's weight decay adds −lr·wd·w. This is independent of the clipping code: the device-vs-host
+// tests cannot see clipping (or the decay) skipped on both sides.
+func TestClipAndDecayScaleTheStep(t *testing.T) {
 	be := cpu(t)
 	rc := randCfg{Heads: 4, KV: 2, HD: 8, Hidden: 16, Inter: 12, Vocab: 31, Layers: 2, Bias: true, Tied: true}
 	seqs := testSeqs(1, 9, rc.Vocab, 7)
@@ -56,13 +56,13 @@ func TestClipScalesTheStep(t *testing.T) {
 			if gn == 0 {
 				t.Fatal("the step did not move the weights")
 			}
-			check := func(clip float64, coef float64) {
+			check := func(clip, coef, wd float64) {
 				oc := o
-				oc.Clip = clip
+				oc.Clip, oc.WeightDecay = clip, wd
 				w2 := run(t, oc)
 				bad := 0
 				for i := range w0 {
-					want := d[i] * coef
+					want := d[i]*coef - lr*wd*float64(w0[i])
 					got := float64(w2[i]) - float64(w0[i])
 					// float32 rounding of w1 and w2, and ‖g‖ from rounded Δ.
 					tol := 2e-7*math.Abs(float64(w0[i])) + 1e-4*mx*coef
@@ -76,8 +76,11 @@ func TestClipScalesTheStep(t *testing.T) {
 					t.Fatalf("clip %g: %d of %d weights off", clip, bad, len(w0))
 				}
 			}
-			check(gn/4, (gn/4)/(gn+1e-6))
-			check(gn*2, 1)
+			check(gn/4, (gn/4)/(gn+1e-6), 0)
+			check(gn*2, 1, 0)
+			// Weight decay: w ← w − lr·(g + wd·w), clipped or not.
+			check(0, 1, 0.01)
+			check(gn/4, (gn/4)/(gn+1e-6), 0.01)
 		})
 	}
 }
