@@ -94,6 +94,15 @@ func TestHessianDeviceBitwise(t *testing.T) {
 			if len(got) == 0 {
 				t.Fatalf("layer %d: empty Hessian %d", li, k)
 			}
+			// Not vacuous: the sinks saw the activations (XᵀX has a
+			// positive trace).
+			var tr float64
+			for i, n := 0, []int{nq, l.Inter}[k]; i < n; i++ {
+				tr += old.acc[k][i*n+i]
+			}
+			if !(tr > 0) {
+				t.Fatalf("layer %d Hessian %d: trace %v, the sink saw no activations", li, k, tr)
+			}
 			for i := range got {
 				if math.Float64bits(got[i]) != math.Float64bits(old.acc[k][i]) {
 					t.Fatalf("layer %d Hessian %d [%d]: device %v, host %v", li, k, i, got[i], old.acc[k][i])

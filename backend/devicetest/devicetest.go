@@ -267,7 +267,14 @@ func refMat(c, a, b []float64, m, n, k int, ai func(i, p int) int, bi func(p, j 
 }
 
 func testMat[F backend.Float](s *suite[F]) {
-	const m, n, k = 7, 13, 5
+	// A small product, and one past a CPU GEMM's register tiles and a GPU
+	// shader's workgroup tiles (ragged edges in every dimension).
+	for _, sz := range [][3]int{{7, 13, 5}, {67, 71, 37}} {
+		testMatSize(s, sz[0], sz[1], sz[2])
+	}
+}
+
+func testMatSize[F backend.Float](s *suite[F], m, n, k int) {
 	for _, acc := range []bool{false, true} {
 		for _, kind := range []string{"MatNT", "MatNN", "MatTN"} {
 			a, b, c := s.rnd(m*k, 1), s.rnd(n*k, 1), s.rnd(m*n+3, 1)
@@ -288,7 +295,7 @@ func testMat[F backend.Float](s *suite[F]) {
 				s.d.MatTN(cv, av, bv, m, n, k, acc)
 				refMat(w, a, b, m, n, k, func(i, p int) int { return p*m + i }, func(p, j int) int { return p*n + j }, acc)
 			}
-			s.close(fmt.Sprintf("%s acc=%v", kind, acc), s.down(vc), want)
+			s.close(fmt.Sprintf("%s %dx%dx%d acc=%v", kind, m, n, k, acc), s.down(vc), want)
 		}
 	}
 }
@@ -348,7 +355,7 @@ func testRMSNorm[F backend.Float](s *suite[F]) {
 }
 
 func testRMSNormBackward[F backend.Float](s *suite[F]) {
-	const rows, dim = 6, 9
+	const rows, dim = 13, 9
 	x, w, dout := s.rnd(rows*dim, 2), s.rnd(dim, 1), s.rnd(rows*dim, 1)
 	_, rs := refRMS(x, w, rows, dim, 1e-6)
 	for i := range rs {
@@ -376,7 +383,7 @@ func testRMSNormBackward[F backend.Float](s *suite[F]) {
 }
 
 func testBias[F backend.Float](s *suite[F]) {
-	const rows, cols = 3, 7
+	const rows, cols = 13, 7 // past a small binding limit's row chunk
 	x, b := s.rnd(rows*cols, 1), s.rnd(cols, 1)
 	vx := s.up(x)
 	s.d.AddBias(vx, s.up(b), rows)
@@ -401,7 +408,7 @@ func testBias[F backend.Float](s *suite[F]) {
 }
 
 func testSwiGLU[F backend.Float](s *suite[F]) {
-	const n = 37
+	const n = 101
 	g, u, dout := s.rnd(n, 3), s.rnd(n, 1), s.rnd(n, 1)
 	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
 	want := make([]float64, n)
